@@ -1,0 +1,850 @@
+//! The daemon's configuration: one documented struct per component.
+//!
+//! Sources, lowest precedence first: built-in defaults < TOML file (`--config FILE`) <
+//! environment (`SLUICE_` prefix, `__` between nesting levels, e.g. `SLUICE_WAL__CAPACITY=4GiB`)
+//! < command-line flags. Unknown keys are errors that name the key. Sizes are human-readable
+//! (`512KiB`, `2MiB`, `4GiB`, or a plain number of bytes); durations too (`500ms`, `30s`, `5m`).
+//! [`Config::validate`] runs once at start-up and names the offending key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the write-ahead logs (one subdirectory per partition).
+    /// Default `./data`. Flag `--data-dir`, environment `SLUICE_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// The collector's HTTP listener.
+    pub server: ServerConfig,
+    /// The Prometheus listener.
+    pub metrics: MetricsConfig,
+    /// The write-ahead log.
+    pub wal: WalSettings,
+    /// Where events are published.
+    pub clickhouse: ClickHouseConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The collector's HTTP listener and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `0.0.0.0:8080`. Flag `--listen`.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger → 413 and nothing stored. Default `2MiB`;
+    /// between `1KiB` and `64MiB`, and it must fit in one WAL segment with room to spare.
+    pub max_body_bytes: ByteSize,
+    /// Largest request head (request line plus headers); larger → 431. Default `40KiB`;
+    /// between `8KiB` and `1MiB`.
+    pub max_header_bytes: ByteSize,
+    /// Time allowed to receive a request's body after its head; slower → 408. Also bounds how
+    /// long a connection may take to send a complete head. Default `30s`; `1s` to `10m`.
+    pub request_timeout: HumanDuration,
+    /// Concurrent connections; further ones wait in the kernel's accept queue. Default 10 000;
+    /// 1 to 1 000 000.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default `30s`;
+    /// `0s` to `10m`.
+    pub shutdown_grace: HumanDuration,
+    /// `Retry-After` seconds sent with 503 answers (log full or unavailable). Default `5s`;
+    /// `1s` to `1h`.
+    pub retry_after: HumanDuration,
+}
+
+/// The Prometheus listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the separate `/metrics` listener. Default `0.0.0.0:9090`.
+    /// Flag `--metrics-listen`.
+    pub listen: SocketAddr,
+}
+
+/// What to do when the log is full (see `sluice_wal::FullPolicy`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicySetting {
+    /// Answer 503 with `Retry-After`; never overwrite unpublished data. The default.
+    #[default]
+    Reject,
+    /// Overwrite the oldest unpublished records and count them.
+    DropOldest,
+}
+
+/// The write-ahead log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSettings {
+    /// Number of independent logs, each with its own writer thread. `0` (the default) means
+    /// one per CPU core. At most 256. A restart with fewer partitions keeps draining the
+    /// extra ones' records but routes nothing new to them.
+    pub partitions: usize,
+    /// Disk budget of all partitions together, split evenly between them. Default `4GiB`;
+    /// each partition's share must hold at least two segments.
+    pub capacity: ByteSize,
+    /// Size of each preallocated segment file. Default `32MiB`; `64KiB` to `1GiB`.
+    pub segment_size: ByteSize,
+    /// `reject` (default) or `drop_oldest`.
+    pub full_policy: FullPolicySetting,
+    /// Appends that may wait for one partition's writer before answering 503. Default 65 536;
+    /// 1 to 16 777 216.
+    pub queue_capacity: usize,
+}
+
+/// The ClickHouse server events are published to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface URL. Default `http://127.0.0.1:8123`. Flag `--clickhouse-url`.
+    pub url: String,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `sluice=debug,info`. Default `info`.
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            metrics: MetricsConfig::default(),
+            wal: WalSettings::default(),
+            clickhouse: ClickHouseConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: ByteSize(2 << 20),
+            max_header_bytes: ByteSize(40 << 10),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 10_000,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            retry_after: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings {
+            partitions: 0,
+            capacity: ByteSize(4 << 30),
+            segment_size: ByteSize(32 << 20),
+            full_policy: FullPolicySetting::Reject,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A byte count written as `2MiB`, `512KiB`, `4GiB`, `1.5GB`, `100B` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The number of bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size; write e.g. `512KiB`, `2MiB`, `4GiB`"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+                ))
+            }
+        };
+        let v = n * mult as f64;
+        if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+            return Err(format!("size `{s}` is out of range"));
+        }
+        Ok(ByteSize(v.round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (m, u) in UNITS {
+            if self.0 >= m && self.0 % m == 0 {
+                return write!(f, "{}{u}", self.0 / m);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written as `500ms`, `30s`, `5m`, `1h 30m` (humantime syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `30s`, `5m`"))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading, validation and provenance.
+// ---------------------------------------------------------------------------------------------
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+/// Prefix of every environment variable that sets a configuration key.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+/// Separator between nesting levels in an environment variable's name
+/// (`SLUICE_WAL__CAPACITY` sets `wal.capacity`).
+pub const ENV_NESTING: &str = "__";
+
+/// The environment variable naming the configuration file. It is read by the CLI as the default
+/// of `--config` and is not itself a configuration key.
+pub const CONFIG_FILE_ENV: &str = "SLUICE_CONFIG";
+
+/// The bytes a segment reserves for itself and for one record's frame: the 64-byte segment
+/// header plus the 16-byte frame header.
+pub const SEGMENT_OVERHEAD_BYTES: u64 = 80;
+
+/// Room kept in every WAL record for the envelope's own fields beyond body and headers.
+pub const ENVELOPE_SLACK_BYTES: u64 = 4096;
+
+/// Largest `wal.partitions`.
+pub const MAX_PARTITIONS: usize = 256;
+
+/// Why the configuration could not be loaded or is not acceptable. Every variant names the
+/// offending key or file, so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file named by `--config` or `SLUICE_CONFIG`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key that sluice does not know (often a typo, or a key in the wrong section).
+    #[error("unknown configuration key `{key}` (from {source}){}", expected_list(.expected))]
+    UnknownKey {
+        /// The dotted key, e.g. `wal.capasity`.
+        key: String,
+        /// Where it came from (`file /etc/sluice.toml`, `env SLUICE_WAL__CAPASITY`).
+        source: String,
+        /// The keys accepted at that level.
+        expected: Vec<String>,
+    },
+    /// A value of the wrong type or that does not parse (a size without a valid unit, …).
+    #[error("invalid value for `{key}` (from {source}): {message}")]
+    InvalidValue {
+        /// The dotted key.
+        key: String,
+        /// Where the value came from.
+        source: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An environment variable with the `SLUICE_` prefix whose name is not a key path.
+    #[error("environment variable {name} does not name a configuration key")]
+    BadEnvName {
+        /// The variable's name.
+        name: String,
+    },
+    /// Values that parse but are outside their documented bounds.
+    #[error("invalid configuration:{}", violations_list(.0))]
+    OutOfBounds(Vec<Violation>),
+    /// Any other loading failure (reported by the configuration library).
+    #[error("cannot load configuration: {0}")]
+    Other(String),
+}
+
+/// One value outside its bounds, found by [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The dotted key, e.g. `wal.capacity`.
+    pub key: &'static str,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+fn expected_list(expected: &[String]) -> String {
+    if expected.is_empty() {
+        String::new()
+    } else {
+        format!("; expected one of: {}", expected.join(", "))
+    }
+}
+
+fn violations_list(v: &[Violation]) -> String {
+    v.iter().map(|v| format!("\n  {v}")).collect()
+}
+
+impl ConfigError {
+    /// A stable label for this kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "config_read",
+            ConfigError::Syntax { .. } => "config_syntax",
+            ConfigError::UnknownKey { .. } => "unknown_key",
+            ConfigError::InvalidValue { .. } => "invalid_value",
+            ConfigError::BadEnvName { .. } => "bad_env_name",
+            ConfigError::OutOfBounds(_) => "out_of_bounds",
+            ConfigError::Other(_) => "config_other",
+        }
+    }
+}
+
+/// Values given on the command line; they win over every other source. `None` = not given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--listen` → `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--metrics-listen` → `metrics.listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--data-dir` → `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--clickhouse-url` → `clickhouse.url`.
+    pub clickhouse_url: Option<String>,
+}
+
+impl Overrides {
+    /// `(dotted key, flag, value)` for each flag that was given.
+    fn entries(&self) -> Vec<(&'static str, &'static str, Value)> {
+        let mut out = Vec::new();
+        if let Some(v) = self.listen {
+            out.push(("server.listen", "--listen", Value::from(v.to_string())));
+        }
+        if let Some(v) = self.metrics_listen {
+            out.push(("metrics.listen", "--metrics-listen", Value::from(v.to_string())));
+        }
+        if let Some(v) = &self.data_dir {
+            out.push(("data_dir", "--data-dir", Value::from(v.to_string_lossy().into_owned())));
+        }
+        if let Some(v) = &self.clickhouse_url {
+            out.push(("clickhouse.url", "--clickhouse-url", Value::from(v.clone())));
+        }
+        out
+    }
+}
+
+/// A loaded configuration and where each of its values came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The effective configuration (not yet validated; call [`Config::validate`]).
+    pub config: Config,
+    /// For every dotted key (`wal.capacity`): `default`, `file PATH`, `env SLUICE_…` or
+    /// `flag --…`.
+    pub sources: BTreeMap<String, String>,
+}
+
+/// Loads the configuration: defaults < `file` (TOML) < `SLUICE_*` environment variables <
+/// `overrides`. Unknown keys and unparseable values are errors naming the key and its source.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    load_from(file, &env, overrides)
+}
+
+/// [`load`] with the environment given explicitly (tests pass their own, so they never race on
+/// the process environment).
+pub fn load_from(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigError> {
+    const DEFAULT: &str = "default";
+    const ENV: &str = "env";
+
+    let mut figment = Figment::new().merge(Named {
+        inner: Serialized::defaults(Config::default()),
+        name: DEFAULT.into(),
+    });
+    let file_source = file.map(|p| format!("file {}", p.display()));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Err(e) = toml::from_str::<toml::Table>(&text) {
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string().trim_end().to_string(),
+            });
+        }
+        figment = figment.merge(Named {
+            inner: Toml::string(&text),
+            name: file_source.clone().unwrap_or_default(),
+        });
+    }
+    let env = EnvVars::new(env)?;
+    figment = figment.merge(Named {
+        inner: env.clone(),
+        name: ENV.into(),
+    });
+    for (key, flag, value) in overrides.entries() {
+        figment = figment.merge(Named {
+            inner: Serialized::default(key, value),
+            name: format!("flag {flag}"),
+        });
+    }
+
+    let source_of = |key: &str| -> String {
+        match figment.find_metadata(key).map(|m| m.name.as_ref()) {
+            Some(ENV) => format!("env {}", env.var_for(key)),
+            Some(name) => name.to_string(),
+            // A key nobody provided (e.g. an unknown key's parent): best guess from the sources
+            // that could have named it.
+            None => env
+                .has(key)
+                .then(|| format!("env {}", env.var_for(key)))
+                .or_else(|| file_source.clone())
+                .unwrap_or_else(|| "unknown source".into()),
+        }
+    };
+
+    let config: Config = figment
+        .extract()
+        .map_err(|e| from_figment(e, &source_of))?;
+
+    let sources = leaf_keys(&config)
+        .into_iter()
+        .map(|key| {
+            let source = source_of(&key);
+            (key, source)
+        })
+        .collect();
+    Ok(Loaded { config, sources })
+}
+
+/// Turns figment's first error into a [`ConfigError`] that names the full dotted key and the
+/// source that supplied it.
+fn from_figment(e: figment::Error, source_of: &dyn Fn(&str) -> String) -> ConfigError {
+    let Some(e) = e.into_iter().next() else {
+        return ConfigError::Other("unknown error".into());
+    };
+    let path = e.path.join(".");
+    match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            let key = if e.path.last().map(String::as_str) == Some(field.as_str()) {
+                path.clone()
+            } else if path.is_empty() {
+                field.clone()
+            } else {
+                format!("{path}.{field}")
+            };
+            ConfigError::UnknownKey {
+                source: source_of(&key),
+                key,
+                expected: expected.iter().map(|s| s.to_string()).collect(),
+            }
+        }
+        kind if !path.is_empty() => ConfigError::InvalidValue {
+            source: source_of(&path),
+            key: path,
+            message: kind.to_string(),
+        },
+        _ => ConfigError::Other(e.to_string()),
+    }
+}
+
+/// A provider with our own name in its metadata, so each value's source can be reported.
+struct Named<P> {
+    inner: P,
+    name: String,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// The `SLUICE_*` environment variables as a figment provider. `SLUICE_CONFIG` (the file's
+/// path) is skipped; `__` separates nesting levels; names are case-insensitive.
+#[derive(Debug, Clone)]
+struct EnvVars {
+    /// dotted key → (variable name, raw value)
+    vars: BTreeMap<String, (String, String)>,
+}
+
+impl EnvVars {
+    fn new(env: &[(String, String)]) -> Result<EnvVars, ConfigError> {
+        let mut vars = BTreeMap::new();
+        for (name, value) in env {
+            let upper = name.to_ascii_uppercase();
+            let Some(rest) = upper.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if upper == CONFIG_FILE_ENV {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace(ENV_NESTING, ".");
+            if key.split('.').any(str::is_empty) {
+                return Err(ConfigError::BadEnvName { name: name.clone() });
+            }
+            vars.insert(key, (name.clone(), value.clone()));
+        }
+        Ok(EnvVars { vars })
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.vars.contains_key(key)
+    }
+
+    /// The variable that set `key` (or would set it).
+    fn var_for(&self, key: &str) -> String {
+        match self.vars.get(key) {
+            Some((name, _)) => name.clone(),
+            None => format!(
+                "{ENV_PREFIX}{}",
+                key.replace('.', ENV_NESTING).to_ascii_uppercase()
+            ),
+        }
+    }
+}
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("env")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (key, (_, raw)) in &self.vars {
+            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let leaf = parts.pop().unwrap_or_default();
+            let mut dict = &mut root;
+            for part in parts {
+                let entry = dict
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                let Value::Dict(_, inner) = entry else {
+                    unreachable!("just made a dict")
+                };
+                dict = inner;
+            }
+            dict.insert(leaf.to_string(), value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// Every configuration value as `(dotted key, JSON value)`, keys sorted.
+pub fn flatten(config: &Config) -> BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: &str, v: serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    // Serializing plain data (strings, numbers, enums) cannot fail.
+    let value = serde_json::to_value(config).unwrap_or_default();
+    walk("", value, &mut out);
+    out
+}
+
+fn leaf_keys(config: &Config) -> Vec<String> {
+    flatten(config).into_keys().collect()
+}
+
+/// Whether a key's value must not be printed (`config show`): names containing `key`,
+/// `password`, `secret` or `token`.
+pub fn is_secret_key(key: &str) -> bool {
+    let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    ["key", "password", "secret", "token"]
+        .iter()
+        .any(|w| leaf.contains(w))
+}
+
+impl Config {
+    /// Checks every documented bound; the error lists each violation with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let v = self.violations();
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::OutOfBounds(v))
+        }
+    }
+
+    /// Every value outside its documented bounds.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, key: &'static str, message: String| {
+            if !ok {
+                out.push(Violation { key, message });
+            }
+        };
+        fn size_range(v: ByteSize, lo: u64, hi: u64) -> (bool, String) {
+            (
+                (lo..=hi).contains(&v.0),
+                format!("{v} is outside {} to {}", ByteSize(lo), ByteSize(hi)),
+            )
+        }
+        fn dur_range(v: HumanDuration, lo: Duration, hi: Duration) -> (bool, String) {
+            (
+                (lo..=hi).contains(&v.0),
+                format!(
+                    "{v} is outside {} to {}",
+                    HumanDuration(lo),
+                    HumanDuration(hi)
+                ),
+            )
+        }
+        fn int_range(v: usize, lo: usize, hi: usize) -> (bool, String) {
+            ((lo..=hi).contains(&v), format!("{v} is outside {lo} to {hi}"))
+        }
+        const SEC: Duration = Duration::from_secs(1);
+        const MIN: Duration = Duration::from_secs(60);
+
+        check(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir",
+            "must not be empty".into(),
+        );
+
+        let s = &self.server;
+        let (ok, m) = size_range(s.max_body_bytes, 1 << 10, 64 << 20);
+        check(ok, "server.max_body_bytes", m);
+        let (ok, m) = size_range(s.max_header_bytes, 8 << 10, 1 << 20);
+        check(ok, "server.max_header_bytes", m);
+        let (ok, m) = dur_range(s.request_timeout, SEC, 10 * MIN);
+        check(ok, "server.request_timeout", m);
+        let (ok, m) = int_range(s.max_connections, 1, 1_000_000);
+        check(ok, "server.max_connections", m);
+        let (ok, m) = dur_range(s.shutdown_grace, Duration::ZERO, 10 * MIN);
+        check(ok, "server.shutdown_grace", m);
+        let (ok, m) = dur_range(s.retry_after, SEC, 60 * MIN);
+        check(ok, "server.retry_after", m);
+
+        let w = &self.wal;
+        let (ok, m) = int_range(w.partitions, 0, MAX_PARTITIONS);
+        check(ok, "wal.partitions", m);
+        let (ok, m) = size_range(w.segment_size, 64 << 10, 1 << 30);
+        check(ok, "wal.segment_size", m);
+        let (ok, m) = int_range(w.queue_capacity, 1, 16_777_216);
+        check(ok, "wal.queue_capacity", m);
+
+        let record_max = s
+            .max_body_bytes
+            .0
+            .saturating_add(s.max_header_bytes.0)
+            .saturating_add(ENVELOPE_SLACK_BYTES);
+        let room = w.segment_size.0.saturating_sub(SEGMENT_OVERHEAD_BYTES);
+        check(
+            record_max <= room,
+            "server.max_body_bytes",
+            format!(
+                "a largest request ({} body + {} headers + {} envelope) does not fit in one \
+                 `wal.segment_size` segment ({} minus {} bytes of headers); raise \
+                 wal.segment_size or lower server.max_body_bytes",
+                s.max_body_bytes,
+                s.max_header_bytes,
+                ByteSize(ENVELOPE_SLACK_BYTES),
+                w.segment_size,
+                SEGMENT_OVERHEAD_BYTES
+            ),
+        );
+
+        let partitions = crate::ingest::partition_count(self).max(1) as u64;
+        let share = w.capacity.0 / partitions;
+        check(
+            share >= w.segment_size.0.saturating_mul(2),
+            "wal.capacity",
+            format!(
+                "{} split over {partitions} partition(s) gives {} each, less than two \
+                 segments of wal.segment_size = {}",
+                w.capacity,
+                ByteSize(share),
+                w.segment_size
+            ),
+        );
+
+        let url = self.clickhouse.url.as_str();
+        check(
+            (url.starts_with("http://") && url.len() > 7)
+                || (url.starts_with("https://") && url.len() > 8),
+            "clickhouse.url",
+            format!("`{url}` is not an http:// or https:// URL"),
+        );
+
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            check(
+                false,
+                "log.level",
+                format!("`{}` is not a tracing filter: {e}", self.log.level),
+            );
+        }
+        out
+    }
+}

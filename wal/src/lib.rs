@@ -1,0 +1,228 @@
+//! # sluice-wal: a ring of preallocated, checksummed segments with group commit
+//!
+//! One log is one directory. Appenders hand records to a single writer thread, which writes
+//! everything queued, syncs once and then acknowledges every waiter: an acknowledged record is
+//! on disk. A consumer reads records in order, confirms a position with [`Wal::checkpoint`], and
+//! the segments wholly before that position are recycled for new records. The crate knows
+//! nothing about what the records mean.
+//!
+//! This page is the format's specification. The code that reads and writes these bytes is in
+//! `format.rs`; recovery is in `recovery.rs`.
+//!
+//! ## Files
+//!
+//! ```text
+//! <dir>/LOCK                  advisory lock (flock, exclusive) held by the one writing process
+//! <dir>/checkpoint            the consumer's durable position (36 bytes)
+//! <dir>/checkpoint.tmp        a checkpoint being written; ignored and removed on open
+//! <dir>/ring-0000.seg …       segment slots; the number is the slot, not the segment's age
+//! ```
+//!
+//! Slots are created lazily, up to `capacity_bytes / segment_bytes` of them, each preallocated
+//! (`fallocate`) to `segment_bytes` when created and never deleted: a recycled slot is
+//! overwritten in place. Which segment a slot holds, and its place in history, is in its header.
+//!
+//! ## Segment layout
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "SLUICEWL"
+//! 8       4     format version (1)
+//! 12      4     reserved, zero
+//! 16      8     segment id: 1 for the log's first segment, +1 for each one started after it
+//! 24      8     first LSN: the LSN of the first record this segment holds
+//! 32      8     salt: random, chosen each time the slot is (re)initialised
+//! 40      8     segment size in bytes (the file's preallocated length)
+//! 48      4     CRC32C of bytes 0..48
+//! 52      12    reserved, zero
+//! 64      …     records, back to back, until the next one would not fit
+//! ```
+//!
+//! A record frame:
+//!
+//! ```text
+//! 0       4     payload length N (u32)
+//! 4       4     CRC32C over salt (8) ‖ LSN (8) ‖ N (4) ‖ payload (N)
+//! 8       8     LSN
+//! 16      N     payload
+//! ```
+//!
+//! The salt in the checksum means bytes left in a recycled slot by an earlier segment can never
+//! validate as records of the current one; the LSN in the checksum (and the reader's rule that
+//! each record's LSN is exactly one more than the previous) means a stale record of the *same*
+//! segment, left beyond a truncated tail, can't either. LSNs start at 1 and grow by one per
+//! record for the log's whole life; they are never reused, so the last LSN is also the number
+//! of records ever appended.
+//!
+//! ## Checkpoint file
+//!
+//! ```text
+//! 0   8  magic "SLUICECP"       16  8  confirmed LSN: every record at or below it is confirmed
+//! 8   4  format version (1)     24  8  records dropped by the drop_oldest policy, ever
+//! 12  4  reserved, zero         32  4  CRC32C of bytes 0..32
+//! ```
+//!
+//! ## Durability order
+//!
+//! 1. **Append.** The writer gathers queued records, writes them with positional writes, and
+//!    calls `fdatasync` once. Only then are the waiters told their LSNs. The slots are
+//!    preallocated, so the steady-state sync carries no metadata.
+//! 2. **Roll over.** When the next record does not fit, the current segment is synced (sealing
+//!    it: every record in it is durable before any record of the next segment exists), a free
+//!    slot is initialised with a new header, and that header is synced before records follow.
+//!    A slot file created for the first time is preallocated, synced, and then the directory is
+//!    fsynced so its entry survives a crash.
+//! 3. **Checkpoint.** The new state is written to `checkpoint.tmp`, which is synced, renamed
+//!    over `checkpoint`, and the directory is fsynced.
+//! 4. **Recycle.** Only segments whose every record is at or below the *durable* checkpoint are
+//!    reused, and only when the writer needs a slot. Recycling is a header rewrite; nothing is
+//!    unlinked.
+//!
+//! A failed write or sync **poisons** the log: the batch in flight and every later append fail
+//! with [`Error::Poisoned`]. After a failed `fsync` the kernel may have dropped the dirty pages
+//! and cleared the error, so a retry could "succeed" without the data; the log never retries.
+//!
+//! ## Recovery (on open)
+//!
+//! 1. Take the lock; remove a leftover `checkpoint.tmp`; read `checkpoint` (a damaged one is
+//!    [`Error::BadCheckpoint`]: the log refuses to guess how far the consumer got).
+//! 2. Read every slot's header. A slot whose header does not validate is free: it was never
+//!    used, or its re-initialisation was interrupted, which only happens to slots whose
+//!    previous contents were already confirmed.
+//! 3. Order segments by id. A segment that the next one's first LSN shows to be wholly
+//!    confirmed is free. The rest are scanned from the oldest, checking every record.
+//! 4. A record that fails its checks in a sealed (not the newest) segment is
+//!    [`Error::Corruption`] naming the segment and offset, unless the next segment's first LSN
+//!    shows the segment legitimately ended there (the space after its last record is unused).
+//!    So is a gap in LSNs between segments, or between the checkpoint and the oldest segment.
+//! 5. In the newest segment, the first record that fails its checks is the torn tail of a write
+//!    that was never acknowledged: the rest of the segment is zeroed and synced before any new
+//!    record is written. The exception is a record whose length is plausible and which is
+//!    followed by a record that validates with the next LSN: that is a damaged record in the
+//!    middle of the log, and is [`Error::Corruption`].
+//! 6. Byte accounting is recomputed from what the scan found, never carried over.
+//!
+//! ## What the log refuses to do
+//!
+//! - Skip corruption silently. Operators see [`Error::Corruption`]; [`verify`] lists every
+//!   problem. Repair is a deliberate act, not a side effect of opening.
+//! - Overwrite unconfirmed records, unless the operator chose [`FullPolicy::DropOldest`], which
+//!   advances the checkpoint first and counts what it dropped.
+//! - Acknowledge a record whose sync failed, or accept appends after a failed sync.
+//! - Open a log that another process holds ([`Error::Locked`]).
+//!
+//! A limit: a damaged header of the *newest* segment is indistinguishable from an interrupted
+//! re-initialisation, so the records of that segment would be lost unreported. Header writes
+//! are synced on their own before any record follows, which keeps the window to media damage.
+//!
+//! # Example
+//!
+//! ```
+//! use sluice_wal::{Lsn, Wal, WalConfig};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let config = WalConfig {
+//!     segment_bytes: 1 << 20,
+//!     capacity_bytes: 4 << 20,
+//!     max_record_bytes: 64 << 10,
+//!     ..WalConfig::default()
+//! };
+//! let wal = Wal::open(dir.path(), config).unwrap();
+//! let lsn = wal.append(b"hello".to_vec()).unwrap();      // durable once this returns
+//! let mut reader = wal.reader(Lsn(1));
+//! let record = reader.next().unwrap().unwrap();
+//! assert_eq!((record.lsn, &record.payload[..]), (lsn, &b"hello"[..]));
+//! wal.checkpoint(lsn).unwrap();                          // the consumer is done with it
+//! wal.close().unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+pub mod format;
+pub mod fs;
+mod log;
+mod reader;
+mod recovery;
+mod view;
+
+pub use config::{FullPolicy, WalConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+pub use error::{Error, Result};
+pub use log::{Appender, CommitStats, NoopObserver, Observer, Status, Wal};
+pub use reader::{Reader, Record};
+pub use view::{verify, LogView, Problem, VerifyReport};
+
+use std::fmt;
+
+/// Log sequence number: the place of a record in the log's history. The first record is 1;
+/// `Lsn(0)` means "before the first record".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// Before the first record.
+    pub const ZERO: Lsn = Lsn(0);
+
+    /// The LSN after this one.
+    pub fn next(self) -> Lsn {
+        Lsn(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A segment's place in the log's history (not its slot on disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SegmentId(pub u64);
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a record's frame starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The segment holding it.
+    pub segment: SegmentId,
+    /// Byte offset of the frame within the segment file.
+    pub offset: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
+/// File name of the lock file.
+pub const LOCK_FILE: &str = "LOCK";
+/// File name of the checkpoint.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// File name a checkpoint is written to before it is renamed into place.
+pub const CHECKPOINT_TMP_FILE: &str = "checkpoint.tmp";
+/// Prefix of segment slot file names.
+pub const SEGMENT_PREFIX: &str = "ring-";
+/// Suffix of segment slot file names.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// The file name of slot `slot`.
+pub fn segment_file_name(slot: u32) -> String {
+    format!("{SEGMENT_PREFIX}{slot:04}{SEGMENT_SUFFIX}")
+}
+
+/// The slot number of a segment file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u32> {
+    name.strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?
+        .parse()
+        .ok()
+}
