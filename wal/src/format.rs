@@ -49,7 +49,10 @@ impl SegmentHeader {
     /// the slot is free (never used, or its recycling was interrupted).
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
         if b.len() < SEGMENT_HEADER_LEN as usize {
-            return Err(format!("header is {} bytes, expected {SEGMENT_HEADER_LEN}", b.len()));
+            return Err(format!(
+                "header is {} bytes, expected {SEGMENT_HEADER_LEN}",
+                b.len()
+            ));
         }
         if b[0..8] != SEGMENT_MAGIC {
             return Err("bad magic".into());
@@ -147,7 +150,10 @@ impl CheckpointData {
     /// Decodes the checkpoint file's contents.
     pub fn decode(b: &[u8]) -> Result<CheckpointData, String> {
         if b.len() != CHECKPOINT_LEN {
-            return Err(format!("file is {} bytes, expected {CHECKPOINT_LEN}", b.len()));
+            return Err(format!(
+                "file is {} bytes, expected {CHECKPOINT_LEN}",
+                b.len()
+            ));
         }
         if b[0..8] != CHECKPOINT_MAGIC {
             return Err("bad magic".into());

@@ -21,7 +21,7 @@ pub trait File: Send + Sync + Debug {
     /// Reserves `len` bytes of disk for the file (`fallocate`), growing it to `len`.
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// The file's length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {
@@ -96,7 +96,7 @@ impl File for StdFile {
             Err(e) => Err(e.into()),
         }
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
@@ -237,8 +237,8 @@ impl File for FaultyFile {
         self.fs.check(FaultKind::Create)?;
         self.inner.allocate(len)
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
 }
 

@@ -177,7 +177,11 @@ impl Shared {
         if !self.poisoned.load(Ordering::Acquire) {
             return None;
         }
-        let cause = self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let cause = self
+            .poison
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Some(Error::Poisoned {
             cause: cause.unwrap_or_default(),
         })
@@ -225,7 +229,11 @@ impl Shared {
                 .count(),
             dropped_total: st.checkpoint.dropped_total,
             full: self.full.load(Ordering::Relaxed),
-            poisoned: self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            poisoned: self
+                .poison
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -639,7 +647,11 @@ impl Writer {
             self.shared.poison(&e);
             let poisoned = self.shared.poison_error().expect("just poisoned");
             let rest = current.into_iter().chain(drained);
-            for done in waiting.into_iter().map(|w| w.done).chain(rest.map(|p| p.done)) {
+            for done in waiting
+                .into_iter()
+                .map(|w| w.done)
+                .chain(rest.map(|p| p.done))
+            {
                 let _ = done.send(Err(clone_poison(&poisoned)));
             }
             return;
@@ -707,7 +719,12 @@ impl Writer {
         Ok(())
     }
 
-    fn shared_io(shared: &Shared, op: &'static str, segment: SegmentId, e: std::io::Error) -> Error {
+    fn shared_io(
+        shared: &Shared,
+        op: &'static str,
+        segment: SegmentId,
+        e: std::io::Error,
+    ) -> Error {
         let path = shared
             .lock()
             .segments
@@ -755,11 +772,11 @@ impl Writer {
             |a| a.id.0 + 1,
         ));
         let path = shared.dir.join(segment_file_name(slot));
-        let size = shared.config.segment_bytes.max(
-            file.len()
-                .map_err(|e| Error::io("stat", &path, e))?,
-        );
-        if file.len().map_err(|e| Error::io("stat", &path, e))? < size || created {
+        let size = shared
+            .config
+            .segment_bytes
+            .max(file.size().map_err(|e| Error::io("stat", &path, e))?);
+        if file.size().map_err(|e| Error::io("stat", &path, e))? < size || created {
             file.allocate(size)
                 .map_err(|e| Error::io("allocate", &path, e))?;
         }

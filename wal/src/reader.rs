@@ -75,6 +75,10 @@ impl Reader {
     }
 
     /// The next durable record, or `None` when the reader has caught up with the log.
+    ///
+    /// Not `Iterator::next`: "caught up" is not the end, and a reader can continue after new
+    /// records arrive.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record>> {
         loop {
             if self.cursor.is_none() && !self.locate() {
@@ -92,7 +96,11 @@ impl Reader {
                 }
             }
             let frame = read_frame(&mut c.chunks, c.salt, c.offset, c.lsn).map_err(|e| {
-                Error::io("read segment", self.shared.dir.join(format!("segment {}", c.id)), e)
+                Error::io(
+                    "read segment",
+                    self.shared.dir.join(format!("segment {}", c.id)),
+                    e,
+                )
             })?;
             match frame {
                 Frame::Record { lsn, payload } => {
@@ -207,7 +215,6 @@ impl Reader {
             Refresh::CaughtUp
         }
     }
-
 }
 
 /// True when the cursor's segment was recycled (or dropped) since it was positioned.

@@ -17,8 +17,8 @@ use crate::fs::{File, FileSystem, OpenMode};
 use crate::log::{SegmentInfo, State};
 use crate::view::Problem;
 use crate::{
-    parse_segment_file_name, segment_file_name, Error, Lsn, Result, WalConfig,
-    CHECKPOINT_FILE, CHECKPOINT_TMP_FILE,
+    parse_segment_file_name, segment_file_name, Error, Lsn, Result, WalConfig, CHECKPOINT_FILE,
+    CHECKPOINT_TMP_FILE,
 };
 
 /// Bytes read per `read_at` call while scanning.
@@ -226,7 +226,7 @@ pub(crate) fn survey(
         let (slot, ref path, header, ref file) = found[i];
         let next_first = found.get(i + 1).map(|n| n.2.first_lsn);
         let wholly_confirmed = next_first.is_some_and(|n| n <= confirmed_next);
-        let file_len = file.len().map_err(|e| Error::io("stat", path, e))?;
+        let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let limit = header.size.min(file_len);
         let scanned = if wholly_confirmed && !scan_all {
             ScannedSegment {
@@ -319,7 +319,7 @@ pub(crate) fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Checkpo
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CheckpointData::default()),
         Err(e) => return Err(Error::io("open", &path, e)),
     };
-    let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+    let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
     if len != CHECKPOINT_LEN as u64 {
         return Err(Error::BadCheckpoint {
             path,
@@ -374,7 +374,10 @@ impl ChunkReader {
             self.buf.resize(want, 0);
             let mut got = 0;
             while got < want {
-                match self.file.read_at(&mut self.buf[got..], offset + got as u64)? {
+                match self
+                    .file
+                    .read_at(&mut self.buf[got..], offset + got as u64)?
+                {
                     0 => break,
                     n => got += n,
                 }

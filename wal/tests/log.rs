@@ -64,7 +64,11 @@ fn checkpoint_lets_segments_be_recycled_so_disk_use_stays_within_capacity() {
         }
     }
     let files = segment_files(dir.path());
-    assert!(files.len() as u64 <= config.slots(), "{} files", files.len());
+    assert!(
+        files.len() as u64 <= config.slots(),
+        "{} files",
+        files.len()
+    );
     let status = wal.status();
     assert_eq!(status.last_lsn, Lsn(400));
     assert_eq!(status.checkpoint, Lsn(400));
@@ -205,7 +209,10 @@ fn a_following_reader_wakes_when_a_new_record_becomes_durable() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), small_config()).unwrap();
     let mut reader = wal.reader(Lsn(1));
-    assert!(reader.next_timeout(Duration::from_millis(10)).unwrap().is_none());
+    assert!(reader
+        .next_timeout(Duration::from_millis(10))
+        .unwrap()
+        .is_none());
     let app = wal.appender();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
