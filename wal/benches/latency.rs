@@ -20,9 +20,16 @@
 //!    Per append two durations are recorded: *response* (from the moment the append was due to
 //!    its durable acknowledgement, the figure the 2 ms p99 target is about) and *service* (from
 //!    the call to its return). Percentiles come from the sorted samples.
+//! 4. **The same rate through `append_async`**: one driver thread wakes every 100 µs and
+//!    submits every append that has come due (open loop, same schedule), and each append is
+//!    awaited by its own task on a current-thread tokio runtime on another thread, which is
+//!    how the daemon's handlers use the log. *Response* is measured from the due time (so it
+//!    includes up to one driver tick), *service* from submission; both end when the awaiting
+//!    task runs, so the runtime's wake-up is included.
 //!
-//! Steps 2 and 3 run the log in steady state, `WalConfig::default()`, with a consumer thread
-//! checkpointing the last durable LSN every 100 ms so segments recycle; an observer collects
+//! Steps 2 and 3 run the log in steady state, `WalConfig::default()`, first written through
+//! four segments of 1 MiB records (confirmed as they go) so the slots in use have been
+//! recycled, then with a consumer thread checkpointing the last durable LSN every 100 ms; an observer collects
 //! the group commits (records per sync, sync time).
 
 use std::os::unix::fs::FileExt;
@@ -41,6 +48,21 @@ const RECORD_BYTES: usize = 256;
 const WRITERS: usize = 64;
 /// How often the consumer thread checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Segments written (and recycled) before measuring; see [`prewarm`].
+const PREWARM_SEGMENTS: u64 = 4;
+
+/// Writes a little over `PREWARM_SEGMENTS` segments of 1 MiB records, checkpointing after each,
+/// so the slots the measurement writes into have been written and recycled before: the ring's
+/// steady state. A slot's first use writes into freshly `fallocate`d (unwritten) extents, whose
+/// syncs also carry the extent conversion, which a long-running log pays only once per slot.
+fn prewarm(wal: &Wal) {
+    let config = WalConfig::default();
+    let records = PREWARM_SEGMENTS * config.segment_bytes / (1 << 20) + 1;
+    for _ in 0..records {
+        let lsn = wal.append(vec![0xa5; 1 << 20]).expect("prewarm append");
+        wal.checkpoint(lsn).expect("prewarm checkpoint");
+    }
+}
 /// Length of the closed-loop run that finds the maximum rate.
 const MAX_RATE_RUN: Duration = Duration::from_secs(3);
 
@@ -96,6 +118,32 @@ fn summary(name: &str, samples: &mut [Duration]) {
         fmt_dur(percentile(samples, 99.9)),
         fmt_dur(samples.last().copied().unwrap_or_default()),
     );
+}
+
+/// CPU time this process has used so far (all threads, user + system), from `/proc/self/stat`
+/// (fields 14 and 15, in clock ticks, taken as the usual 100 per second); `None` off Linux.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces; the fields after it start past its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Prints the CPU this process used since `since`, as cores busy over `elapsed`.
+fn report_cpu(since: Option<Duration>, elapsed: Duration) {
+    if let (Some(before), Some(after)) = (since, cpu_time()) {
+        let used = after.saturating_sub(before);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "  cpu: {:.2} s in {:.2} s = {:.2} cores busy (of {cores})",
+            used.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            used.as_secs_f64() / elapsed.as_secs_f64()
+        );
+    }
 }
 
 /// Step 1: `pwrite` 4 KiB + `fdatasync`, into already-written and into fallocated blocks.
@@ -199,6 +247,7 @@ impl Rig {
             commits.clone(),
         )
         .expect("open the log");
+        prewarm(&wal);
         let wal = Arc::new(wal);
         let stop = Arc::new(AtomicBool::new(false));
         let consumer = {
@@ -236,6 +285,7 @@ fn max_rate(rig: &Rig) -> f64 {
     let warm_until = Instant::now() + Duration::from_millis(500);
     let done = AtomicU64::new(0);
     let barrier = Barrier::new(WRITERS + 1);
+    let mut cpu = None;
     let elapsed = std::thread::scope(|s| {
         for _ in 0..WRITERS {
             let (appender, payload, done, barrier) = (&appender, &payload, &done, &barrier);
@@ -255,11 +305,13 @@ fn max_rate(rig: &Rig) -> f64 {
         }
         barrier.wait();
         rig.commits.take();
+        cpu = cpu_time();
         let start = Instant::now();
         // Scope end joins the writers; their last append may finish just after `end`.
         start
     });
     let elapsed = elapsed.elapsed();
+    report_cpu(cpu, elapsed);
     done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
@@ -272,6 +324,7 @@ fn paced(rig: &Rig, rate: f64, run: Duration) {
     let barrier = Barrier::new(WRITERS + 1);
     let results: Mutex<(Vec<Duration>, Vec<Duration>)> = Mutex::default();
     let mut start = Instant::now();
+    let mut cpu = None;
     std::thread::scope(|s| {
         for w in 0..WRITERS {
             let (appender, payload, barrier, results) = (&appender, &payload, &barrier, &results);
@@ -299,10 +352,71 @@ fn paced(rig: &Rig, rate: f64, run: Duration) {
         }
         barrier.wait();
         rig.commits.take();
+        cpu = cpu_time();
         start = Instant::now();
     });
     let elapsed = start.elapsed();
+    report_cpu(cpu, elapsed);
     let (mut response, mut service) = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "  achieved {:.0} appends/s over {:.1} s (asked {rate:.0}/s)",
+        response.len() as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    summary("response", &mut response);
+    summary("service", &mut service);
+}
+
+/// Step 4: the same paced load from one driver thread submitting `append_async` futures on
+/// schedule, each awaited by its own task on a current-thread tokio runtime running on a second
+/// thread, as the daemon's request handlers await the log.
+fn paced_tasks(rig: &Rig, rate: f64, run: Duration) {
+    /// How often the driver wakes to submit every append that has come due.
+    const TICK: Duration = Duration::from_micros(100);
+    let appender = rig.wal.appender();
+    let payload = vec![0x5a_u8; RECORD_BYTES];
+    let total = (run.as_secs_f64() * rate).ceil() as u64;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("build a tokio runtime");
+    let handle = runtime.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut cpu = None;
+    let start = std::thread::scope(|s| {
+        let runtime = &runtime;
+        s.spawn(move || runtime.block_on(async { stop_rx.await.ok() }));
+        cpu = cpu_time();
+        let start = Instant::now();
+        let mut next = 0u64;
+        while next < total {
+            let due_now = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(total);
+            while next < due_now {
+                let due = start + Duration::from_secs_f64(next as f64 / rate);
+                let submitted = Instant::now();
+                let ack = appender.append_async(payload.clone());
+                tasks.push(handle.spawn(async move {
+                    ack.await.expect("append");
+                    let acked = Instant::now();
+                    (acked - due, acked - submitted)
+                }));
+                next += 1;
+            }
+            std::thread::sleep(TICK);
+        }
+        // Every append is submitted; the runtime thread can stop, and the rest is awaited below.
+        let _ = stop_tx.send(());
+        start
+    });
+    let (mut response, mut service): (Vec<_>, Vec<_>) = runtime.block_on(async {
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.expect("append task panicked"));
+        }
+        out.into_iter().unzip()
+    });
+    let elapsed = start.elapsed();
+    report_cpu(cpu, elapsed);
     println!(
         "  achieved {:.0} appends/s over {:.1} s (asked {rate:.0}/s)",
         response.len() as f64 / elapsed.as_secs_f64(),
@@ -341,6 +455,10 @@ fn main() {
         "step 3: {WRITERS} writers × {RECORD_BYTES} B, paced open loop at {rate:.0}/s for {run:?}"
     );
     paced(&rig, rate, run);
+    rig.commits.report();
+    println!("step 4: one driver thread × {RECORD_BYTES} B, paced open loop at {rate:.0}/s for {run:?}, awaited by tokio tasks");
+    rig.commits.take();
+    paced_tasks(&rig, rate, run);
     rig.commits.report();
     rig.close();
 }

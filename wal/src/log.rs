@@ -591,10 +591,10 @@ impl Writer {
             }
             return;
         }
+        // The first request queued is the oldest.
         let queue_wait = batch
-            .iter()
+            .first()
             .map(|p| p.enqueued.elapsed())
-            .max()
             .unwrap_or_default();
         let mut waiting: Vec<Waiting> = Vec::with_capacity(batch.len());
         let mut timing = (Duration::ZERO, Duration::ZERO, 0u64);
