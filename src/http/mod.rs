@@ -1,0 +1,479 @@
+//! The collector's routes: matching, limits, the envelope, and each protocol's answer.
+//!
+//! [`App::handle`] turns one request into one response and needs no socket, so tests can call
+//! it directly; [`crate::server`] feeds it from hyper connections.
+//!
+//! # Routes
+//!
+//! | Method | Path | Stored | Answer |
+//! |---|---|---|---|
+//! | OPTIONS | any | no | 200, CORS preflight headers |
+//! | GET, HEAD | `/i`, `/ice.png`, `/com.snowplowanalytics.snowplow/tp1`, `…/tp2` | yes | 200 `image/gif`, 43-byte pixel, no-cache |
+//! | POST | `/com.snowplowanalytics.snowplow/tp2` | yes | 200 `text/plain` `ok` |
+//! | POST | `/v1/{track,identify,page,screen,group,alias,batch,import}` | yes | 200 `application/json` `{"success":true}` |
+//! | POST | `/v1.0/event`, `/v1.0/events` | yes | 204 |
+//! | POST | `/collect`, `/collect/{stream}` | yes | 202 |
+//! | GET, HEAD | `/health` | no | 200 `ok` while the process runs |
+//! | GET, HEAD | `/ready` | no | 200 when every partition accepts appends, else 503 |
+//!
+//! A known path with another method gets 405 and `Allow`; anything else 404. Tracking answers
+//! (including their errors) carry CORS headers.
+//!
+//! # The hot path
+//!
+//! For a tracking route the handler reads the body (bounded by `server.max_body_bytes` and
+//! `server.request_timeout`), builds the [`Envelope`], picks the partition from the request head
+//! ([`crate::ingest`]), submits the record and awaits its durability. It never touches the disk
+//! and answers only after the log acknowledged the record: a 2xx means the bytes are synced.
+
+pub mod error;
+pub mod response;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+use crate::ingest::{Identity, Ingest};
+use crate::metrics;
+
+pub use error::HttpError;
+pub use response::{Answer, Body, PIXEL};
+
+/// Snowplow's legacy pixel paths.
+pub const PIXEL_PATHS: [&str; 2] = ["/i", "/ice.png"];
+/// Snowplow tracker protocol v1 (GET only).
+pub const TP1: &str = "/com.snowplowanalytics.snowplow/tp1";
+/// Snowplow tracker protocol v2 (GET pixel, POST batches).
+pub const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
+/// Segment's HTTP tracking API.
+pub const SEGMENT_PATHS: [&str; 8] = [
+    "/v1/track",
+    "/v1/identify",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+    "/v1/batch",
+    "/v1/import",
+];
+/// pycolytics' endpoints.
+pub const PYCOLYTICS_PATHS: [&str; 2] = ["/v1.0/event", "/v1.0/events"];
+/// The generic endpoint without a stream.
+pub const COLLECT: &str = "/collect";
+/// The generic endpoint's template with a stream name.
+pub const COLLECT_STREAM: &str = "/collect/{stream}";
+/// Liveness.
+pub const HEALTH: &str = "/health";
+/// Readiness.
+pub const READY: &str = "/ready";
+
+/// Metric label of requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+/// Metric label of CORS preflights.
+const PREFLIGHT: &str = "OPTIONS";
+
+const ALLOW_PIXEL: &str = "GET, HEAD, OPTIONS";
+const ALLOW_TP2: &str = "GET, HEAD, POST, OPTIONS";
+const ALLOW_POST: &str = "POST, OPTIONS";
+const ALLOW_PROBE: &str = "GET, HEAD";
+
+/// Headers copied into the envelope (lower-case, as hyper stores names): what the publisher needs
+/// to identify, enrich and authorise an event later.
+pub const LOGGED_HEADERS: [&str; 9] = [
+    "user-agent",
+    "referer",
+    "origin",
+    "cookie",
+    "x-forwarded-for",
+    "forwarded",
+    "content-type",
+    "content-encoding",
+    "authorization",
+];
+
+/// A tracking route: the template that names it and how it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The route template, stored in the envelope and used as the metric label.
+    pub template: &'static str,
+    /// The answer once the request is durable.
+    pub answer: Answer,
+}
+
+/// What a request's method and path resolve to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Store the request, then answer.
+    Track(Route),
+    /// `GET /health`.
+    Health,
+    /// `GET /ready`.
+    Ready,
+}
+
+/// Matches a method and path against the route table (OPTIONS is handled before this).
+pub fn resolve(method: &Method, path: &str) -> Result<Target, HttpError> {
+    let (template, allow, answer) = if let Some(t) = PIXEL_PATHS.iter().find(|p| **p == path) {
+        (*t, ALLOW_PIXEL, get_only(method, Answer::Pixel))
+    } else if path == TP2 {
+        let answer = match *method {
+            Method::GET | Method::HEAD => Some(Answer::Pixel),
+            Method::POST => Some(Answer::TextOk),
+            _ => None,
+        };
+        (TP2, ALLOW_TP2, answer)
+    } else if path == TP1 {
+        (TP1, ALLOW_PIXEL, get_only(method, Answer::Pixel))
+    } else if let Some(t) = SEGMENT_PATHS.iter().find(|p| **p == path) {
+        (*t, ALLOW_POST, post_only(method, Answer::SegmentSuccess))
+    } else if let Some(t) = PYCOLYTICS_PATHS.iter().find(|p| **p == path) {
+        (*t, ALLOW_POST, post_only(method, Answer::NoContent))
+    } else if path == COLLECT {
+        (COLLECT, ALLOW_POST, post_only(method, Answer::Accepted))
+    } else if is_collect_stream(path) {
+        (
+            COLLECT_STREAM,
+            ALLOW_POST,
+            post_only(method, Answer::Accepted),
+        )
+    } else if path == HEALTH || path == READY {
+        let template = if path == HEALTH { HEALTH } else { READY };
+        return match *method {
+            Method::GET | Method::HEAD if template == HEALTH => Ok(Target::Health),
+            Method::GET | Method::HEAD => Ok(Target::Ready),
+            _ => Err(HttpError::MethodNotAllowed {
+                method: method.clone(),
+                route: template,
+                allow: ALLOW_PROBE,
+            }),
+        };
+    } else {
+        return Err(HttpError::NotFound { path: path.into() });
+    };
+    match answer {
+        Some(answer) => Ok(Target::Track(Route { template, answer })),
+        None => Err(HttpError::MethodNotAllowed {
+            method: method.clone(),
+            route: template,
+            allow,
+        }),
+    }
+}
+
+fn get_only(method: &Method, answer: Answer) -> Option<Answer> {
+    matches!(*method, Method::GET | Method::HEAD).then_some(answer)
+}
+
+fn post_only(method: &Method, answer: Answer) -> Option<Answer> {
+    (*method == Method::POST).then_some(answer)
+}
+
+/// `/collect/NAME` with one non-empty segment.
+fn is_collect_stream(path: &str) -> bool {
+    path.strip_prefix("/collect/")
+        .is_some_and(|stream| !stream.is_empty() && !stream.contains('/'))
+}
+
+/// The limits the handler enforces, from `server.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: u64,
+    /// `server.request_timeout`: how long the body may take to arrive.
+    pub request_timeout: Duration,
+    /// `server.retry_after`: sent with 503 answers.
+    pub retry_after: Duration,
+}
+
+impl Limits {
+    /// The limits from the configuration.
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            max_body_bytes: config.server.max_body_bytes.bytes(),
+            request_timeout: config.server.request_timeout.get(),
+            retry_after: config.server.retry_after.get(),
+        }
+    }
+}
+
+/// The collector application: routes, limits and the logs. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct App {
+    ingest: Arc<Ingest>,
+    limits: Limits,
+}
+
+impl App {
+    /// An application writing to `ingest` under `limits`.
+    pub fn new(ingest: Arc<Ingest>, limits: Limits) -> App {
+        metrics::handle();
+        App { ingest, limits }
+    }
+
+    /// The logs this application writes to.
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    /// Answers one request. `peer` is the TCP peer's address, when there is one.
+    pub async fn handle<B>(&self, req: Request<B>, peer: Option<SocketAddr>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let _in_flight = metrics::InFlight::start();
+        let (label, resp) = self.dispatch(req, peer).await;
+        metrics::record_request(label, resp.status(), started.elapsed());
+        resp
+    }
+
+    async fn dispatch<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> (&'static str, Response<Body>)
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if req.method() == Method::OPTIONS {
+            let origin = req.headers().get(header::ORIGIN);
+            return (PREFLIGHT, response::preflight(origin));
+        }
+        let route = match resolve(req.method(), req.uri().path()) {
+            Ok(Target::Track(route)) => route,
+            Ok(Target::Health) => return (HEALTH, response::text(StatusCode::OK, "ok\n")),
+            Ok(Target::Ready) => return (READY, self.readiness()),
+            Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
+                return (route, e.into_response())
+            }
+            Err(e) => return (UNMATCHED, e.into_response()),
+        };
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let mut resp = match self.accept(route, req, peer).await {
+            Ok(()) => route.answer.response(),
+            Err(e) => e.into_response(),
+        };
+        response::add_cors(resp.headers_mut(), origin.as_ref());
+        (route.template, resp)
+    }
+
+    /// Stores the request; returns once it is durable.
+    async fn accept<B>(
+        &self,
+        route: Route,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), HttpError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let received_at_ms = now_ms();
+        let (parts, body) = req.into_parts();
+        let body = self.read_body(body, &parts.headers).await?;
+
+        let query = parts.uri.query();
+        let partition = {
+            let cookies = parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let forwarded_for = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let identity = Identity::of(cookies, query, forwarded_for, peer);
+            self.ingest.route(&identity)
+        };
+        let envelope = Envelope {
+            received_at_ms,
+            route: route.template.to_owned(),
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            query: query.map(str::to_owned),
+            headers: logged_headers(&parts.headers),
+            body,
+            peer: peer.map(|p| p.to_string()),
+        };
+        let record = envelope.encode();
+        drop(envelope);
+
+        let submitted = Instant::now();
+        let result = self.ingest.append(partition, record).await;
+        metrics::record_append(submitted.elapsed());
+        result
+            .map(drop)
+            .map_err(|e| HttpError::from_wal(e, self.limits.retry_after))
+    }
+
+    /// Reads the whole body within the size and time limits. A declared `Content-Length` over
+    /// the limit is refused before reading anything.
+    async fn read_body<B>(&self, body: B, headers: &HeaderMap) -> Result<Vec<u8>, HttpError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if body.is_end_stream() {
+            return Ok(Vec::new());
+        }
+        let limit = self.limits.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(HttpError::BodyTooLarge { limit });
+        }
+        let capacity = declared.unwrap_or(0).min(limit) as usize;
+        let collect = async move {
+            let mut buf = Vec::with_capacity(capacity);
+            let mut body = Limited::new(body, limit as usize);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    if e.downcast_ref::<LengthLimitError>().is_some() {
+                        HttpError::BodyTooLarge { limit }
+                    } else {
+                        HttpError::BodyRead(e.to_string())
+                    }
+                })?;
+                if let Some(data) = frame.data_ref() {
+                    buf.extend_from_slice(data);
+                }
+            }
+            Ok(buf)
+        };
+        let timeout = self.limits.request_timeout;
+        tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| HttpError::BodyTimeout { timeout })?
+    }
+
+    fn readiness(&self) -> Response<Body> {
+        let unavailable = self.ingest.unavailable();
+        if unavailable.is_empty() {
+            return response::text(StatusCode::OK, "ready\n");
+        }
+        let list = unavailable
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        response::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the log of partition(s) {list} is full or poisoned; `sluice wal status` shows which\n"
+            ),
+        )
+    }
+}
+
+/// The headers in [`LOGGED_HEADERS`], in arrival order. Values that are not valid UTF-8 are
+/// kept with replacement characters (headers are ASCII in practice).
+fn logged_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(LOGGED_HEADERS.len());
+    for (name, value) in headers {
+        if LOGGED_HEADERS.contains(&name.as_str()) {
+            out.push((name.as_str().to_owned(), header_text(value)));
+        }
+    }
+    out
+}
+
+fn header_text(value: &HeaderValue) -> String {
+    match value.to_str() {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(method: Method, path: &str) -> Route {
+        match resolve(&method, path) {
+            Ok(Target::Track(route)) => route,
+            other => panic!("{method} {path} resolved to {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_tracking_route_resolves_to_its_template_and_answer() {
+        assert_eq!(track(Method::GET, "/i").answer, Answer::Pixel);
+        assert_eq!(track(Method::HEAD, "/ice.png").template, "/ice.png");
+        assert_eq!(track(Method::GET, TP1).answer, Answer::Pixel);
+        assert_eq!(track(Method::GET, TP2).answer, Answer::Pixel);
+        assert_eq!(track(Method::POST, TP2).answer, Answer::TextOk);
+        for p in SEGMENT_PATHS {
+            assert_eq!(
+                track(Method::POST, p),
+                Route {
+                    template: p,
+                    answer: Answer::SegmentSuccess
+                }
+            );
+        }
+        assert_eq!(
+            track(Method::POST, "/v1.0/events").answer,
+            Answer::NoContent
+        );
+        assert_eq!(track(Method::POST, "/collect").template, COLLECT);
+        assert_eq!(
+            track(Method::POST, "/collect/orders").template,
+            COLLECT_STREAM
+        );
+    }
+
+    #[test]
+    fn known_paths_with_the_wrong_method_are_405_and_unknown_paths_404() {
+        for (m, p) in [
+            (Method::POST, "/i"),
+            (Method::PUT, TP2),
+            (Method::POST, TP1),
+            (Method::GET, "/v1/track"),
+            (Method::GET, "/collect/x"),
+            (Method::POST, "/health"),
+        ] {
+            let err = resolve(&m, p).unwrap_err();
+            assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
+        }
+        for p in ["/", "/collect/", "/collect/a/b", "/v1/unknown", "/i/"] {
+            let err = resolve(&Method::POST, p).unwrap_err();
+            assert_eq!(err.status(), StatusCode::NOT_FOUND, "{p}");
+        }
+    }
+
+    #[test]
+    fn only_the_listed_headers_are_logged() {
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, HeaderValue::from_static("ua"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("sp=2"));
+        let logged = logged_headers(&h);
+        assert_eq!(
+            logged,
+            vec![
+                ("user-agent".into(), "ua".into()),
+                ("cookie".into(), "a=1".into()),
+                ("cookie".into(), "sp=2".into()),
+            ]
+        );
+    }
+}

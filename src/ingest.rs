@@ -1,0 +1,530 @@
+//! The partitioned logs: where each request's envelope is appended.
+//!
+//! # Partitions
+//!
+//! The collector writes to `N` independent logs ([`partition_count`]; `wal.partitions`, default
+//! one per core), each in its own directory ([`partition_dir`]: `DATA_DIR/wal/partition-000`, …)
+//! with its own writer thread, so group commits on different partitions proceed in parallel.
+//! The byte budget `wal.capacity` is split evenly between them ([`wal_config`]).
+//!
+//! # Routing
+//!
+//! A request goes to partition `fnv1a64(identity) % N`, where the identity is the best one the
+//! request offers *without parsing its body* (the hot path only looks at the head):
+//!
+//! 1. the `sp` cookie (the Snowplow network user id the collector's domain cookie carries),
+//! 2. else a `nuid` query parameter (trackers that set the network user id explicitly),
+//! 3. else the client IP: the first `X-Forwarded-For` hop, else the TCP peer's address.
+//!
+//! The same user therefore always lands in the same partition, and the log keeps that user's
+//! events in arrival order. The hash is FNV-1a 64 with its fixed offset basis — unsalted on
+//! purpose: a restart with the same `N` routes every user exactly as before. (A hostile client
+//! choosing identities to crowd one partition only slows its own partition's group commits;
+//! every partition keeps its byte budget.)
+//!
+//! # Changing the number of partitions
+//!
+//! Directories of partitions at or above `N` that already exist (left by an earlier run with
+//! more partitions) are opened too, so their records stay owned by this process and can be
+//! drained by the publisher, but nothing new is routed to them and they do not count toward
+//! readiness. Lowering `N` never loses data; raising it moves some users to new partitions
+//! (their order across the change is then only kept per partition).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sluice_wal::fs::StdFs;
+use sluice_wal::{Appender, FullPolicy, Lsn, Status, Wal, WalConfig};
+
+use crate::config::{Config, FullPolicySetting};
+use crate::metrics::{PartitionMetrics, WalObserver};
+
+/// Name of the directory under `data_dir` that holds the partitions.
+pub const WAL_DIR: &str = "wal";
+/// Prefix of each partition's directory name; followed by the zero-padded index.
+pub const PARTITION_PREFIX: &str = "partition-";
+/// Most partitions the collector opens.
+pub const MAX_PARTITIONS: usize = 256;
+/// Room for the envelope's field names, method, route, peer and framing in one record, on top
+/// of the body and the request head it copies.
+pub const ENVELOPE_OVERHEAD_BYTES: u64 = 4096;
+/// Group-commit batch size cap (payload bytes), unless one record needs more.
+const MAX_BATCH_BYTES: u64 = 16 << 20;
+/// The cookie that carries Snowplow's network user id.
+const NUID_COOKIE: &str = "sp";
+/// The query parameter that carries an explicit network user id.
+const NUID_PARAM: &str = "nuid";
+
+/// `data_dir/wal/partition-{index:03}`.
+pub fn partition_dir(data_dir: &Path, index: usize) -> PathBuf {
+    data_dir
+        .join(WAL_DIR)
+        .join(format!("{PARTITION_PREFIX}{index:03}"))
+}
+
+/// The sorted indices of the partition directories that exist under `data_dir` (none when the
+/// `wal` directory does not exist yet). Entries that are not `partition-NNN` directories are
+/// ignored.
+pub fn existing_partitions(data_dir: &Path) -> std::io::Result<Vec<usize>> {
+    let root = data_dir.join(WAL_DIR);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(digits) = name.to_str().and_then(|n| n.strip_prefix(PARTITION_PREFIX)) else {
+            continue;
+        };
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(index) = digits.parse() {
+                found.push(index);
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
+/// Number of partitions new requests are routed to: `wal.partitions`, or when it is 0 one per
+/// available core, but no more than `wal.capacity` can give two segments each (so the default
+/// configuration is valid on any machine); at least 1, at most [`MAX_PARTITIONS`].
+pub fn partition_count(config: &Config) -> usize {
+    let n = match config.wal.partitions {
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per_partition = 2 * config.wal.segment_size.bytes().max(1);
+            let fit = (config.wal.capacity.bytes() / per_partition).max(1);
+            cores.min(usize::try_from(fit).unwrap_or(usize::MAX))
+        }
+        n => n,
+    };
+    n.clamp(1, MAX_PARTITIONS)
+}
+
+/// The settings of each partition's log when `partitions` share the configured budget.
+///
+/// `max_record_bytes` is `max_body_bytes + max_header_bytes + 4096`: an envelope holds the body,
+/// a subset of the head, and a little framing, so any request the HTTP limits admit fits.
+pub fn wal_config(config: &Config, partitions: usize) -> WalConfig {
+    let partitions = partitions.max(1) as u64;
+    let max_record_bytes = config.server.max_body_bytes.bytes()
+        + config.server.max_header_bytes.bytes()
+        + ENVELOPE_OVERHEAD_BYTES;
+    WalConfig {
+        segment_bytes: config.wal.segment_size.bytes(),
+        capacity_bytes: config.wal.capacity.bytes() / partitions,
+        max_record_bytes,
+        full_policy: match config.wal.full_policy {
+            FullPolicySetting::Reject => FullPolicy::Reject,
+            FullPolicySetting::DropOldest => FullPolicy::DropOldest,
+        },
+        queue_capacity: config.wal.queue_capacity,
+        max_batch_bytes: MAX_BATCH_BYTES.max(max_record_bytes),
+    }
+}
+
+/// FNV-1a, 64-bit: a stable, unsalted hash (offset basis and prime from the FNV reference).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
+}
+
+/// What a request offers to route it by, best first (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'a> {
+    /// The `sp` cookie's value.
+    NetworkUserId(&'a str),
+    /// The `nuid` query parameter's raw value.
+    QueryNuid(&'a str),
+    /// The client's IP address.
+    Ip(IpAddr),
+    /// An `X-Forwarded-For` first hop that is not an IP address, taken verbatim.
+    ForwardedFor(&'a str),
+    /// Nothing at all (no cookie, parameter, forwarding header or peer).
+    Unknown,
+}
+
+impl<'a> Identity<'a> {
+    /// Picks the identity from the request head's parts.
+    pub fn of(
+        cookies: impl IntoIterator<Item = &'a str>,
+        query: Option<&'a str>,
+        forwarded_for: Option<&'a str>,
+        peer: Option<SocketAddr>,
+    ) -> Identity<'a> {
+        if let Some(v) = cookies
+            .into_iter()
+            .find_map(|header| cookie_value(header, NUID_COOKIE))
+            .filter(|v| !v.is_empty())
+        {
+            return Identity::NetworkUserId(v);
+        }
+        if let Some(v) = query
+            .and_then(|q| query_param(q, NUID_PARAM))
+            .filter(|v| !v.is_empty())
+        {
+            return Identity::QueryNuid(v);
+        }
+        if let Some(hop) = forwarded_for
+            .and_then(|h| h.split(',').next())
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
+            return match hop.parse::<IpAddr>() {
+                Ok(ip) => Identity::Ip(ip),
+                Err(_) => Identity::ForwardedFor(hop),
+            };
+        }
+        match peer {
+            Some(addr) => Identity::Ip(addr.ip()),
+            None => Identity::Unknown,
+        }
+    }
+
+    /// The stable hash routing uses.
+    pub fn hash(&self) -> u64 {
+        match self {
+            Identity::NetworkUserId(v) | Identity::QueryNuid(v) | Identity::ForwardedFor(v) => {
+                fnv1a64(v.as_bytes())
+            }
+            // The canonical (IPv4-mapped addresses unwrapped) octets, so the same client hashes
+            // alike whether it came through a proxy header or directly.
+            Identity::Ip(ip) => match ip.to_canonical() {
+                IpAddr::V4(v4) => fnv1a64(&v4.octets()),
+                IpAddr::V6(v6) => fnv1a64(&v6.octets()),
+            },
+            Identity::Unknown => fnv1a64(&[]),
+        }
+    }
+}
+
+/// The value of cookie `name` in one `Cookie` header (`a=1; sp=xyz`), if present.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The raw (still percent-encoded) value of parameter `name` in a query string.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Why the logs could not be opened or closed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The partition directories could not be listed.
+    #[error(
+        "cannot list partitions under {dir}: {source}; check that data_dir exists and is readable"
+    )]
+    List {
+        /// The directory being listed.
+        dir: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A partition's log did not open.
+    #[error("cannot open the log of partition {partition} in {dir}: {source}")]
+    Open {
+        /// The partition's index.
+        partition: usize,
+        /// Its directory.
+        dir: PathBuf,
+        /// What the log reported.
+        #[source]
+        source: sluice_wal::Error,
+    },
+    /// A partition's log reported an error while closing (its writer was poisoned earlier).
+    #[error("closing the log of partition {partition}: {source}")]
+    Close {
+        /// The partition's index.
+        partition: usize,
+        /// What the log reported.
+        #[source]
+        source: sluice_wal::Error,
+    },
+}
+
+impl IngestError {
+    /// A stable, short identifier for metric labels and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::List { .. } => "list",
+            IngestError::Open { .. } => "open",
+            IngestError::Close { .. } => "close",
+        }
+    }
+}
+
+/// One open partition.
+#[derive(Debug)]
+struct Partition {
+    index: usize,
+    wal: Wal,
+    metrics: PartitionMetrics,
+}
+
+/// The open logs: appenders for the hot path, the logs themselves for status and closing.
+///
+/// # Invariants
+///
+/// - `appenders[i]` belongs to partition `i` for `i < appenders.len()`; those are the routable
+///   partitions. Extra partitions (see the module docs) are only in `partitions`.
+/// - After [`Ingest::close`], `partitions` is empty and every append answers `Closed`.
+#[derive(Debug)]
+pub struct Ingest {
+    appenders: Vec<Appender>,
+    /// Behind a mutex only so that [`Ingest::close`] can take the logs out through a shared
+    /// reference; the hot path never touches it.
+    partitions: Mutex<Vec<Partition>>,
+    data_dir: PathBuf,
+}
+
+impl Ingest {
+    /// Opens every partition's log (blocking: recovery reads the disk). Run it off the async
+    /// runtime's worker threads.
+    pub fn open(config: &Config) -> Result<Ingest, IngestError> {
+        let routable = partition_count(config);
+        let wal_config = wal_config(config, routable);
+        let existing =
+            existing_partitions(&config.data_dir).map_err(|source| IngestError::List {
+                dir: config.data_dir.join(WAL_DIR),
+                source,
+            })?;
+        let mut indices: Vec<usize> = (0..routable).collect();
+        indices.extend(existing.into_iter().filter(|&i| i >= routable));
+
+        let fs = Arc::new(StdFs);
+        let mut partitions = Vec::with_capacity(indices.len());
+        for index in indices {
+            let dir = partition_dir(&config.data_dir, index);
+            let observer = Arc::new(WalObserver::new(index));
+            let wal = Wal::open_with(&dir, wal_config.clone(), fs.clone(), observer).map_err(
+                |source| IngestError::Open {
+                    partition: index,
+                    dir: dir.clone(),
+                    source,
+                },
+            )?;
+            if index >= routable {
+                tracing::info!(partition = index, dir = %dir.display(),
+                    "opened an extra partition left by an earlier run; it receives no new requests");
+            }
+            partitions.push(Partition {
+                index,
+                wal,
+                metrics: PartitionMetrics::new(index),
+            });
+        }
+        let appenders = partitions[..routable]
+            .iter()
+            .map(|p| p.wal.appender())
+            .collect();
+        let ingest = Ingest {
+            appenders,
+            partitions: Mutex::new(partitions),
+            data_dir: config.data_dir.clone(),
+        };
+        ingest.refresh_metrics();
+        Ok(ingest)
+    }
+
+    /// Number of partitions new requests are routed to.
+    pub fn routable(&self) -> usize {
+        self.appenders.len()
+    }
+
+    /// The partition a request with this identity goes to.
+    pub fn route(&self, identity: &Identity<'_>) -> usize {
+        (identity.hash() % self.appenders.len() as u64) as usize
+    }
+
+    /// Appends one encoded envelope to `partition`; resolves once it is durable.
+    pub fn append(
+        &self,
+        partition: usize,
+        record: Vec<u8>,
+    ) -> impl std::future::Future<Output = sluice_wal::Result<Lsn>> + Send + 'static {
+        self.appenders[partition].append_async(record)
+    }
+
+    /// The routable partitions that refuse appends right now (log full or poisoned).
+    pub fn unavailable(&self) -> Vec<usize> {
+        self.appenders
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_unavailable())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// True when every routable partition accepts appends.
+    pub fn is_ready(&self) -> bool {
+        !self.appenders.iter().any(Appender::is_unavailable)
+    }
+
+    /// Each open partition's index and status.
+    pub fn statuses(&self) -> Vec<(usize, Status)> {
+        self.lock()
+            .iter()
+            .map(|p| (p.index, p.wal.status()))
+            .collect()
+    }
+
+    /// Sets the per-partition gauges from each log's status.
+    pub fn refresh_metrics(&self) {
+        for p in self.lock().iter() {
+            p.metrics.record(&p.wal.status());
+        }
+    }
+
+    /// The data directory the partitions live under.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Closes every log: each writer finishes what is queued, then exits. Blocking; appends
+    /// submitted afterwards answer `Closed`. Closing twice is harmless.
+    pub fn close(&self) -> Result<(), IngestError> {
+        let partitions = std::mem::take(&mut *self.lock());
+        let mut first_error = None;
+        for p in partitions {
+            p.metrics.record(&p.wal.status());
+            if let Err(source) = p.wal.close() {
+                tracing::error!(partition = p.index, error = %source, "closing the log failed");
+                first_error.get_or_insert(IngestError::Close {
+                    partition: p.index,
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Partition>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Ingest {
+    /// The normal path is [`Ingest::close`]; this covers an `Ingest` dropped without it (an
+    /// error path, or a server dropped without `shutdown`). Closing a log blocks on its writer,
+    /// which is not allowed on an async runtime's thread, so it happens on a scoped plain thread
+    /// that is joined before `drop` returns.
+    fn drop(&mut self) {
+        let partitions =
+            std::mem::take(self.partitions.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if partitions.is_empty() {
+            return;
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for p in partitions {
+                    if let Err(e) = p.wal.close() {
+                        tracing::error!(partition = p.index, error = %e, "closing the log failed");
+                    }
+                }
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn partition_dirs_are_zero_padded_under_wal() {
+        assert_eq!(
+            partition_dir(Path::new("/d"), 7),
+            PathBuf::from("/d/wal/partition-007")
+        );
+    }
+
+    #[test]
+    fn existing_partitions_lists_only_partition_directories_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(existing_partitions(tmp.path()).unwrap().is_empty());
+        for i in [3, 0, 12] {
+            std::fs::create_dir_all(partition_dir(tmp.path(), i)).unwrap();
+        }
+        std::fs::create_dir_all(tmp.path().join("wal/partition-x")).unwrap();
+        std::fs::write(tmp.path().join("wal/partition-004"), b"a file").unwrap();
+        assert_eq!(existing_partitions(tmp.path()).unwrap(), vec![0, 3, 12]);
+    }
+
+    #[test]
+    fn wal_config_splits_the_capacity_and_leaves_room_for_the_head() {
+        let mut config = Config::default();
+        config.wal.capacity = ByteSize(4 << 30);
+        config.wal.partitions = 4;
+        let w = wal_config(&config, partition_count(&config));
+        assert_eq!(w.capacity_bytes, 1 << 30);
+        assert_eq!(w.segment_bytes, 32 << 20);
+        assert_eq!(w.max_record_bytes, (2 << 20) + (40 << 10) + 4096);
+        assert!(w.validate().is_ok());
+    }
+
+    #[test]
+    fn zero_partitions_means_one_per_core() {
+        let config = Config::default();
+        assert!(partition_count(&config) >= 1);
+        assert_eq!(
+            partition_count(&config),
+            std::thread::available_parallelism().unwrap().get()
+        );
+    }
+
+    #[test]
+    fn the_sp_cookie_wins_over_the_nuid_parameter_and_the_ip() {
+        let peer: SocketAddr = "10.0.0.1:1234".parse().unwrap();
+        let id = Identity::of(
+            ["a=1; sp=user-1; b=2"],
+            Some("nuid=user-2"),
+            Some("1.2.3.4"),
+            Some(peer),
+        );
+        assert_eq!(id, Identity::NetworkUserId("user-1"));
+        let id = Identity::of(["a=1"], Some("e=pv&nuid=user-2"), None, Some(peer));
+        assert_eq!(id, Identity::QueryNuid("user-2"));
+        let id = Identity::of([], Some("e=pv"), Some(" 1.2.3.4 , 5.6.7.8"), Some(peer));
+        assert_eq!(id, Identity::Ip("1.2.3.4".parse().unwrap()));
+        let id = Identity::of([], None, None, Some(peer));
+        assert_eq!(id, Identity::Ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(Identity::of([], None, None, None), Identity::Unknown);
+    }
+
+    #[test]
+    fn a_client_hashes_alike_through_a_proxy_header_and_directly() {
+        let direct = Identity::of([], None, None, Some("1.2.3.4:80".parse().unwrap()));
+        let proxied = Identity::of([], None, Some("1.2.3.4"), None);
+        let mapped = Identity::of([], None, None, Some("[::ffff:1.2.3.4]:80".parse().unwrap()));
+        assert_eq!(direct.hash(), proxied.hash());
+        assert_eq!(direct.hash(), mapped.hash());
+    }
+}

@@ -1,0 +1,400 @@
+//! Every metric name, and the separate `/metrics` listener.
+//!
+//! This module owns every metric the daemon emits; no other module spells a name. Labels are
+//! bounded: `route` is a route template (never a raw path), `status` an HTTP status code, and
+//! `partition` a partition index (at most 256).
+//!
+//! | Name | Type | Labels | What |
+//! |---|---|---|---|
+//! | `sluice_http_requests_total` | counter | route, status | answered requests |
+//! | `sluice_http_request_duration_seconds` | histogram | route | head received → answer ready |
+//! | `sluice_http_requests_in_flight` | gauge | | requests being handled right now |
+//! | `sluice_wal_append_duration_seconds` | histogram | | append submitted → durable, as the handler waits for it |
+//! | `sluice_wal_commit_records` | histogram | | records per group commit |
+//! | `sluice_wal_fsync_duration_seconds` | histogram | | one group commit's fdatasync time |
+//! | `sluice_wal_records_appended_total` | counter | partition | records made durable by this process |
+//! | `sluice_wal_bytes_appended_total` | counter | partition | bytes written (frames included) |
+//! | `sluice_wal_used_bytes` | gauge | partition | bytes of segments holding unconfirmed records |
+//! | `sluice_wal_capacity_bytes` | gauge | partition | the partition's byte budget |
+//! | `sluice_wal_unconfirmed_records` | gauge | partition | appended but not yet published |
+//! | `sluice_wal_full` | gauge | partition | 1 while the log refuses appends for lack of space |
+//! | `sluice_wal_poisoned` | gauge | partition | 1 once a write or sync failed |
+//! | `sluice_wal_dropped_records_total` | counter | partition | records discarded by the `drop_oldest` policy |
+//!
+//! The recorder is `metrics-exporter-prometheus`, installed once per process ([`handle`]); every
+//! server started in the same process (tests start several) shares it. The gauges are refreshed
+//! from each log's status once a second by the server and again on every scrape.
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sluice_wal::{CommitStats, Observer, Status};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::ingest::Ingest;
+
+/// Answered requests, by route template and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "sluice_http_requests_total";
+/// Request latency, by route template.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "sluice_http_request_duration_seconds";
+/// Requests being handled right now.
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "sluice_http_requests_in_flight";
+/// Append latency as the handler sees it (queueing, group commit and fdatasync).
+pub const WAL_APPEND_DURATION_SECONDS: &str = "sluice_wal_append_duration_seconds";
+/// Records per group commit.
+pub const WAL_COMMIT_RECORDS: &str = "sluice_wal_commit_records";
+/// fdatasync latency per group commit.
+pub const WAL_FSYNC_DURATION_SECONDS: &str = "sluice_wal_fsync_duration_seconds";
+/// Records made durable, by partition.
+pub const WAL_RECORDS_APPENDED_TOTAL: &str = "sluice_wal_records_appended_total";
+/// Bytes made durable (frames included), by partition.
+pub const WAL_BYTES_APPENDED_TOTAL: &str = "sluice_wal_bytes_appended_total";
+/// Bytes of segments that cannot be recycled yet, by partition.
+pub const WAL_USED_BYTES: &str = "sluice_wal_used_bytes";
+/// The partition's byte budget.
+pub const WAL_CAPACITY_BYTES: &str = "sluice_wal_capacity_bytes";
+/// Records appended but not yet confirmed by the publisher, by partition.
+pub const WAL_UNCONFIRMED_RECORDS: &str = "sluice_wal_unconfirmed_records";
+/// 1 while the partition's log is full, else 0.
+pub const WAL_FULL: &str = "sluice_wal_full";
+/// 1 once the partition's log is poisoned, else 0.
+pub const WAL_POISONED: &str = "sluice_wal_poisoned";
+/// Records dropped by the `drop_oldest` policy, by partition (the log's own running total).
+pub const WAL_DROPPED_RECORDS_TOTAL: &str = "sluice_wal_dropped_records_total";
+
+/// Histogram buckets for latencies, in seconds: group commit on a fast disk takes tens to
+/// hundreds of microseconds, so the low end is fine-grained; the top catches stalls.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Histogram buckets for records per group commit.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0,
+];
+
+/// The process-wide Prometheus handle; installs the recorder on first use.
+///
+/// If some other recorder was installed first (a program embedding this library), ours is
+/// built but not installed: `/metrics` then shows nothing, and a warning says why.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(WAL_COMMIT_RECORDS.into()), BATCH_BUCKETS)
+            })
+            .expect("bucket lists are non-empty constants");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        match metrics::set_global_recorder(recorder) {
+            Ok(()) => describe(),
+            Err(e) => tracing::warn!(error = %e,
+                "another metrics recorder is installed; /metrics will not show sluice's metrics"),
+        }
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "Answered HTTP requests by route template and status"
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from request head to answer, by route template"
+    );
+    describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "Requests being handled right now");
+    describe_histogram!(
+        WAL_APPEND_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from submitting an envelope to its acknowledgement as durable"
+    );
+    describe_histogram!(WAL_COMMIT_RECORDS, "Records made durable per group commit");
+    describe_histogram!(
+        WAL_FSYNC_DURATION_SECONDS,
+        Unit::Seconds,
+        "fdatasync time per group commit"
+    );
+    describe_counter!(
+        WAL_RECORDS_APPENDED_TOTAL,
+        "Records made durable, by partition"
+    );
+    describe_counter!(
+        WAL_BYTES_APPENDED_TOTAL,
+        Unit::Bytes,
+        "Bytes made durable (frames included), by partition"
+    );
+    describe_gauge!(
+        WAL_USED_BYTES,
+        Unit::Bytes,
+        "Bytes of segments holding unconfirmed records"
+    );
+    describe_gauge!(
+        WAL_CAPACITY_BYTES,
+        Unit::Bytes,
+        "The partition's byte budget"
+    );
+    describe_gauge!(
+        WAL_UNCONFIRMED_RECORDS,
+        "Records appended but not yet confirmed by the publisher"
+    );
+    describe_gauge!(
+        WAL_FULL,
+        "1 while the partition's log refuses appends for lack of space"
+    );
+    describe_gauge!(
+        WAL_POISONED,
+        "1 once a write or sync failed on the partition's log"
+    );
+    describe_counter!(
+        WAL_DROPPED_RECORDS_TOTAL,
+        "Records discarded by the drop_oldest policy"
+    );
+}
+
+/// Records one answered request. `route` is a template or a fixed label, never a raw path.
+pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
+    handle();
+    metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route, "status" => status_label(status))
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Counts a request as in flight until the guard is dropped (also when the request's task is
+/// cancelled).
+#[derive(Debug)]
+pub struct InFlight(&'static Gauge);
+
+impl InFlight {
+    /// Starts counting one request.
+    pub fn start() -> InFlight {
+        static GAUGE: OnceLock<Gauge> = OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| {
+            handle();
+            metrics::gauge!(HTTP_REQUESTS_IN_FLIGHT)
+        });
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Records how long one append took to become durable, as the handler waited for it.
+pub fn record_append(elapsed: Duration) {
+    metrics::histogram!(WAL_APPEND_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// A static label for the statuses the collector answers with (keeps labels allocation-free).
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        431 => "431",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}
+
+/// The writer-side metrics of one partition, fed by its log's writer thread.
+#[derive(Debug)]
+pub struct WalObserver {
+    partition: usize,
+    records: Counter,
+    bytes: Counter,
+    batch: Histogram,
+    fsync: Histogram,
+}
+
+impl WalObserver {
+    /// Registers the partition's writer metrics.
+    pub fn new(partition: usize) -> WalObserver {
+        handle();
+        let label = partition.to_string();
+        WalObserver {
+            partition,
+            records: metrics::counter!(WAL_RECORDS_APPENDED_TOTAL, "partition" => label.clone()),
+            bytes: metrics::counter!(WAL_BYTES_APPENDED_TOTAL, "partition" => label),
+            batch: metrics::histogram!(WAL_COMMIT_RECORDS),
+            fsync: metrics::histogram!(WAL_FSYNC_DURATION_SECONDS),
+        }
+    }
+}
+
+impl Observer for WalObserver {
+    fn committed(&self, stats: &CommitStats) {
+        self.records.increment(stats.records as u64);
+        self.bytes.increment(stats.bytes);
+        self.batch.record(stats.records as f64);
+        self.fsync.record(stats.sync_time.as_secs_f64());
+    }
+
+    fn poisoned(&self, cause: &str) {
+        // Logged here, once, rather than on every refused request afterwards.
+        tracing::error!(partition = self.partition, cause,
+            "the partition's log is poisoned and refuses every append until restarted; check the disk");
+    }
+}
+
+/// The status gauges of one partition.
+#[derive(Debug)]
+pub struct PartitionMetrics {
+    used: Gauge,
+    capacity: Gauge,
+    unconfirmed: Gauge,
+    full: Gauge,
+    poisoned: Gauge,
+    dropped: Counter,
+}
+
+impl PartitionMetrics {
+    /// Registers the partition's gauges.
+    pub fn new(partition: usize) -> PartitionMetrics {
+        handle();
+        let label = partition.to_string();
+        PartitionMetrics {
+            used: metrics::gauge!(WAL_USED_BYTES, "partition" => label.clone()),
+            capacity: metrics::gauge!(WAL_CAPACITY_BYTES, "partition" => label.clone()),
+            unconfirmed: metrics::gauge!(WAL_UNCONFIRMED_RECORDS, "partition" => label.clone()),
+            full: metrics::gauge!(WAL_FULL, "partition" => label.clone()),
+            poisoned: metrics::gauge!(WAL_POISONED, "partition" => label.clone()),
+            dropped: metrics::counter!(WAL_DROPPED_RECORDS_TOTAL, "partition" => label),
+        }
+    }
+
+    /// Sets every gauge from a status snapshot.
+    pub fn record(&self, status: &Status) {
+        self.used.set(status.used_bytes as f64);
+        self.capacity.set(status.capacity_bytes as f64);
+        self.unconfirmed.set(status.unconfirmed as f64);
+        self.full.set(if status.full { 1.0 } else { 0.0 });
+        self.poisoned
+            .set(if status.poisoned.is_some() { 1.0 } else { 0.0 });
+        self.dropped.absolute(status.dropped_total);
+    }
+}
+
+/// Renders the Prometheus text after refreshing the gauges.
+pub fn render(ingest: &Ingest) -> String {
+    ingest.refresh_metrics();
+    handle().render()
+}
+
+/// The periodic housekeeping: refreshes the gauges and runs the exporter's upkeep (which keeps
+/// histogram storage bounded) every `every`, until `shutdown` fires.
+pub async fn refresh_loop(
+    ingest: Arc<Ingest>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                ingest.refresh_metrics();
+                handle().run_upkeep();
+            }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` fires. Scrapes are short, so open
+/// connections are simply closed at shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let ingest = ingest.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let ingest = ingest.clone();
+            async move { Ok::<_, Infallible>(answer(&req, &ingest)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+fn answer(req: &Request<Incoming>, ingest: &Ingest) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(render(ingest)),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"use GET /metrics\n"),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"this listener serves only GET /metrics\n"),
+        ),
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+/// Resolves once the shutdown flag is set or its sender is gone.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,265 @@
+//! `sluice serve`: wires the listeners, the application and the logs together, and stops them
+//! cleanly.
+//!
+//! # Tasks and their owners
+//!
+//! [`start`] opens the logs, binds both listeners and spawns three tasks, all owned by the
+//! returned [`RunningServer`] and stopped through one `watch` flag:
+//!
+//! - the collector's accept loop, which owns one task per connection (a `JoinSet`), bounded by
+//!   a semaphore of `server.max_connections` permits (further connections wait in the kernel's
+//!   accept queue);
+//! - the metrics listener's accept loop (its own connection tasks);
+//! - the gauge refresher (once a second).
+//!
+//! # Shutdown order
+//!
+//! 1. Stop accepting (the listeners are dropped).
+//! 2. Ask every collector connection to finish: idle keep-alive connections close at once,
+//!    in-flight requests complete (their appends are acknowledged) and then close. This is
+//!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
+//!    submitted appends still become durable in step 4, but the client gets no answer).
+//! 3. Stop the metrics listener and the refresher.
+//! 4. Close every log: each writer commits what is queued and exits.
+//!
+//! Nothing outlives [`RunningServer::shutdown`]. Dropping a `RunningServer` without calling it
+//! drops the stop flag's sender, which stops the tasks too, but nothing waits for them and the
+//! logs are only closed when the last task holding them ends.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::Config;
+use crate::http::{App, Limits};
+use crate::ingest::Ingest;
+use crate::metrics;
+
+/// How often the partition gauges are refreshed between scrapes.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// hyper refuses a smaller read buffer for HTTP/1 heads.
+const MIN_HEAD_BUFFER: usize = 8192;
+
+/// A started server: its bound addresses and the handles needed to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The collector listener's bound address (useful with port 0).
+    pub collector_addr: SocketAddr,
+    /// The metrics listener's bound address.
+    pub metrics_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    collector: JoinHandle<()>,
+    metrics: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+    ingest: Arc<Ingest>,
+}
+
+impl RunningServer {
+    /// The open logs (e.g. to inspect their status while the server runs).
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    /// Stops the server in the order described in the module docs and returns once every log is
+    /// closed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let RunningServer {
+            stop,
+            collector,
+            metrics,
+            refresher,
+            ingest,
+            ..
+        } = self;
+        let _ = stop.send(true);
+        // Every task is awaited and the logs are closed even if a task panicked.
+        let tasks = [
+            ("the collector's accept loop", collector),
+            ("the metrics listener", metrics),
+            ("the gauge refresher", refresher),
+        ];
+        let mut first_error = None;
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "task failed");
+                first_error.get_or_insert(anyhow::anyhow!("{name} failed: {e}"));
+            }
+        }
+        let closing = ingest.clone();
+        let closed = tokio::task::spawn_blocking(move || closing.close())
+            .await
+            .context("closing the logs panicked")?;
+        ingest.refresh_metrics();
+        closed.context("closing the logs")?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        tracing::info!("stopped; every log is closed");
+        Ok(())
+    }
+}
+
+/// Opens the logs, binds the collector and metrics listeners and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    metrics::handle();
+    let open_config = config.clone();
+    let ingest = tokio::task::spawn_blocking(move || Ingest::open(&open_config))
+        .await
+        .context("opening the logs panicked")??;
+    let ingest = Arc::new(ingest);
+
+    let collector = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let metrics_listener = TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (metrics.listen)",
+                config.metrics.listen
+            )
+        })?;
+    let collector_addr = collector.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let app = Arc::new(App::new(ingest.clone(), Limits::from_config(&config)));
+    let settings = ConnectionSettings::from_config(&config);
+    let collector_task = tokio::spawn(serve_collector(collector, app, settings, stop_rx.clone()));
+    let metrics_task = tokio::spawn(metrics::serve(
+        metrics_listener,
+        ingest.clone(),
+        stop_rx.clone(),
+    ));
+    let refresher = tokio::spawn(metrics::refresh_loop(
+        ingest.clone(),
+        GAUGE_REFRESH,
+        stop_rx,
+    ));
+    tracing::info!(%collector_addr, %metrics_addr, partitions = ingest.routable(),
+        data_dir = %config.data_dir.display(), "listening");
+    Ok(RunningServer {
+        collector_addr,
+        metrics_addr,
+        stop,
+        collector: collector_task,
+        metrics: metrics_task,
+        refresher,
+        ingest,
+    })
+}
+
+/// Runs the collector and metrics listeners until `shutdown` resolves, then drains in-flight
+/// requests, closes every log and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    server.shutdown().await
+}
+
+/// The per-connection HTTP settings.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionSettings {
+    max_connections: usize,
+    max_head_bytes: usize,
+    header_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
+impl ConnectionSettings {
+    fn from_config(config: &Config) -> ConnectionSettings {
+        ConnectionSettings {
+            max_connections: config.server.max_connections.max(1),
+            max_head_bytes: (config.server.max_header_bytes.bytes() as usize).max(MIN_HEAD_BUFFER),
+            header_timeout: config.server.request_timeout.get(),
+            shutdown_grace: config.server.shutdown_grace.get(),
+        }
+    }
+}
+
+/// The collector's accept loop; returns after the graceful drain (see the module docs).
+async fn serve_collector(
+    listener: TcpListener,
+    app: Arc<App>,
+    settings: ConnectionSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_head_bytes)
+        .keep_alive(true);
+
+    loop {
+        // Reap finished connection tasks so the set stays as small as the live connections.
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = metrics::stopped(&mut stop) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = metrics::stopped(&mut stop) => break,
+        };
+        // Small answers must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(req, Some(peer)).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+
+    let open = connections.len();
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            grace = ?settings.shutdown_grace,
+            "connections still open after server.shutdown_grace; closing them"
+        );
+    } else if open > 0 {
+        tracing::debug!(open, "every connection finished");
+    }
+    connections.shutdown().await;
+}
