@@ -84,7 +84,7 @@ pub enum FullPolicySetting {
 #[serde(default, deny_unknown_fields)]
 pub struct WalSettings {
     /// Number of independent logs, each with its own writer thread. `0` (the default) means
-    /// one per CPU core. At most 256. A restart with fewer partitions keeps draining the
+    /// one per CPU core, capped so each gets at least two segments of `capacity`. At most 256. A restart with fewer partitions keeps draining the
     /// extra ones' records but routes nothing new to them.
     pub partitions: usize,
     /// Disk budget of all partitions together, split evenly between them. Default `4GiB`;
@@ -228,8 +228,8 @@ impl FromStr for ByteSize {
             "tib" => 1 << 40,
             other => {
                 return Err(format!(
-                    "unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
-                ))
+                "unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+            ))
             }
         };
         let v = n * mult as f64;
@@ -242,7 +242,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
         for (m, u) in UNITS {
             if self.0 >= m && self.0 % m == 0 {
                 return write!(f, "{}{u}", self.0 / m);
@@ -338,13 +343,14 @@ pub const CONFIG_FILE_ENV: &str = "SLUICE_CONFIG";
 
 /// The bytes a segment reserves for itself and for one record's frame: the 64-byte segment
 /// header plus the 16-byte frame header.
-pub const SEGMENT_OVERHEAD_BYTES: u64 = 80;
+pub const SEGMENT_OVERHEAD_BYTES: u64 =
+    sluice_wal::format::SEGMENT_HEADER_LEN + sluice_wal::format::FRAME_HEADER_LEN;
 
-/// Room kept in every WAL record for the envelope's own fields beyond body and headers.
-pub const ENVELOPE_SLACK_BYTES: u64 = 4096;
+/// How a value set by no source is reported.
+const DEFAULT_SOURCE: &str = "default";
 
-/// Largest `wal.partitions`.
-pub const MAX_PARTITIONS: usize = 256;
+/// Provider name of the environment (reported as `env VARIABLE`).
+const ENV_SOURCE: &str = "env";
 
 /// Why the configuration could not be loaded or is not acceptable. Every variant names the
 /// offending key or file, so the operator knows what to fix.
@@ -367,22 +373,22 @@ pub enum ConfigError {
         message: String,
     },
     /// A key that sluice does not know (often a typo, or a key in the wrong section).
-    #[error("unknown configuration key `{key}` (from {source}){}", expected_list(.expected))]
+    #[error("unknown configuration key `{key}` (from {origin}){}", expected_list(.expected))]
     UnknownKey {
         /// The dotted key, e.g. `wal.capasity`.
         key: String,
         /// Where it came from (`file /etc/sluice.toml`, `env SLUICE_WAL__CAPASITY`).
-        source: String,
+        origin: String,
         /// The keys accepted at that level.
         expected: Vec<String>,
     },
     /// A value of the wrong type or that does not parse (a size without a valid unit, …).
-    #[error("invalid value for `{key}` (from {source}): {message}")]
+    #[error("invalid value for `{key}` (from {origin}): {message}")]
     InvalidValue {
         /// The dotted key.
         key: String,
         /// Where the value came from.
-        source: String,
+        origin: String,
         /// What is wrong with it.
         message: String,
     },
@@ -463,10 +469,18 @@ impl Overrides {
             out.push(("server.listen", "--listen", Value::from(v.to_string())));
         }
         if let Some(v) = self.metrics_listen {
-            out.push(("metrics.listen", "--metrics-listen", Value::from(v.to_string())));
+            out.push((
+                "metrics.listen",
+                "--metrics-listen",
+                Value::from(v.to_string()),
+            ));
         }
         if let Some(v) = &self.data_dir {
-            out.push(("data_dir", "--data-dir", Value::from(v.to_string_lossy().into_owned())));
+            out.push((
+                "data_dir",
+                "--data-dir",
+                Value::from(v.to_string_lossy().into_owned()),
+            ));
         }
         if let Some(v) = &self.clickhouse_url {
             out.push(("clickhouse.url", "--clickhouse-url", Value::from(v.clone())));
@@ -506,68 +520,101 @@ pub fn load_from(
     env: &[(String, String)],
     overrides: &Overrides,
 ) -> Result<Loaded, ConfigError> {
-    const DEFAULT: &str = "default";
-    const ENV: &str = "env";
-
-    let mut figment = Figment::new().merge(Named {
-        inner: Serialized::defaults(Config::default()),
-        name: DEFAULT.into(),
-    });
     let file_source = file.map(|p| format!("file {}", p.display()));
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Err(e) = toml::from_str::<toml::Table>(&text) {
-            return Err(ConfigError::Syntax {
+    let file_text = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
-                message: e.to_string().trim_end().to_string(),
+                source,
+            })?;
+            if let Err(e) = toml::from_str::<toml::Table>(&text) {
+                return Err(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim_end().to_string(),
+                });
+            }
+            Some(text)
+        }
+        None => None,
+    };
+    let mut env = EnvVars::new(env)?;
+
+    // An environment value is typed from its text (`100` is a number), which is wrong for a
+    // string key given a number-like value (`SLUICE_CLICKHOUSE__PASSWORD=12345`): on a type
+    // error at such a key, take its text as a string and try again. Each key is retried once.
+    loop {
+        let mut figment = Figment::new().merge(Named {
+            inner: Serialized::defaults(Config::default()),
+            name: DEFAULT_SOURCE.into(),
+        });
+        if let (Some(text), Some(name)) = (&file_text, &file_source) {
+            figment = figment.merge(Named {
+                inner: Toml::string(text),
+                name: name.clone(),
             });
         }
         figment = figment.merge(Named {
-            inner: Toml::string(&text),
-            name: file_source.clone().unwrap_or_default(),
+            inner: env.clone(),
+            name: ENV_SOURCE.into(),
         });
-    }
-    let env = EnvVars::new(env)?;
-    figment = figment.merge(Named {
-        inner: env.clone(),
-        name: ENV.into(),
-    });
-    for (key, flag, value) in overrides.entries() {
-        figment = figment.merge(Named {
-            inner: Serialized::default(key, value),
-            name: format!("flag {flag}"),
-        });
-    }
-
-    let source_of = |key: &str| -> String {
-        match figment.find_metadata(key).map(|m| m.name.as_ref()) {
-            Some(ENV) => format!("env {}", env.var_for(key)),
-            Some(name) => name.to_string(),
-            // A key nobody provided (e.g. an unknown key's parent): best guess from the sources
-            // that could have named it.
-            None => env
-                .has(key)
-                .then(|| format!("env {}", env.var_for(key)))
-                .or_else(|| file_source.clone())
-                .unwrap_or_else(|| "unknown source".into()),
+        for (key, flag, value) in overrides.entries() {
+            figment = figment.merge(Named {
+                inner: Serialized::default(key, value),
+                name: format!("flag {flag}"),
+            });
         }
-    };
 
-    let config: Config = figment
-        .extract()
-        .map_err(|e| from_figment(e, &source_of))?;
+        let config: Config = match figment.extract() {
+            Ok(config) => config,
+            Err(e) => {
+                if let Some(key) = env_type_error_key(&e, &figment, &env) {
+                    if env.take_as_text(&key) {
+                        continue;
+                    }
+                }
+                return Err(from_figment(e, &|key| {
+                    source_of(&figment, &env, file_source.as_deref(), key)
+                }));
+            }
+        };
 
-    let sources = leaf_keys(&config)
-        .into_iter()
-        .map(|key| {
-            let source = source_of(&key);
-            (key, source)
-        })
-        .collect();
-    Ok(Loaded { config, sources })
+        let sources = leaf_keys(&config)
+            .into_iter()
+            .map(|key| {
+                let source = source_of(&figment, &env, file_source.as_deref(), &key);
+                (key, source)
+            })
+            .collect();
+        return Ok(Loaded { config, sources });
+    }
+}
+
+/// Where `key`'s effective value came from, as `config show` prints it.
+fn source_of(figment: &Figment, env: &EnvVars, file_source: Option<&str>, key: &str) -> String {
+    match figment.find_metadata(key).map(|m| m.name.as_ref()) {
+        Some(ENV_SOURCE) => format!("env {}", env.var_for(key)),
+        Some(name) => name.to_string(),
+        // A key nobody provided (e.g. an unknown key's parent): best guess from the sources
+        // that could have named it.
+        None => env
+            .has(key)
+            .then(|| format!("env {}", env.var_for(key)))
+            .or_else(|| file_source.map(String::from))
+            .unwrap_or_else(|| "unknown source".into()),
+    }
+}
+
+/// The key of a type error caused by an environment variable, if that is what `e` is.
+fn env_type_error_key(e: &figment::Error, figment: &Figment, env: &EnvVars) -> Option<String> {
+    let first = e.clone().into_iter().next()?;
+    if !matches!(first.kind, figment::error::Kind::InvalidType(..)) {
+        return None;
+    }
+    let key = first.path.join(".");
+    let from_env = figment
+        .find_metadata(&key)
+        .is_some_and(|m| m.name == ENV_SOURCE);
+    (from_env && env.has(&key)).then_some(key)
 }
 
 /// Turns figment's first error into a [`ConfigError`] that names the full dotted key and the
@@ -587,13 +634,13 @@ fn from_figment(e: figment::Error, source_of: &dyn Fn(&str) -> String) -> Config
                 format!("{path}.{field}")
             };
             ConfigError::UnknownKey {
-                source: source_of(&key),
+                origin: source_of(&key),
                 key,
                 expected: expected.iter().map(|s| s.to_string()).collect(),
             }
         }
         kind if !path.is_empty() => ConfigError::InvalidValue {
-            source: source_of(&path),
+            origin: source_of(&path),
             key: path,
             message: kind.to_string(),
         },
@@ -623,6 +670,8 @@ impl<P: Provider> Provider for Named<P> {
 struct EnvVars {
     /// dotted key → (variable name, raw value)
     vars: BTreeMap<String, (String, String)>,
+    /// Keys whose value is taken as text rather than typed from it.
+    as_text: std::collections::BTreeSet<String>,
 }
 
 impl EnvVars {
@@ -642,11 +691,19 @@ impl EnvVars {
             }
             vars.insert(key, (name.clone(), value.clone()));
         }
-        Ok(EnvVars { vars })
+        Ok(EnvVars {
+            vars,
+            as_text: Default::default(),
+        })
     }
 
     fn has(&self, key: &str) -> bool {
         self.vars.contains_key(key)
+    }
+
+    /// Takes `key`'s value as text from now on; false if it already was.
+    fn take_as_text(&mut self, key: &str) -> bool {
+        self.has(key) && self.as_text.insert(key.to_string())
     }
 
     /// The variable that set `key` (or would set it).
@@ -663,13 +720,17 @@ impl EnvVars {
 
 impl Provider for EnvVars {
     fn metadata(&self) -> Metadata {
-        Metadata::named("env")
+        Metadata::named(ENV_SOURCE)
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut root = Dict::new();
         for (key, (_, raw)) in &self.vars {
-            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            let value: Value = if self.as_text.contains(key) {
+                Value::from(raw.clone())
+            } else {
+                raw.parse().unwrap_or_else(|_| Value::from(raw.clone()))
+            };
             let mut parts: Vec<&str> = key.split('.').collect();
             let leaf = parts.pop().unwrap_or_default();
             let mut dict = &mut root;
@@ -693,11 +754,21 @@ impl Provider for EnvVars {
 
 /// Every configuration value as `(dotted key, JSON value)`, keys sorted.
 pub fn flatten(config: &Config) -> BTreeMap<String, serde_json::Value> {
+    // Serializing plain data (strings, numbers, enums) cannot fail.
+    flatten_value(serde_json::to_value(config).unwrap_or_default())
+}
+
+/// The leaves of a JSON tree as `(dotted key, value)`.
+fn flatten_value(value: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
     fn walk(prefix: &str, v: serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
         match v {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {
-                    let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&key, v, out);
                 }
             }
@@ -707,8 +778,6 @@ pub fn flatten(config: &Config) -> BTreeMap<String, serde_json::Value> {
         }
     }
     let mut out = BTreeMap::new();
-    // Serializing plain data (strings, numbers, enums) cannot fail.
-    let value = serde_json::to_value(config).unwrap_or_default();
     walk("", value, &mut out);
     out
 }
@@ -762,7 +831,10 @@ impl Config {
             )
         }
         fn int_range(v: usize, lo: usize, hi: usize) -> (bool, String) {
-            ((lo..=hi).contains(&v), format!("{v} is outside {lo} to {hi}"))
+            (
+                (lo..=hi).contains(&v),
+                format!("{v} is outside {lo} to {hi}"),
+            )
         }
         const SEC: Duration = Duration::from_secs(1);
         const MIN: Duration = Duration::from_secs(60);
@@ -788,7 +860,7 @@ impl Config {
         check(ok, "server.retry_after", m);
 
         let w = &self.wal;
-        let (ok, m) = int_range(w.partitions, 0, MAX_PARTITIONS);
+        let (ok, m) = int_range(w.partitions, 0, crate::ingest::MAX_PARTITIONS);
         check(ok, "wal.partitions", m);
         let (ok, m) = size_range(w.segment_size, 64 << 10, 1 << 30);
         check(ok, "wal.segment_size", m);
@@ -799,7 +871,7 @@ impl Config {
             .max_body_bytes
             .0
             .saturating_add(s.max_header_bytes.0)
-            .saturating_add(ENVELOPE_SLACK_BYTES);
+            .saturating_add(crate::ingest::ENVELOPE_OVERHEAD_BYTES);
         let room = w.segment_size.0.saturating_sub(SEGMENT_OVERHEAD_BYTES);
         check(
             record_max <= room,
@@ -810,7 +882,7 @@ impl Config {
                  wal.segment_size or lower server.max_body_bytes",
                 s.max_body_bytes,
                 s.max_header_bytes,
-                ByteSize(ENVELOPE_SLACK_BYTES),
+                ByteSize(crate::ingest::ENVELOPE_OVERHEAD_BYTES),
                 w.segment_size,
                 SEGMENT_OVERHEAD_BYTES
             ),
@@ -846,5 +918,434 @@ impl Config {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn load_err(file: Option<&Path>, env_: &[(&str, &str)]) -> ConfigError {
+        load_from(file, &env(env_), &Overrides::default()).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_apply_when_no_source_sets_anything() {
+        let loaded = load_from(None, &env(&[("PATH", "/bin")]), &Overrides::default()).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert!(!loaded.sources.is_empty());
+        assert!(
+            loaded.sources.values().all(|s| s == "default"),
+            "{:?}",
+            loaded.sources
+        );
+        assert!(loaded.sources.contains_key("wal.capacity"));
+        assert!(loaded.sources.contains_key("data_dir"));
+    }
+
+    #[test]
+    fn file_is_overridden_by_env_which_is_overridden_by_flags() {
+        let f = file(
+            "data_dir = \"/from-file\"\n\
+             [server]\nlisten = \"127.0.0.1:1111\"\nmax_body_bytes = \"1MiB\"\n\
+             [wal]\ncapacity = \"1GiB\"\nsegment_size = \"8MiB\"\n\
+             [clickhouse]\nurl = \"http://file:8123\"\n",
+        );
+        let vars = env(&[
+            ("SLUICE_WAL__CAPACITY", "2GiB"),
+            ("SLUICE_SERVER__LISTEN", "127.0.0.1:2222"),
+            ("SLUICE_DATA_DIR", "/from-env"),
+            ("SLUICE_CONFIG", "/ignored/path.toml"),
+        ]);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3333".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let loaded = load_from(Some(f.path()), &vars, &flags).unwrap();
+        let c = &loaded.config;
+        let s = &loaded.sources;
+        let from_file = format!("file {}", f.path().display());
+
+        // flag beats env beats file
+        assert_eq!(c.server.listen, "127.0.0.1:3333".parse().unwrap());
+        assert_eq!(s["server.listen"], "flag --listen");
+        // env beats file
+        assert_eq!(c.wal.capacity, ByteSize(2 << 30));
+        assert_eq!(s["wal.capacity"], "env SLUICE_WAL__CAPACITY");
+        assert_eq!(c.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(s["data_dir"], "env SLUICE_DATA_DIR");
+        // file beats default
+        assert_eq!(c.server.max_body_bytes, ByteSize(1 << 20));
+        assert_eq!(s["server.max_body_bytes"], from_file);
+        assert_eq!(c.wal.segment_size, ByteSize(8 << 20));
+        assert_eq!(c.clickhouse.url, "http://file:8123");
+        assert_eq!(s["clickhouse.url"], from_file);
+        // untouched keys stay default
+        assert_eq!(c.wal.queue_capacity, 65_536);
+        assert_eq!(s["wal.queue_capacity"], "default");
+        assert_eq!(s["metrics.listen"], "default");
+    }
+
+    #[test]
+    fn every_flag_overrides_its_key() {
+        let flags = Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            metrics_listen: Some("127.0.0.1:2".parse().unwrap()),
+            data_dir: Some("/flag".into()),
+            clickhouse_url: Some("http://flag:1".into()),
+        };
+        let vars = env(&[
+            ("SLUICE_METRICS__LISTEN", "127.0.0.1:9"),
+            ("SLUICE_CLICKHOUSE__URL", "http://env:1"),
+        ]);
+        let loaded = load_from(None, &vars, &flags).unwrap();
+        assert_eq!(loaded.config.metrics.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(loaded.sources["metrics.listen"], "flag --metrics-listen");
+        assert_eq!(loaded.config.data_dir, PathBuf::from("/flag"));
+        assert_eq!(loaded.sources["data_dir"], "flag --data-dir");
+        assert_eq!(loaded.config.clickhouse.url, "http://flag:1");
+        assert_eq!(loaded.sources["clickhouse.url"], "flag --clickhouse-url");
+    }
+
+    #[test]
+    fn env_values_are_typed_from_their_text() {
+        let vars = env(&[
+            ("SLUICE_WAL__PARTITIONS", "3"),
+            ("SLUICE_WAL__FULL_POLICY", "drop_oldest"),
+            ("SLUICE_SERVER__REQUEST_TIMEOUT", "1m 30s"),
+            ("SLUICE_WAL__SEGMENT_SIZE", "1048576"),
+            ("SLUICE_LOG__FORMAT", "json"),
+        ]);
+        let c = load_from(None, &vars, &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(c.wal.partitions, 3);
+        assert_eq!(c.wal.full_policy, FullPolicySetting::DropOldest);
+        assert_eq!(
+            c.server.request_timeout,
+            HumanDuration(Duration::from_secs(90))
+        );
+        assert_eq!(c.wal.segment_size, ByteSize(1 << 20));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_number_like_env_value_for_a_text_key_is_taken_as_text() {
+        let vars = env(&[
+            ("SLUICE_DATA_DIR", "2024"),
+            ("SLUICE_LOG__LEVEL", "true"),
+            ("SLUICE_WAL__QUEUE_CAPACITY", "77"),
+        ]);
+        let loaded = load_from(None, &vars, &Overrides::default()).unwrap();
+        assert_eq!(loaded.config.data_dir, PathBuf::from("2024"));
+        assert_eq!(loaded.config.log.level, "true");
+        assert_eq!(loaded.config.wal.queue_capacity, 77);
+        assert_eq!(loaded.sources["data_dir"], "env SLUICE_DATA_DIR");
+        // A text value for a number key is still an error naming the key.
+        let msg = load_err(None, &[("SLUICE_WAL__QUEUE_CAPACITY", "many")]).to_string();
+        assert!(
+            msg.contains("`wal.queue_capacity`") && msg.contains("SLUICE_WAL__QUEUE_CAPACITY"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_key_and_file() {
+        let f = file("[wal]\ncapasity = \"1GiB\"\n");
+        let err = load_err(Some(f.path()), &[]);
+        let ConfigError::UnknownKey { key, origin, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(key, "wal.capasity");
+        assert_eq!(origin, &format!("file {}", f.path().display()));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`wal.capasity`") && msg.contains("capacity"),
+            "{msg}"
+        );
+        assert_eq!(err.code(), "unknown_key");
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_in_the_file_is_an_error() {
+        let f = file("datadir = \"/x\"\n");
+        let err = load_err(Some(f.path()), &[]);
+        assert!(
+            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "datadir"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_environment_is_an_error_naming_the_variable() {
+        let err = load_err(None, &[("SLUICE_WAL__CAPASITY", "1GiB")]);
+        let ConfigError::UnknownKey { key, origin, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(key, "wal.capasity");
+        assert_eq!(origin, "env SLUICE_WAL__CAPASITY");
+
+        let err = load_err(None, &[("SLUICE_LISTEN", "127.0.0.1:1")]);
+        assert!(
+            err.to_string().contains("`listen`") && err.to_string().contains("SLUICE_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_config_file_variable_is_not_a_key() {
+        let loaded = load_from(
+            None,
+            &env(&[("SLUICE_CONFIG", "/etc/sluice.toml")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn an_env_name_with_an_empty_level_is_rejected() {
+        let err = load_err(None, &[("SLUICE_WAL__", "1")]);
+        assert!(matches!(err, ConfigError::BadEnvName { ref name } if name == "SLUICE_WAL__"));
+    }
+
+    #[test]
+    fn a_bad_size_names_the_key_the_source_and_the_accepted_units() {
+        let err = load_err(None, &[("SLUICE_WAL__CAPACITY", "4GiBB")]);
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::InvalidValue { .. }), "{err:?}");
+        assert!(msg.contains("`wal.capacity`"), "{msg}");
+        assert!(msg.contains("SLUICE_WAL__CAPACITY"), "{msg}");
+        assert!(msg.contains("unknown size unit"), "{msg}");
+
+        let f = file("[server]\nmax_body_bytes = \"lots\"\n");
+        let msg = load_err(Some(f.path()), &[]).to_string();
+        assert!(msg.contains("`server.max_body_bytes`"), "{msg}");
+        assert!(msg.contains("is not a size"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_key() {
+        let f = file("[server]\nrequest_timeout = \"soon\"\n");
+        let err = load_err(Some(f.path()), &[]);
+        let msg = err.to_string();
+        assert!(msg.contains("`server.request_timeout`"), "{msg}");
+        assert!(msg.contains("is not a duration"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_address_or_enum_names_the_key() {
+        let msg = load_err(None, &[("SLUICE_SERVER__LISTEN", "localhost")]).to_string();
+        assert!(msg.contains("`server.listen`"), "{msg}");
+        let msg = load_err(None, &[("SLUICE_WAL__FULL_POLICY", "sometimes")]).to_string();
+        assert!(
+            msg.contains("`wal.full_policy`") && msg.contains("drop_oldest"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_and_bad_toml_are_reported_with_the_path() {
+        let err = load_err(Some(Path::new("/nonexistent/sluice.toml")), &[]);
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+
+        let f = file("[wal\ncapacity = 1\n");
+        let err = load_err(Some(f.path()), &[]);
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert!(err.to_string().contains(&f.path().display().to_string()));
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    /// Applies `change` to a default config and asserts validation fails naming `key`.
+    fn assert_rejected(key: &str, change: impl FnOnce(&mut Config)) {
+        let mut c = Config::default();
+        c.wal.partitions = 1;
+        change(&mut c);
+        let err = c.validate().expect_err(key);
+        let ConfigError::OutOfBounds(v) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(v.iter().any(|v| v.key == key), "{key}: {v:?}");
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        assert_eq!(err.code(), "out_of_bounds");
+    }
+
+    /// Applies `change` to a default config and asserts it validates.
+    fn assert_accepted(change: impl FnOnce(&mut Config)) {
+        let mut c = Config::default();
+        c.wal.partitions = 1;
+        change(&mut c);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_bound_is_checked_and_names_its_key() {
+        assert_rejected("data_dir", |c| c.data_dir = PathBuf::new());
+        assert_rejected("server.max_body_bytes", |c| {
+            c.server.max_body_bytes = ByteSize(1023)
+        });
+        assert_rejected("server.max_body_bytes", |c| {
+            c.server.max_body_bytes = ByteSize((64 << 20) + 1)
+        });
+        assert_rejected("server.max_header_bytes", |c| {
+            c.server.max_header_bytes = ByteSize((8 << 10) - 1)
+        });
+        assert_rejected("server.max_header_bytes", |c| {
+            c.server.max_header_bytes = ByteSize((1 << 20) + 1)
+        });
+        let d = |ms| HumanDuration(Duration::from_millis(ms));
+        assert_rejected("server.request_timeout", |c| {
+            c.server.request_timeout = d(999)
+        });
+        assert_rejected("server.request_timeout", |c| {
+            c.server.request_timeout = d(600_001)
+        });
+        assert_rejected("server.max_connections", |c| c.server.max_connections = 0);
+        assert_rejected("server.max_connections", |c| {
+            c.server.max_connections = 1_000_001
+        });
+        assert_rejected("server.shutdown_grace", |c| {
+            c.server.shutdown_grace = d(600_001)
+        });
+        assert_rejected("server.retry_after", |c| c.server.retry_after = d(999));
+        assert_rejected("server.retry_after", |c| {
+            c.server.retry_after = d(3_600_001)
+        });
+        assert_rejected("wal.partitions", |c| c.wal.partitions = 257);
+        assert_rejected("wal.segment_size", |c| {
+            c.wal.segment_size = ByteSize((64 << 10) - 1)
+        });
+        assert_rejected("wal.segment_size", |c| {
+            c.wal.segment_size = ByteSize((1 << 30) + 1)
+        });
+        assert_rejected("wal.queue_capacity", |c| c.wal.queue_capacity = 0);
+        assert_rejected("wal.queue_capacity", |c| c.wal.queue_capacity = 16_777_217);
+        assert_rejected("wal.capacity", |c| {
+            c.wal.capacity = ByteSize((64 << 20) - 1)
+        });
+        assert_rejected("wal.capacity", |c| {
+            c.wal.partitions = 4;
+            c.wal.capacity = ByteSize(255 << 20);
+        });
+        assert_rejected("clickhouse.url", |c| c.clickhouse.url = "ch:8123".into());
+        assert_rejected("log.level", |c| c.log.level = "sluice=loud".into());
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let d = |ms| HumanDuration(Duration::from_millis(ms));
+        assert_accepted(|c| c.server.max_body_bytes = ByteSize(1 << 10));
+        assert_accepted(|c| c.server.max_header_bytes = ByteSize(8 << 10));
+        assert_accepted(|c| c.server.max_header_bytes = ByteSize(1 << 20));
+        assert_accepted(|c| c.server.request_timeout = d(1000));
+        assert_accepted(|c| c.server.request_timeout = d(600_000));
+        assert_accepted(|c| c.server.shutdown_grace = d(0));
+        assert_accepted(|c| c.server.retry_after = d(3_600_000));
+        assert_accepted(|c| {
+            c.wal.partitions = 256;
+            c.wal.capacity = ByteSize(16 << 30);
+        });
+        assert_accepted(|c| c.wal.queue_capacity = 16_777_216);
+        assert_accepted(|c| c.wal.capacity = ByteSize(64 << 20));
+        assert_accepted(|c| {
+            c.wal.segment_size = ByteSize(1 << 30);
+            c.wal.capacity = ByteSize(2 << 30);
+            c.server.max_body_bytes = ByteSize(64 << 20);
+        });
+        assert_accepted(|c| c.log.level = "sluice=debug,info".into());
+    }
+
+    #[test]
+    fn the_largest_request_must_fit_in_one_segment() {
+        // 64KiB segments hold 65536 - 80 bytes of record: body + headers + 4096 must fit.
+        let fits = |body: u64| {
+            move |c: &mut Config| {
+                c.wal.segment_size = ByteSize(64 << 10);
+                c.wal.capacity = ByteSize(1 << 20);
+                c.server.max_header_bytes = ByteSize(8 << 10);
+                c.server.max_body_bytes = ByteSize(body);
+            }
+        };
+        let limit = (64 << 10) - 80 - 4096 - (8 << 10);
+        assert_accepted(fits(limit));
+        assert_rejected("server.max_body_bytes", fits(limit + 1));
+    }
+
+    #[test]
+    fn every_violation_is_listed_at_once() {
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        c.wal.queue_capacity = 0;
+        let ConfigError::OutOfBounds(v) = c.validate().unwrap_err() else {
+            panic!()
+        };
+        let keys: Vec<_> = v.iter().map(|v| v.key).collect();
+        assert_eq!(keys, ["server.max_connections", "wal.queue_capacity"]);
+    }
+
+    /// `sluice.example.toml` with every commented-out `key = value` line enabled.
+    fn uncommented_example() -> String {
+        let text = include_str!("../sluice.example.toml");
+        text.lines()
+            .map(|line| {
+                let t = line.trim_start();
+                match t.strip_prefix("# ").or_else(|| t.strip_prefix('#')) {
+                    Some(rest)
+                        if rest.starts_with('[')
+                            || rest
+                                .split_once(" = ")
+                                .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' ')) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let text = uncommented_example();
+        let parsed: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed, Config::default());
+        // Every key appears, so an operator can find it, and nothing else does.
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let in_file: Vec<String> = flatten_value(serde_json::to_value(table).unwrap())
+            .into_keys()
+            .collect();
+        let known: Vec<String> = flatten(&Config::default()).into_keys().collect();
+        assert_eq!(in_file, known);
+        // And it loads through the real loader, from the file, as-is (all commented out).
+        let loaded = load_from(
+            Some(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/sluice.example.toml"
+            ))),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.config, Config::default());
     }
 }

@@ -1,0 +1,511 @@
+//! `sluice wal status|inspect|verify`: read-only views of the partition logs under `data_dir`.
+//!
+//! Every command opens the logs with [`sluice_wal::LogView`] or [`sluice_wal::verify`], which
+//! take no lock and change nothing, so they are safe while the daemon runs (a snapshot taken
+//! mid-write may show the newest batch as a torn tail; re-run to confirm).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+use sluice_wal::{LogView, Lsn, Status, WalConfig};
+
+use super::{CommandError, Outcome};
+use crate::config::{ByteSize, Config};
+use crate::envelope::Envelope;
+use crate::ingest::{existing_partitions, partition_count, partition_dir, wal_config};
+
+/// One partition's state, as `wal status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartitionStatus {
+    /// The partition's index.
+    pub partition: usize,
+    /// Records ever appended (= `last_lsn`; survives restarts).
+    pub appended_total: u64,
+    /// Records appended but not yet confirmed as published.
+    pub unpublished: u64,
+    /// Bytes of segments that cannot be recycled yet.
+    pub used_bytes: u64,
+    /// This partition's share of `wal.capacity`.
+    pub capacity_bytes: u64,
+    /// The oldest record held on disk.
+    pub first_lsn: u64,
+    /// The newest durable record.
+    pub last_lsn: u64,
+    /// Every record at or below it is confirmed.
+    pub checkpoint: u64,
+    /// Records overwritten by the `drop_oldest` policy, ever.
+    pub dropped_total: u64,
+    /// Segment files holding records.
+    pub segments: usize,
+    /// Seconds since the oldest unpublished record was received; `None` when everything is
+    /// published (or its envelope could not be decoded).
+    pub oldest_unpublished_age_seconds: Option<f64>,
+}
+
+/// `wal status` for every partition plus totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// The data directory looked at.
+    pub data_dir: PathBuf,
+    /// Sum over partitions.
+    pub appended_total: u64,
+    /// Sum over partitions.
+    pub unpublished: u64,
+    /// Sum over partitions.
+    pub used_bytes: u64,
+    /// Sum over partitions.
+    pub capacity_bytes: u64,
+    /// Sum over partitions.
+    pub dropped_total: u64,
+    /// The oldest over all partitions.
+    pub oldest_unpublished_age_seconds: Option<f64>,
+    /// Each partition found on disk, by index.
+    pub partitions: Vec<PartitionStatus>,
+    /// Partitions that could not be opened: `(index, error)`.
+    #[serde(skip)]
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Options of `wal inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectOptions {
+    /// Only this partition.
+    pub partition: Option<usize>,
+    /// First LSN to show in each partition (default: the oldest held).
+    pub from: Option<u64>,
+    /// Most records per partition; 0 = no limit.
+    pub limit: u64,
+    /// One JSON object per line.
+    pub json: bool,
+}
+
+fn partitions(data_dir: &Path) -> Result<Vec<usize>, CommandError> {
+    existing_partitions(data_dir).map_err(|source| CommandError::ListPartitions {
+        path: data_dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The log configuration the daemon uses for every partition (it fixes the capacity share
+/// reported; segment sizes are read from the files).
+fn view_config(config: &Config) -> WalConfig {
+    wal_config(config, partition_count(config))
+}
+
+fn open_view(data_dir: &Path, partition: usize, wal: &WalConfig) -> Result<LogView, CommandError> {
+    let path = partition_dir(data_dir, partition);
+    LogView::open(&path, wal).map_err(|source| CommandError::Wal {
+        partition,
+        path,
+        source,
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Age in seconds of the oldest record not yet confirmed, read from its envelope.
+fn oldest_unpublished_age(view: &LogView, status: &Status, now_ms: i64) -> Option<f64> {
+    if status.unconfirmed == 0 {
+        return None;
+    }
+    let from = Lsn(status.checkpoint.0 + 1).max(status.first_lsn);
+    let record = view.reader(from).next().ok()??;
+    let envelope = Envelope::decode(&record.payload).ok()?;
+    Some((now_ms - envelope.received_at_ms).max(0) as f64 / 1000.0)
+}
+
+/// Reads every partition's status.
+pub fn collect_status(config: &Config) -> Result<StatusReport, CommandError> {
+    let data_dir = &config.data_dir;
+    let found = partitions(data_dir)?;
+    let wal = view_config(config);
+    let now = now_ms();
+    let mut report = StatusReport {
+        data_dir: data_dir.clone(),
+        appended_total: 0,
+        unpublished: 0,
+        used_bytes: 0,
+        capacity_bytes: 0,
+        dropped_total: 0,
+        oldest_unpublished_age_seconds: None,
+        partitions: Vec::new(),
+        failed: Vec::new(),
+    };
+    for &partition in &found {
+        let view = match open_view(data_dir, partition, &wal) {
+            Ok(v) => v,
+            Err(e) => {
+                report.failed.push((partition, e.to_string()));
+                continue;
+            }
+        };
+        let s = view.status();
+        let p = PartitionStatus {
+            partition,
+            appended_total: s.last_lsn.0,
+            unpublished: s.unconfirmed,
+            used_bytes: s.used_bytes,
+            capacity_bytes: s.capacity_bytes,
+            first_lsn: s.first_lsn.0,
+            last_lsn: s.last_lsn.0,
+            checkpoint: s.checkpoint.0,
+            dropped_total: s.dropped_total,
+            segments: s.segments,
+            oldest_unpublished_age_seconds: oldest_unpublished_age(&view, &s, now),
+        };
+        report.appended_total += p.appended_total;
+        report.unpublished += p.unpublished;
+        report.used_bytes += p.used_bytes;
+        report.capacity_bytes += p.capacity_bytes;
+        report.dropped_total += p.dropped_total;
+        report.oldest_unpublished_age_seconds = match (
+            report.oldest_unpublished_age_seconds,
+            p.oldest_unpublished_age_seconds,
+        ) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        report.partitions.push(p);
+    }
+    Ok(report)
+}
+
+/// `sluice wal status [--json]`.
+pub fn status(
+    config: &Config,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, CommandError> {
+    let report = collect_status(config)?;
+    if as_json {
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some(obj), false) = (value.as_object_mut(), report.failed.is_empty()) {
+            obj.insert(
+                "errors".into(),
+                report
+                    .failed
+                    .iter()
+                    .map(|(p, e)| json!({ "partition": p, "error": e }))
+                    .collect(),
+            );
+        }
+        writeln!(out, "{value}")?;
+    } else {
+        write_status_table(&report, out)?;
+    }
+    if report.failed.is_empty() {
+        Ok(Outcome::Clean)
+    } else {
+        Err(CommandError::PartitionsFailed {
+            count: report.failed.len(),
+        })
+    }
+}
+
+/// Bytes for a table cell: exact units when they divide evenly (`4GiB`), else one decimal
+/// (`28.9KiB`).
+fn human_bytes(n: u64) -> String {
+    let exact = ByteSize(n).to_string();
+    if exact.ends_with("iB") || n < 1024 {
+        return exact;
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in ["KiB", "MiB", "GiB", "TiB"] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1}{unit}")
+}
+
+fn age_text(age: Option<f64>) -> String {
+    age.map_or_else(|| "-".into(), |a| format!("{a:.1}s"))
+}
+
+fn write_status_table(r: &StatusReport, out: &mut dyn Write) -> std::io::Result<()> {
+    let header = [
+        "partition",
+        "appended",
+        "unpublished",
+        "used",
+        "capacity",
+        "first_lsn",
+        "last_lsn",
+        "checkpoint",
+        "dropped",
+        "oldest_unpublished",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for p in &r.partitions {
+        rows.push(vec![
+            p.partition.to_string(),
+            p.appended_total.to_string(),
+            p.unpublished.to_string(),
+            human_bytes(p.used_bytes),
+            human_bytes(p.capacity_bytes),
+            p.first_lsn.to_string(),
+            p.last_lsn.to_string(),
+            p.checkpoint.to_string(),
+            p.dropped_total.to_string(),
+            age_text(p.oldest_unpublished_age_seconds),
+        ]);
+    }
+    rows.push(vec![
+        "total".into(),
+        r.appended_total.to_string(),
+        r.unpublished.to_string(),
+        human_bytes(r.used_bytes),
+        human_bytes(r.capacity_bytes),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        r.dropped_total.to_string(),
+        age_text(r.oldest_unpublished_age_seconds),
+    ]);
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    writeln!(out, "data_dir: {}", r.data_dir.display())?;
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                if i == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    for (p, e) in &r.failed {
+        writeln!(out, "partition {p}: error: {e}")?;
+    }
+    Ok(())
+}
+
+/// `sluice wal inspect`: decoded envelopes, one line each. Records that fail to decode are
+/// reported (with their LSN) and make the outcome [`Outcome::ProblemsFound`].
+pub fn inspect(
+    config: &Config,
+    opts: &InspectOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, CommandError> {
+    let data_dir = &config.data_dir;
+    let found = partitions(data_dir)?;
+    let selected: Vec<usize> = match opts.partition {
+        Some(p) if found.contains(&p) => vec![p],
+        Some(p) => {
+            return Err(CommandError::NoSuchPartition {
+                partition: p,
+                data_dir: data_dir.clone(),
+                found,
+            })
+        }
+        None => found.clone(),
+    };
+    let wal = view_config(config);
+    let mut undecodable = 0u64;
+    for partition in selected {
+        let view = open_view(data_dir, partition, &wal)?;
+        let from = opts.from.map_or(view.status().first_lsn, Lsn);
+        let mut reader = view.reader(from);
+        let mut shown = 0u64;
+        while opts.limit == 0 || shown < opts.limit {
+            let record = reader.next().map_err(|source| CommandError::Wal {
+                partition,
+                path: partition_dir(data_dir, partition),
+                source,
+            })?;
+            let Some(record) = record else { break };
+            shown += 1;
+            match Envelope::decode(&record.payload) {
+                Ok(env) if opts.json => {
+                    writeln!(out, "{}", env.to_json(record.lsn, partition))?;
+                }
+                Ok(env) => writeln!(out, "{}", summary_line(&env, record.lsn, partition))?,
+                Err(e) => {
+                    undecodable += 1;
+                    if opts.json {
+                        let line = json!({
+                            "lsn": record.lsn.0,
+                            "partition": partition,
+                            "error": e.to_string(),
+                            "error_code": e.code(),
+                            "payload_bytes": record.payload.len(),
+                        });
+                        writeln!(out, "{line}")?;
+                    } else {
+                        writeln!(
+                            out,
+                            "p{partition} lsn={} ERROR cannot decode envelope ({} bytes): {e}",
+                            record.lsn,
+                            record.payload.len()
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    if undecodable > 0 {
+        if !opts.json {
+            writeln!(out, "{undecodable} record(s) could not be decoded")?;
+        }
+        Ok(Outcome::ProblemsFound)
+    } else {
+        Ok(Outcome::Clean)
+    }
+}
+
+/// One readable line per record: where, when, what.
+fn summary_line(env: &Envelope, lsn: Lsn, partition: usize) -> String {
+    let at = if env.received_at_ms >= 0 {
+        humantime::format_rfc3339_millis(
+            UNIX_EPOCH + Duration::from_millis(env.received_at_ms as u64),
+        )
+        .to_string()
+    } else {
+        format!("{}ms", env.received_at_ms)
+    };
+    let mut line = format!(
+        "p{partition} lsn={lsn} {at} {} {} route={} body={}B",
+        env.method,
+        env.path,
+        env.route,
+        env.body.len()
+    );
+    if let Some(q) = &env.query {
+        line.push_str(&format!(" query={}", truncate(q, 120)));
+    }
+    if let Some(peer) = &env.peer {
+        line.push_str(&format!(" peer={peer}"));
+    }
+    if let Some(ua) = env.header("user-agent") {
+        line.push_str(&format!(" ua={:?}", truncate(ua, 80)));
+    }
+    line
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+/// `sluice wal verify`: checks every record of every partition. Problems are listed with their
+/// segment file and offset and make the outcome [`Outcome::ProblemsFound`]; a torn tail (the
+/// unacknowledged end of the newest segment, repaired on the next open) is noted only.
+pub fn verify(config: &Config, out: &mut dyn Write) -> Result<Outcome, CommandError> {
+    let data_dir = &config.data_dir;
+    let found = partitions(data_dir)?;
+    if found.is_empty() {
+        writeln!(
+            out,
+            "no partitions under {}: nothing to verify",
+            data_dir.display()
+        )?;
+        return Ok(Outcome::Clean);
+    }
+    let mut problems = 0usize;
+    let mut unreadable = 0usize;
+    for partition in found {
+        let dir = partition_dir(data_dir, partition);
+        match sluice_wal::verify(&dir) {
+            Ok(report) => {
+                writeln!(
+                    out,
+                    "partition {partition} ({}): {} segment(s), {} record(s), lsn {}..{}, checkpoint {}: {}",
+                    dir.display(),
+                    report.segments,
+                    report.records,
+                    report.first_lsn,
+                    report.last_lsn,
+                    report.checkpoint,
+                    if report.is_ok() {
+                        "ok".to_string()
+                    } else {
+                        format!("{} problem(s)", report.problems.len())
+                    }
+                )?;
+                for p in &report.problems {
+                    writeln!(
+                        out,
+                        "  problem: {} offset {}: {}",
+                        p.path.display(),
+                        p.offset,
+                        p.reason
+                    )?;
+                }
+                if let Some(t) = &report.torn_tail {
+                    writeln!(
+                        out,
+                        "  note: torn tail at {} offset {} ({}); unacknowledged bytes, truncated on next open",
+                        t.path.display(),
+                        t.offset,
+                        t.reason
+                    )?;
+                }
+                problems += report.problems.len();
+            }
+            // Damage that stops the scan altogether is a finding about the data, not a failure
+            // of this command.
+            Err(
+                e
+                @ (sluice_wal::Error::Corruption { .. } | sluice_wal::Error::BadCheckpoint { .. }),
+            ) => {
+                writeln!(
+                    out,
+                    "partition {partition} ({}): problem: {e}",
+                    dir.display()
+                )?;
+                problems += 1;
+            }
+            Err(e) => {
+                writeln!(out, "partition {partition} ({}): error: {e}", dir.display())?;
+                unreadable += 1;
+            }
+        }
+    }
+    if problems > 0 {
+        // Found damage outranks a partition that could not be read: exit code 3 says "look at
+        // the data", and the unreadable partition is listed above too.
+        writeln!(out, "{problems} problem(s) found")?;
+        Ok(Outcome::ProblemsFound)
+    } else if unreadable > 0 {
+        Err(CommandError::PartitionsFailed { count: unreadable })
+    } else {
+        writeln!(out, "every record checks")?;
+        Ok(Outcome::Clean)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_sizes_are_short_and_readable() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1000), "1000B");
+        assert_eq!(human_bytes(4 << 30), "4GiB");
+        assert_eq!(human_bytes(29_556), "28.9KiB");
+        assert_eq!(human_bytes((3 << 20) + (1 << 19)), "3584KiB");
+        assert_eq!(human_bytes((3 << 20) + 100), "3.0MiB");
+    }
+}
