@@ -1,37 +1,10 @@
 //! The `sluice` binary's command-line surface: version, help, configuration precedence and
 //! reporting, exit codes of configuration errors.
 
+mod cli_support;
+
+use cli_support::{run, sluice};
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// The binary with a clean environment: no inherited `SLUICE_*` variable can leak into a test.
-fn sluice() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("SLUICE_")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run sluice");
-    (
-        status.code().expect("exited normally"),
-        String::from_utf8(stdout).unwrap(),
-        String::from_utf8(stderr).unwrap(),
-    )
-}
 
 fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("sluice.toml");

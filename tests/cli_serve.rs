@@ -1,6 +1,9 @@
 //! `sluice serve` as an operator runs it: flags and environment configure it, SIGTERM and
 //! SIGINT stop it with exit code 0, and what it acknowledged is visible to `sluice wal`.
 
+mod cli_support;
+
+use cli_support::sluice;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,21 +13,6 @@ use std::time::Duration;
 
 /// How long a test waits for the daemon to start or stop before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn sluice() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("SLUICE_")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
 
 /// A running daemon, killed if the test fails before stopping it.
 struct Daemon {

@@ -1,8 +1,11 @@
 //! `sluice wal status|inspect|verify` against logs written directly with `sluice_wal::Wal`, as
 //! the daemon writes them (one log per partition under `data_dir/wal/partition-NNN`).
 
+mod cli_support;
+
+use cli_support::run;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -86,31 +89,9 @@ fn prepare(data_dir: &Path) {
 /// The binary with the test's configuration in its environment and no inherited `SLUICE_*`
 /// variable.
 fn sluice() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("SLUICE_")
-        {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = cli_support::sluice();
     cmd.envs(ENV);
     cmd
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run sluice");
-    (
-        status.code().expect("exited normally"),
-        String::from_utf8(stdout).unwrap(),
-        String::from_utf8(stderr).unwrap(),
-    )
 }
 
 /// `sluice wal <args> --data-dir DIR`
