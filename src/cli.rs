@@ -5,7 +5,14 @@
 //! sluice wal status  [--config FILE] [--data-dir DIR] [--json]
 //! sluice wal inspect [--config FILE] [--data-dir DIR] [--partition N] [--from LSN] [--limit N] [--json]
 //! sluice wal verify  [--config FILE] [--data-dir DIR]
+//! sluice wal replay  [--config FILE] [--data-dir DIR] [--clickhouse-url URL] --from LSN [--to LSN] [--partition N]
+//! sluice dlq list    [--config FILE] [--data-dir DIR] [--reason R] [--json]
+//! sluice dlq show    [--config FILE] [--data-dir DIR] ID [--json]
+//! sluice dlq replay  [--config FILE] [--data-dir DIR] [--clickhouse-url URL] [--reason R | ID…]
+//! sluice dlq purge   [--config FILE] [--data-dir DIR] [--older-than DUR | --reason R | ID…]
 //! sluice config show [--config FILE] [--json] [serve's flags, to preview their effect]
+//! sluice db init     [--config FILE] [--clickhouse-url URL] [--print-ddl --server-version V]
+//! sluice db check    [--config FILE] [--clickhouse-url URL] [--json]
 //! sluice --version
 //! ```
 //!
@@ -18,7 +25,7 @@
 //! | 0 | success |
 //! | 1 | runtime error (I/O, a listener could not bind, the log could not be opened, …) |
 //! | 2 | usage or configuration error (clap's own parse errors also exit 2) |
-//! | 3 | the data has problems: `wal verify` found corruption, or `wal inspect` met records it could not decode |
+//! | 3 | the data has problems: `wal verify` found corruption, or `wal inspect` met records it could not decode; `db check` found the table unusable |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +84,19 @@ pub enum Command {
     /// Show the configuration.
     #[command(subcommand, after_help = "Example:\n  sluice config show --json")]
     Config(ConfigCommand),
+    /// The dead-letter store: events that can never load. Run while the daemon is stopped
+    /// (the store admits one process at a time).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sluice dlq list --reason schema_violation\n  sluice dlq show 1718000000000-0-42-req --json\n  sluice dlq replay --reason adapter_failure\n  sluice dlq purge --older-than 30d"
+    )]
+    Dlq(DlqCommand),
+    /// Create (`db init`) or check (`db check`) the ClickHouse database and events table.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sluice db init --clickhouse-url http://127.0.0.1:8123\n  sluice db check --json\n  sluice db init --print-ddl --server-version 26.1"
+    )]
+    Db(DbCommand),
 }
 
 /// `sluice serve` flags; each overrides the file and the environment.
@@ -110,6 +130,101 @@ pub enum WalCommand {
     /// Check every record of every partition; exit 3 and name segment file and offset on corruption.
     #[command(after_help = "Example:\n  sluice wal verify --data-dir /var/lib/sluice")]
     Verify(VerifyArgs),
+    /// Re-publish a range of the log to ClickHouse with the original batch boundaries (the
+    /// deduplication tokens make it safe). Works beside a running daemon.
+    #[command(after_help = "Example:\n  sluice wal replay --from 1000 --to 2000 --partition 0")]
+    Replay(WalReplayArgs),
+}
+
+/// `sluice wal replay` flags.
+#[derive(Debug, Args)]
+pub struct WalReplayArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// ClickHouse HTTP interface (clickhouse.url). Default from the configuration.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse_url: Option<String>,
+    /// First LSN to re-publish (clamped to the oldest record held).
+    #[arg(long, value_name = "LSN")]
+    pub from: u64,
+    /// Last LSN to re-publish (default: the newest record).
+    #[arg(long, value_name = "LSN")]
+    pub to: Option<u64>,
+    /// Only this partition (default: every partition).
+    #[arg(long, value_name = "N")]
+    pub partition: Option<usize>,
+}
+
+/// `sluice dlq …`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One line per entry (id, reason, attempts, first message), oldest first.
+    List(DlqListArgs),
+    /// Every field of one entry, with its raw request decoded.
+    Show(DlqShowArgs),
+    /// Re-process the selected entries and deliver them to ClickHouse; loaded entries are
+    /// removed, failing ones kept with attempts + 1.
+    Replay(DlqReplayArgs),
+    /// Remove the selected entries.
+    Purge(DlqPurgeArgs),
+}
+
+/// `sluice dlq list` flags.
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Only this failure category (e.g. schema_violation, loader_rejection).
+    #[arg(long, value_name = "R")]
+    pub reason: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice dlq show` flags.
+#[derive(Debug, Args)]
+pub struct DlqShowArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// The entry's id, as `dlq list` prints it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice dlq replay` flags.
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// ClickHouse HTTP interface (clickhouse.url). Default from the configuration.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse_url: Option<String>,
+    /// Only entries of this failure category.
+    #[arg(long, value_name = "R", conflicts_with = "ids")]
+    pub reason: Option<String>,
+    /// Only these entries (default: every entry).
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+/// `sluice dlq purge` flags.
+#[derive(Debug, Args)]
+pub struct DlqPurgeArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Entries last written longer ago than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, conflicts_with = "ids")]
+    pub older_than: Option<std::time::Duration>,
+    /// Entries of this failure category.
+    #[arg(long, value_name = "R", conflicts_with = "ids")]
+    pub reason: Option<String>,
+    /// These entries.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
 }
 
 /// Where the logs are.
@@ -177,6 +292,67 @@ pub struct ShowArgs {
     pub serve: ServeArgs,
 }
 
+/// `sluice db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the versioned migrations: create the database, `schema_migrations` and the events
+    /// table with types chosen for the server's version. Running it again changes nothing.
+    #[command(after_help = "Example:\n  sluice db init --clickhouse-url http://127.0.0.1:8123")]
+    Init(DbInitArgs),
+    /// Say whether the table has what the daemon needs; exit 3 when it does not.
+    #[command(after_help = "Example:\n  sluice db check --json")]
+    Check(DbCheckArgs),
+    /// Write a RowBinary sample batch for a server version (for tests against other engines).
+    #[command(hide = true)]
+    EncodeSample(DbEncodeSampleArgs),
+}
+
+/// Which ClickHouse.
+#[derive(Debug, Args)]
+pub struct ClickHouseUrlArg {
+    /// ClickHouse HTTP interface (clickhouse.url). Default from the configuration.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse_url: Option<String>,
+}
+
+/// `sluice db init` flags.
+#[derive(Debug, Args)]
+pub struct DbInitArgs {
+    #[command(flatten)]
+    pub url: ClickHouseUrlArg,
+    /// Print the DDL for `--server-version` instead of connecting.
+    #[arg(long, requires = "server_version")]
+    pub print_ddl: bool,
+    /// The server version to print DDL for (e.g. 18.16 or 26.1).
+    #[arg(long, value_name = "VERSION")]
+    pub server_version: Option<String>,
+}
+
+/// `sluice db check` flags.
+#[derive(Debug, Args)]
+pub struct DbCheckArgs {
+    #[command(flatten)]
+    pub url: ClickHouseUrlArg,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice db encode-sample` flags.
+#[derive(Debug, Args)]
+pub struct DbEncodeSampleArgs {
+    /// Where to write the RowBinary; the structure goes to FILE.structure, the INSERT's
+    /// columns to FILE.columns, the table DDL to FILE.ddl.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The server version whose schema to encode for.
+    #[arg(long, value_name = "VERSION", default_value = "26.1")]
+    pub server_version: String,
+    /// How many events.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub rows: usize,
+}
+
 impl Cli {
     /// The configuration values given as flags.
     pub fn overrides(&self) -> Overrides {
@@ -188,7 +364,29 @@ impl Cli {
         };
         match &self.command {
             Command::Serve(a) => serve(a),
+            Command::Db(DbCommand::Init(DbInitArgs { url, .. }))
+            | Command::Db(DbCommand::Check(DbCheckArgs { url, .. })) => Overrides {
+                clickhouse_url: url.clickhouse_url.clone(),
+                ..Overrides::default()
+            },
+            Command::Db(DbCommand::EncodeSample(_)) => Overrides::default(),
             Command::Config(ConfigCommand::Show(a)) => serve(&a.serve),
+            Command::Wal(WalCommand::Replay(a)) => Overrides {
+                data_dir: a.dir.data_dir.clone(),
+                clickhouse_url: a.clickhouse_url.clone(),
+                ..Overrides::default()
+            },
+            Command::Dlq(DlqCommand::Replay(a)) => Overrides {
+                data_dir: a.dir.data_dir.clone(),
+                clickhouse_url: a.clickhouse_url.clone(),
+                ..Overrides::default()
+            },
+            Command::Dlq(DlqCommand::List(DlqListArgs { dir, .. }))
+            | Command::Dlq(DlqCommand::Show(DlqShowArgs { dir, .. }))
+            | Command::Dlq(DlqCommand::Purge(DlqPurgeArgs { dir, .. })) => Overrides {
+                data_dir: dir.data_dir.clone(),
+                ..Overrides::default()
+            },
             Command::Wal(WalCommand::Status(StatusArgs { dir, .. }))
             | Command::Wal(WalCommand::Inspect(InspectArgs { dir, .. }))
             | Command::Wal(WalCommand::Verify(VerifyArgs { dir })) => Overrides {

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::sink::clickhouse::ClickHouseConfig;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -27,8 +29,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The write-ahead log.
     pub wal: WalSettings,
+    /// Collector behaviour of the tracking routes (cookies, CORS, redirects, size rules).
+    pub collector: crate::http::collector::CollectorConfig,
+    /// How requests become enriched events.
+    pub enrich: crate::publish::enrich::EnrichConfig,
+    /// Batching from the log to the sink.
+    pub publish: crate::publish::PublishConfig,
     /// Where events are published.
     pub clickhouse: ClickHouseConfig,
+    /// The store of events that can never load.
+    pub dead_letter: crate::deadletter::DeadLetterConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -99,14 +109,6 @@ pub struct WalSettings {
     pub queue_capacity: usize,
 }
 
-/// The ClickHouse server events are published to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClickHouseConfig {
-    /// HTTP interface URL. Default `http://127.0.0.1:8123`. Flag `--clickhouse-url`.
-    pub url: String,
-}
-
 /// Log output.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -136,7 +138,11 @@ impl Default for Config {
             server: ServerConfig::default(),
             metrics: MetricsConfig::default(),
             wal: WalSettings::default(),
+            collector: Default::default(),
+            enrich: Default::default(),
+            publish: Default::default(),
             clickhouse: ClickHouseConfig::default(),
+            dead_letter: Default::default(),
             log: LogConfig::default(),
         }
     }
@@ -172,14 +178,6 @@ impl Default for WalSettings {
             segment_size: ByteSize(32 << 20),
             full_policy: FullPolicySetting::Reject,
             queue_capacity: 65_536,
-        }
-    }
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        ClickHouseConfig {
-            url: "http://127.0.0.1:8123".into(),
         }
     }
 }
@@ -340,6 +338,10 @@ pub const ENV_NESTING: &str = "__";
 /// The environment variable naming the configuration file. It is read by the CLI as the default
 /// of `--config` and is not itself a configuration key.
 pub const CONFIG_FILE_ENV: &str = "SLUICE_CONFIG";
+
+/// Environment variables with this prefix belong to the test suite (e.g.
+/// `SLUICE_TEST_CLICKHOUSE_URL`) and are never configuration keys.
+pub const TEST_ENV_PREFIX: &str = "SLUICE_TEST_";
 
 /// The bytes a segment reserves for itself and for one record's frame: the 64-byte segment
 /// header plus the 16-byte frame header.
@@ -665,7 +667,7 @@ impl<P: Provider> Provider for Named<P> {
 }
 
 /// The `SLUICE_*` environment variables as a figment provider. `SLUICE_CONFIG` (the file's
-/// path) is skipped; `__` separates nesting levels; names are case-insensitive.
+/// path) and `SLUICE_TEST_*` (the test suite's) are skipped; `__` separates nesting levels; names are case-insensitive.
 #[derive(Debug, Clone)]
 struct EnvVars {
     /// dotted key → (variable name, raw value)
@@ -682,7 +684,7 @@ impl EnvVars {
             let Some(rest) = upper.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if upper == CONFIG_FILE_ENV {
+            if upper == CONFIG_FILE_ENV || upper.starts_with(TEST_ENV_PREFIX) {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace(ENV_NESTING, ".");
@@ -790,9 +792,23 @@ fn leaf_keys(config: &Config) -> Vec<String> {
 /// `password`, `secret` or `token`.
 pub fn is_secret_key(key: &str) -> bool {
     let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    ["key", "password", "secret", "token"]
+    // Credentials by name: passwords, secrets, tokens and API/write/auth keys. Not every name
+    // containing "key" (e.g. `enrich.strict_body_keys` is a switch, not a secret).
+    matches!(leaf.as_str(), "key" | "keys")
+        || [
+            "password",
+            "secret",
+            "token",
+            "tokens",
+            "api_key",
+            "api_keys",
+            "write_key",
+            "write_keys",
+            "auth_key",
+            "auth_keys",
+        ]
         .iter()
-        .any(|w| leaf.contains(w))
+        .any(|w| leaf.ends_with(w))
 }
 
 impl Config {
@@ -902,14 +918,6 @@ impl Config {
             ),
         );
 
-        let url = self.clickhouse.url.as_str();
-        check(
-            (url.starts_with("http://") && url.len() > 7)
-                || (url.starts_with("https://") && url.len() > 8),
-            "clickhouse.url",
-            format!("`{url}` is not an http:// or https:// URL"),
-        );
-
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             check(
                 false,
@@ -917,6 +925,12 @@ impl Config {
                 format!("`{}` is not a tracing filter: {e}", self.log.level),
             );
         }
+        // Each component validates its own section.
+        out.extend(self.collector.violations());
+        out.extend(self.enrich.violations());
+        out.extend(self.publish.violations());
+        out.extend(self.clickhouse.violations());
+        out.extend(self.dead_letter.violations());
         out
     }
 }

@@ -39,8 +39,16 @@ pub struct Envelope {
     /// The request body, byte for byte (empty for GET).
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
-    /// The TCP peer's address (`ip:port`), when known.
+    /// The TCP peer's address (`ip:port`), when known. `None` for requests carrying the
+    /// `SP-Anonymous` header (the collector does not record their address).
     pub peer: Option<String>,
+    /// The network user id the collector resolved and put in its cookie (Snowplow's
+    /// `network_userid`): `00000000-0000-0000-0000-000000000000` for `SP-Anonymous` requests,
+    /// else the `nuid` query parameter, else the request's cookie, else a new v4 UUID. `None`
+    /// when the cookie is disabled (`collector.cookie.enabled = false`) and for records written
+    /// before this field existed (decoders default it).
+    #[serde(default)]
+    pub nuid: Option<String>,
 }
 
 /// Why a WAL record could not be decoded as an envelope.
@@ -114,6 +122,7 @@ impl Envelope {
             Err(_) => obj.insert("body_base64".into(), base64_encode(&self.body).into()),
         };
         obj.insert("peer".into(), self.peer.clone().into());
+        obj.insert("nuid".into(), self.nuid.clone().into());
         serde_json::Value::Object(obj)
     }
 
@@ -138,6 +147,7 @@ impl Envelope {
                 .sum::<usize>()
             + self.body.len()
             + self.peer.as_ref().map_or(0, String::len)
+            + self.nuid.as_ref().map_or(0, String::len)
     }
 }
 
@@ -186,6 +196,7 @@ mod tests {
             ],
             body: br#"{"data":[]}"#.to_vec(),
             peer: Some("127.0.0.1:5555".into()),
+            nuid: Some("c6ef3124-b53a-4b13-a233-0088f79dcbcb".into()),
         }
     }
 
@@ -195,6 +206,38 @@ mod tests {
         let bytes = env.encode();
         assert_eq!(bytes[0], ENVELOPE_VERSION);
         assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn a_record_written_before_nuid_existed_decodes_with_no_nuid() {
+        // The version-1 layout as issue 2 wrote it: the same named fields, without `nuid`.
+        #[derive(Serialize)]
+        struct Issue2Envelope {
+            received_at_ms: i64,
+            route: String,
+            method: String,
+            path: String,
+            query: Option<String>,
+            headers: Vec<(String, String)>,
+            #[serde(with = "serde_bytes")]
+            body: Vec<u8>,
+            peer: Option<String>,
+        }
+        let env = sample();
+        let old = Issue2Envelope {
+            received_at_ms: env.received_at_ms,
+            route: env.route.clone(),
+            method: env.method.clone(),
+            path: env.path.clone(),
+            query: env.query.clone(),
+            headers: env.headers.clone(),
+            body: env.body.clone(),
+            peer: env.peer.clone(),
+        };
+        let mut bytes = vec![ENVELOPE_VERSION];
+        rmp_serde::encode::write_named(&mut bytes, &old).unwrap();
+        let decoded = Envelope::decode(&bytes).unwrap();
+        assert_eq!(decoded, Envelope { nuid: None, ..env });
     }
 
     #[test]

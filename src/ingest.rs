@@ -251,6 +251,12 @@ pub enum IngestError {
         #[source]
         source: sluice_wal::Error,
     },
+    /// A partition's log could not be closed because its publisher still holds it.
+    #[error("the log of partition {partition} is still in use by its publisher")]
+    InUse {
+        /// The partition's index.
+        partition: usize,
+    },
     /// A partition's log reported an error while closing (its writer was poisoned earlier).
     #[error("closing the log of partition {partition}: {source}")]
     Close {
@@ -269,6 +275,7 @@ impl IngestError {
             IngestError::List { .. } => "list",
             IngestError::Open { .. } => "open",
             IngestError::Close { .. } => "close",
+            IngestError::InUse { .. } => "in_use",
         }
     }
 }
@@ -277,7 +284,9 @@ impl IngestError {
 #[derive(Debug)]
 struct Partition {
     index: usize,
-    wal: Wal,
+    /// Shared with the partition's publisher, which reads and checkpoints it; closing needs
+    /// the only reference back (the publishers are stopped first).
+    wal: Arc<Wal>,
     metrics: PartitionMetrics,
 }
 
@@ -329,7 +338,7 @@ impl Ingest {
             }
             partitions.push(Partition {
                 index,
-                wal,
+                wal: Arc::new(wal),
                 metrics: PartitionMetrics::new(index),
             });
         }
@@ -388,6 +397,16 @@ impl Ingest {
             .collect()
     }
 
+    /// Every open partition's index and log, for the publishers (which read from and
+    /// checkpoint them). Stop the publishers before [`Ingest::close`]: a log still referenced
+    /// elsewhere cannot be closed cleanly.
+    pub fn wals(&self) -> Vec<(usize, Arc<Wal>)> {
+        self.lock()
+            .iter()
+            .map(|p| (p.index, p.wal.clone()))
+            .collect()
+    }
+
     /// Sets the per-partition gauges from each log's status.
     pub fn refresh_metrics(&self) {
         for p in self.lock().iter() {
@@ -407,7 +426,18 @@ impl Ingest {
         let mut first_error = None;
         for p in partitions {
             p.metrics.record(&p.wal.status());
-            if let Err(source) = p.wal.close() {
+            let wal = match Arc::try_unwrap(p.wal) {
+                Ok(wal) => wal,
+                Err(_) => {
+                    // A publisher that did not stop in time still holds it; the log closes
+                    // (its writer drains and exits) when that last reference is dropped.
+                    tracing::error!(partition = p.index,
+                        "the log is still in use by its publisher; it closes when the publisher exits");
+                    first_error.get_or_insert(IngestError::InUse { partition: p.index });
+                    continue;
+                }
+            };
+            if let Err(source) = wal.close() {
                 tracing::error!(partition = p.index, error = %source, "closing the log failed");
                 first_error.get_or_insert(IngestError::Close {
                     partition: p.index,
@@ -437,7 +467,10 @@ impl Drop for Ingest {
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 for p in partitions {
-                    if let Err(e) = p.wal.close() {
+                    let Ok(wal) = Arc::try_unwrap(p.wal) else {
+                        continue;
+                    };
+                    if let Err(e) = wal.close() {
                         tracing::error!(partition = p.index, error = %e, "closing the log failed");
                     }
                 }

@@ -9,6 +9,7 @@
 //!   validated once at start-up.
 //! - [`http`]: the collector's routes, per-protocol responses, size and time limits.
 //! - [`envelope`]: what is logged for each accepted request (the raw request, versioned).
+//! - [`event`]: the canonical enriched event (one ClickHouse row) and the failure kinds.
 //! - [`ingest`]: the partitioned logs: routing a request to a partition and appending it.
 //! - [`metrics`]: every metric name, and the separate `/metrics` listener.
 //! - [`server`]: `run(config, shutdown)`: wires the stages together and stops them cleanly.
@@ -20,8 +21,12 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deadletter;
 pub mod envelope;
+pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod publish;
 pub mod server;
+pub mod sink;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice::cli::{exit, Cli, Command, ConfigCommand, WalCommand};
+use sluice::cli::{exit, Cli, Command, ConfigCommand, DbCommand, DlqCommand, WalCommand};
 use sluice::commands::{self, Outcome};
 use sluice::config::{self, Config, ConfigError, LogFormat};
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Clean) => ExitCode::from(exit::OK),
         Ok(Outcome::ProblemsFound) => {
-            eprintln!("sluice: problems found in the log (listed above)");
+            eprintln!("sluice: problems found (listed above)");
             ExitCode::from(exit::PROBLEMS)
         }
         Err(Failure::Config(e)) => {
@@ -74,9 +74,17 @@ fn run(cli: Cli) -> Result<Outcome, Failure> {
             serve(config)?;
             Ok(Outcome::Clean)
         }
+        Command::Dlq(command) => {
+            let config = ready(loaded.config)?;
+            Ok(dlq(command, &config)?)
+        }
         Command::Wal(command) => {
             let config = ready(loaded.config)?;
             Ok(wal(command, &config)?)
+        }
+        Command::Db(command) => {
+            let config = ready(loaded.config)?;
+            Ok(db(command, &config)?)
         }
     }
 }
@@ -103,9 +111,56 @@ fn wal(command: &WalCommand, config: &Config) -> anyhow::Result<Outcome> {
             commands::wal::inspect(config, &opts, &mut out)
         }
         WalCommand::Verify(_) => commands::wal::verify(config, &mut out),
+        WalCommand::Replay(a) => {
+            let opts = commands::wal::ReplayOptions {
+                from: a.from,
+                to: a.to,
+                partition: a.partition,
+                progress: std::io::stderr().is_terminal(),
+            };
+            commands::wal::replay(config, &opts, &mut out)
+                .map_err(|e| anyhow::Error::new(e).context("wal replay"))?;
+            Ok(Outcome::Clean)
+        }
     };
     out.flush().context("cannot write output")?;
     Ok(outcome?)
+}
+
+/// Runs a `db` subcommand with its report on stdout.
+fn db(command: &DbCommand, config: &Config) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut out = std::io::stdout().lock();
+    let outcome = runtime.block_on(commands::db::run(command, config, &mut out));
+    out.flush().context("cannot write output")?;
+    Ok(outcome?)
+}
+
+/// Runs a `dlq` subcommand (the daemon must be stopped: the store admits one process).
+fn dlq(command: &DlqCommand, config: &Config) -> anyhow::Result<Outcome> {
+    use commands::dlq;
+    let mut out = std::io::stdout().lock();
+    let store = dlq::open(config)?;
+    match command {
+        DlqCommand::List(a) => {
+            let filter = dlq::filter(a.reason.as_deref(), None, &[])?;
+            dlq::list(&store, &filter, a.json, &mut out)?;
+        }
+        DlqCommand::Show(a) => dlq::show(&store, &a.id, a.json, &mut out)?,
+        DlqCommand::Replay(a) => {
+            let filter = dlq::filter(a.reason.as_deref(), None, &a.ids)?;
+            dlq::replay(config, &store, &filter, &mut out)?;
+        }
+        DlqCommand::Purge(a) => {
+            let filter = dlq::filter(a.reason.as_deref(), a.older_than, &a.ids)?;
+            dlq::purge(&store, &filter, &mut out)?;
+        }
+    }
+    out.flush().context("cannot write output")?;
+    Ok(Outcome::Clean)
 }
 
 /// Logs go to stderr so command output on stdout stays machine-readable. `RUST_LOG`, when set

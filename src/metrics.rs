@@ -20,6 +20,15 @@
 //! | `sluice_wal_full` | gauge | partition | 1 while the log refuses appends for lack of space |
 //! | `sluice_wal_poisoned` | gauge | partition | 1 once a write or sync failed |
 //! | `sluice_wal_dropped_records_total` | counter | partition | records discarded by the `drop_oldest` policy |
+//! | `sluice_publish_lag_records` | gauge | partition | records in the log not yet confirmed in ClickHouse (or dead-lettered) |
+//! | `sluice_publish_lag_seconds` | gauge | partition | age of the oldest such record |
+//! | `sluice_publish_batch_rows` | histogram | partition | rows per batch sent to ClickHouse |
+//! | `sluice_publish_events_total` | counter | partition | rows confirmed by ClickHouse |
+//! | `sluice_clickhouse_insert_duration_seconds` | histogram | partition | one INSERT attempt, request to answer |
+//! | `sluice_clickhouse_inserts_total` | counter | partition, result, code | INSERT attempts by result (`ok`, `transient`, `bad_data`, `config`) and ClickHouse exception code (`0` for none, `connect`, `timeout`) |
+//! | `sluice_clickhouse_retries_total` | counter | partition | attempts that were retries of a failed one |
+//! | `sluice_clickhouse_up` | gauge | | 1 while the last contact with ClickHouse succeeded |
+//! | `sluice_dead_letters_total` | counter | partition, category | events written to the dead-letter store, by failure category |
 //!
 //! The recorder is `metrics-exporter-prometheus`, installed once per process ([`handle`]); every
 //! server started in the same process (tests start several) shares it. The gauges are refreshed
@@ -73,11 +82,34 @@ pub const WAL_POISONED: &str = "sluice_wal_poisoned";
 /// Records dropped by the `drop_oldest` policy, by partition (the log's own running total).
 pub const WAL_DROPPED_RECORDS_TOTAL: &str = "sluice_wal_dropped_records_total";
 
+/// Records not yet confirmed in ClickHouse, by partition.
+pub const PUBLISH_LAG_RECORDS: &str = "sluice_publish_lag_records";
+/// Age of the oldest record not yet confirmed, by partition.
+pub const PUBLISH_LAG_SECONDS: &str = "sluice_publish_lag_seconds";
+/// Rows per batch, by partition.
+pub const PUBLISH_BATCH_ROWS: &str = "sluice_publish_batch_rows";
+/// Rows confirmed by ClickHouse, by partition.
+pub const PUBLISH_EVENTS_TOTAL: &str = "sluice_publish_events_total";
+/// One INSERT attempt's latency, by partition.
+pub const CLICKHOUSE_INSERT_DURATION_SECONDS: &str = "sluice_clickhouse_insert_duration_seconds";
+/// INSERT attempts by partition, result and exception code.
+pub const CLICKHOUSE_INSERTS_TOTAL: &str = "sluice_clickhouse_inserts_total";
+/// Retried INSERT attempts, by partition.
+pub const CLICKHOUSE_RETRIES_TOTAL: &str = "sluice_clickhouse_retries_total";
+/// 1 while ClickHouse answered the last request, else 0.
+pub const CLICKHOUSE_UP: &str = "sluice_clickhouse_up";
+/// Events dead-lettered, by partition and failure category.
+pub const DEAD_LETTERS_TOTAL: &str = "sluice_dead_letters_total";
+
 /// Histogram buckets for latencies, in seconds: group commit on a fast disk takes tens to
 /// hundreds of microseconds, so the low end is fine-grained; the top catches stalls.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Histogram buckets for rows per ClickHouse batch.
+const ROW_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 50_000.0, 100_000.0, 500_000.0,
 ];
 /// Histogram buckets for records per group commit.
 const BATCH_BUCKETS: &[f64] = &[
@@ -96,6 +128,9 @@ pub fn handle() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(WAL_COMMIT_RECORDS.into()), BATCH_BUCKETS)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(PUBLISH_BATCH_ROWS.into()), ROW_BUCKETS)
+            })
             .expect("bucket lists are non-empty constants");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -110,6 +145,38 @@ pub fn handle() -> &'static PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        PUBLISH_LAG_RECORDS,
+        "Records in the log not yet confirmed in ClickHouse, by partition"
+    );
+    describe_gauge!(
+        PUBLISH_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest record not yet confirmed in ClickHouse, by partition"
+    );
+    describe_histogram!(PUBLISH_BATCH_ROWS, "Rows per batch sent to ClickHouse");
+    describe_counter!(PUBLISH_EVENTS_TOTAL, "Rows confirmed by ClickHouse");
+    describe_histogram!(
+        CLICKHOUSE_INSERT_DURATION_SECONDS,
+        Unit::Seconds,
+        "One INSERT attempt, request to answer"
+    );
+    describe_counter!(
+        CLICKHOUSE_INSERTS_TOTAL,
+        "INSERT attempts by result and ClickHouse exception code"
+    );
+    describe_counter!(
+        CLICKHOUSE_RETRIES_TOTAL,
+        "INSERT attempts that retried a failed one"
+    );
+    describe_gauge!(
+        CLICKHOUSE_UP,
+        "1 while the last contact with ClickHouse succeeded"
+    );
+    describe_counter!(
+        DEAD_LETTERS_TOTAL,
+        "Events written to the dead-letter store, by failure category"
+    );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,
         "Answered HTTP requests by route template and status"
@@ -397,4 +464,61 @@ fn answer(req: &Request<Incoming>, ingest: &Ingest) -> Response<Full<Bytes>> {
 /// Resolves once the shutdown flag is set or its sender is gone.
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Publisher and sink metrics. Callers pass bounded values only: a partition index, a result
+/// from a fixed set, a ClickHouse exception code, a failure category.
+pub mod publish {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::FailureCategory;
+
+    /// The publisher's distance behind the log's durable end.
+    pub fn lag(partition: usize, records: u64, oldest_age: Duration) {
+        let p = partition.to_string();
+        metrics::gauge!(PUBLISH_LAG_RECORDS, "partition" => p.clone()).set(records as f64);
+        metrics::gauge!(PUBLISH_LAG_SECONDS, "partition" => p).set(oldest_age.as_secs_f64());
+    }
+
+    /// A batch of `rows` was confirmed by ClickHouse.
+    pub fn batch_confirmed(partition: usize, rows: usize) {
+        let p = partition.to_string();
+        metrics::histogram!(PUBLISH_BATCH_ROWS, "partition" => p.clone()).record(rows as f64);
+        metrics::counter!(PUBLISH_EVENTS_TOTAL, "partition" => p).increment(rows as u64);
+    }
+
+    /// One INSERT attempt: `result` is `ok`, `transient`, `bad_data` or `config`; `code` the
+    /// exception code (`0` when none, `connect`, `timeout`).
+    pub fn insert_attempt(partition: usize, result: &'static str, code: &str, took: Duration) {
+        let p = partition.to_string();
+        metrics::histogram!(CLICKHOUSE_INSERT_DURATION_SECONDS, "partition" => p.clone())
+            .record(took.as_secs_f64());
+        metrics::counter!(CLICKHOUSE_INSERTS_TOTAL, "partition" => p, "result" => result,
+            "code" => code.to_string())
+        .increment(1);
+        metrics::gauge!(CLICKHOUSE_UP).set(if code == "connect" || code == "timeout" {
+            0.0
+        } else {
+            1.0
+        });
+    }
+
+    /// An INSERT attempt that retries a failed one.
+    pub fn retry(partition: usize) {
+        metrics::counter!(CLICKHOUSE_RETRIES_TOTAL, "partition" => partition.to_string())
+            .increment(1);
+    }
+
+    /// Whether ClickHouse answered the last contact (schema reads, pings).
+    pub fn clickhouse_up(up: bool) {
+        metrics::gauge!(CLICKHOUSE_UP).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// `events` events of `category` went to the dead-letter store.
+    pub fn dead_lettered(partition: usize, category: FailureCategory, events: u64) {
+        metrics::counter!(DEAD_LETTERS_TOTAL, "partition" => partition.to_string(),
+            "category" => category.as_str())
+        .increment(events);
+    }
 }

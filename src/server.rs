@@ -10,7 +10,11 @@
 //!   a semaphore of `server.max_connections` permits (further connections wait in the kernel's
 //!   accept queue);
 //! - the metrics listener's accept loop (its own connection tasks);
-//! - the gauge refresher (once a second).
+//! - the gauge refresher (once a second);
+//! - the publishing task: connects to ClickHouse in the background, retrying with a capped
+//!   backoff for as long as it takes (the collector serves and buffers meanwhile; `/ready`
+//!   reflects only the logs), then starts the [`Publishers`] (one OS thread per partition,
+//!   see [`crate::publish`]) and hands them to the `RunningServer`.
 //!
 //! # Shutdown order
 //!
@@ -19,8 +23,14 @@
 //!    in-flight requests complete (their appends are acknowledged) and then close. This is
 //!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
 //!    submitted appends still become durable in step 4, but the client gets no answer).
-//! 3. Stop the metrics listener and the refresher.
-//! 4. Close every log: each writer commits what is queued and exits.
+//! 3. Stop the metrics listener, the refresher and the publishing task (a connection attempt
+//!    in progress is abandoned).
+//! 4. Stop the publishers: each finishes or abandons the batch in hand (an abandoned batch is
+//!    not checkpointed, so it is re-sent with the same token after the restart). Bounded by
+//!    `publish.stop_timeout`; a publisher still running after it keeps its log open until it
+//!    exits.
+//! 5. Flush the dead-letter store.
+//! 6. Close every log: each writer commits what is queued and exits.
 //!
 //! Nothing outlives [`RunningServer::shutdown`]. Dropping a `RunningServer` without calling it
 //! drops the stop flag's sender, which stops the tasks too, but nothing waits for them and the
@@ -29,7 +39,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -44,9 +54,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
+use crate::deadletter::Store;
 use crate::http::{App, Limits};
 use crate::ingest::Ingest;
 use crate::metrics;
+use crate::publish::enrich::Processor;
+use crate::publish::{Publishers, Shared};
+use crate::sink::clickhouse::Sink;
 
 /// How often the partition gauges are refreshed between scrapes.
 const GAUGE_REFRESH: Duration = Duration::from_secs(1);
@@ -54,6 +68,10 @@ const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// hyper refuses a smaller read buffer for HTTP/1 heads.
 const MIN_HEAD_BUFFER: usize = 8192;
+/// First pause between attempts to connect to ClickHouse; doubles up to [`MAX_CONNECT_BACKOFF`].
+const MIN_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between attempts to connect to ClickHouse.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A started server: its bound addresses and the handles needed to stop it.
 #[derive(Debug)]
@@ -66,6 +84,10 @@ pub struct RunningServer {
     collector: JoinHandle<()>,
     metrics: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    publishing: JoinHandle<()>,
+    /// Filled by the publishing task once the sink has connected.
+    publishers: Arc<Mutex<Option<Publishers>>>,
+    dead_letters: Store,
     ingest: Arc<Ingest>,
 }
 
@@ -83,6 +105,9 @@ impl RunningServer {
             collector,
             metrics,
             refresher,
+            publishing,
+            publishers,
+            dead_letters,
             ingest,
             ..
         } = self;
@@ -92,6 +117,7 @@ impl RunningServer {
             ("the collector's accept loop", collector),
             ("the metrics listener", metrics),
             ("the gauge refresher", refresher),
+            ("the publishing task", publishing),
         ];
         let mut first_error = None;
         for (name, task) in tasks {
@@ -100,6 +126,28 @@ impl RunningServer {
                 first_error.get_or_insert(anyhow::anyhow!("{name} failed: {e}"));
             }
         }
+        let started = publishers.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(publishers) = started {
+            let (late, error) = tokio::task::spawn_blocking(move || publishers.stop())
+                .await
+                .context("stopping the publishers panicked")?;
+            if !late.is_empty() {
+                first_error.get_or_insert(anyhow::anyhow!(
+                    "the publishers of partitions {late:?} did not stop within publish.stop_timeout"
+                ));
+            }
+            if let Some(e) = error {
+                first_error.get_or_insert(anyhow::Error::new(e).context("a publisher failed"));
+            }
+        }
+        let flushing = dead_letters.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || flushing.flush())
+            .await
+            .context("flushing the dead-letter store panicked")?
+        {
+            first_error.get_or_insert(anyhow::Error::new(e));
+        }
+        drop(dead_letters);
         let closing = ingest.clone();
         let closed = tokio::task::spawn_blocking(move || closing.close())
             .await
@@ -122,6 +170,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .context("opening the logs panicked")??;
     let ingest = Arc::new(ingest);
+    let processor =
+        Arc::new(Processor::new(&config).context("cannot set up enrichment (check [enrich])")?);
+    let store_path = config.dead_letter.path(&config.data_dir);
+    let dead_letters = tokio::task::spawn_blocking(move || Store::open(&store_path))
+        .await
+        .context("opening the dead-letter store panicked")??;
 
     let collector = TcpListener::bind(config.server.listen)
         .await
@@ -149,6 +203,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let refresher = tokio::spawn(metrics::refresh_loop(
         ingest.clone(),
         GAUGE_REFRESH,
+        stop_rx.clone(),
+    ));
+    let publishers = Arc::new(Mutex::new(None));
+    let publishing = tokio::spawn(connect_and_publish(
+        config.clone(),
+        ingest.clone(),
+        processor,
+        dead_letters.clone(),
+        publishers.clone(),
         stop_rx,
     ));
     tracing::info!(%collector_addr, %metrics_addr, partitions = ingest.routable(),
@@ -160,8 +223,59 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         collector: collector_task,
         metrics: metrics_task,
         refresher,
+        publishing,
+        publishers,
+        dead_letters,
         ingest,
     })
+}
+
+/// Connects to ClickHouse, retrying with a capped backoff until it answers or the server
+/// stops, then starts the publishers and leaves them in `slot` for `shutdown` to stop.
+async fn connect_and_publish(
+    config: Config,
+    ingest: Arc<Ingest>,
+    processor: Arc<Processor>,
+    dead_letters: Store,
+    slot: Arc<Mutex<Option<Publishers>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_CONNECT_BACKOFF;
+    let sink = loop {
+        let attempt = tokio::select! {
+            attempt = Sink::connect(&config.clickhouse) => attempt,
+            _ = metrics::stopped(&mut stop) => return,
+        };
+        match attempt {
+            Ok(sink) => break sink,
+            Err(e) => {
+                tracing::warn!(url = %config.clickhouse.url, error = %e, retry_in = ?backoff,
+                    "cannot connect to ClickHouse; collecting into the log meanwhile");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = metrics::stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+    };
+    tracing::info!(url = %config.clickhouse.url, "connected to ClickHouse; publishing");
+    let shared = Shared {
+        processor,
+        sink: Arc::new(sink),
+        dead_letters,
+        config: config.publish.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        data_dir: config.data_dir.clone(),
+    };
+    let wals = ingest.wals();
+    match tokio::task::spawn_blocking(move || Publishers::start(wals, shared)).await {
+        Ok(Ok(publishers)) => {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(publishers);
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot start the publishers"),
+        Err(e) => tracing::error!(error = %e, "starting the publishers panicked"),
+    }
 }
 
 /// Runs the collector and metrics listeners until `shutdown` resolves, then drains in-flight

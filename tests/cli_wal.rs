@@ -68,6 +68,7 @@ fn envelope(partition: usize, i: u64) -> Envelope {
         ],
         body: format!("{{\"partition\":{partition},\"i\":{i}}}").into_bytes(),
         peer: Some("192.0.2.7:5555".into()),
+        nuid: None,
     }
 }
 

@@ -19,7 +19,8 @@ pub fn entries(loaded: &Loaded) -> Vec<(String, Value, String)> {
     redacted(flatten(&loaded.config), &loaded.sources)
 }
 
-/// Pairs each value with its source, replacing secret-looking keys' values by [`REDACTED`].
+/// Pairs each value with its source, replacing secret-looking keys' non-empty values by
+/// [`REDACTED`].
 fn redacted(
     values: BTreeMap<String, Value>,
     sources: &BTreeMap<String, String>,
@@ -27,7 +28,11 @@ fn redacted(
     values
         .into_iter()
         .map(|(key, value)| {
-            let value = if is_secret_key(&key) {
+            // An empty secret (none configured) is shown as it is: there is nothing to hide,
+            // and the operator sees that none is set.
+            let empty = matches!(&value, Value::String(v) if v.is_empty())
+                || matches!(&value, Value::Array(v) if v.is_empty());
+            let value = if is_secret_key(&key) && !empty {
                 Value::String(REDACTED.into())
             } else {
                 value

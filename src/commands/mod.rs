@@ -9,6 +9,8 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod config_show;
+pub mod db;
+pub mod dlq;
 pub mod wal;
 
 /// How a command that ran to completion judged what it saw.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use super::collector::RedirectRefusal;
 use super::response::{message, Body};
 
 /// Why a request was not accepted.
@@ -64,6 +65,26 @@ pub enum HttpError {
     LogUnavailable {
         /// The log error's code.
         code: &'static str,
+        /// The `Retry-After` to send (another instance, or this one after a restart, may take it).
+        retry_after: Duration,
+    },
+    /// `/r/{path}` while `collector.redirects.enabled` is false. Nothing is stored.
+    #[error("redirects disabled")]
+    RedirectsDisabled,
+    /// A redirect request without a `u` parameter. Nothing is stored.
+    #[error("the redirect has no target: add u=<absolute http(s) URL> to the query string")]
+    RedirectMissing,
+    /// A redirect target that is not an absolute `http`/`https` URL. Nothing is stored.
+    #[error("the redirect target {target:?} is not an absolute http(s) URL with a host")]
+    RedirectInvalid {
+        /// The decoded `u` parameter.
+        target: String,
+    },
+    /// A redirect target outside `collector.redirects.allowed_domains`. Nothing is stored.
+    #[error("redirects to {host} are not allowed (collector.redirects.allowed_domains)")]
+    RedirectDisallowed {
+        /// The target's host.
+        host: String,
     },
     /// The encoded envelope is larger than one log record may be.
     #[error(
@@ -77,6 +98,16 @@ pub enum HttpError {
     },
 }
 
+impl From<RedirectRefusal> for HttpError {
+    fn from(r: RedirectRefusal) -> HttpError {
+        match r {
+            RedirectRefusal::Missing => HttpError::RedirectMissing,
+            RedirectRefusal::Invalid(target) => HttpError::RedirectInvalid { target },
+            RedirectRefusal::Disallowed(host) => HttpError::RedirectDisallowed { host },
+        }
+    }
+}
+
 impl HttpError {
     /// Classifies a log error, logging the unexpected kinds once.
     pub fn from_wal(err: sluice_wal::Error, retry_after: Duration) -> HttpError {
@@ -86,14 +117,23 @@ impl HttpError {
             W::Busy { .. } => HttpError::LogBusy { retry_after },
             W::RecordTooLarge { size, max } => HttpError::RecordTooLarge { size, max },
             // Poisoning is logged by the partition's observer when it happens.
-            W::Poisoned { .. } => HttpError::LogUnavailable { code: err.code() },
+            W::Poisoned { .. } => HttpError::LogUnavailable {
+                code: err.code(),
+                retry_after,
+            },
             W::Closed => {
                 tracing::debug!("append refused: the log is closing");
-                HttpError::LogUnavailable { code: err.code() }
+                HttpError::LogUnavailable {
+                    code: err.code(),
+                    retry_after,
+                }
             }
             other => {
                 tracing::error!(error = %other, code = other.code(), "append failed");
-                HttpError::LogUnavailable { code: other.code() }
+                HttpError::LogUnavailable {
+                    code: other.code(),
+                    retry_after,
+                }
             }
         }
     }
@@ -110,13 +150,22 @@ impl HttpError {
             HttpError::LogBusy { .. } => "log_busy",
             HttpError::LogUnavailable { .. } => "log_unavailable",
             HttpError::RecordTooLarge { .. } => "record_too_large",
+            HttpError::RedirectsDisabled => "redirects_disabled",
+            HttpError::RedirectMissing => "redirect_missing",
+            HttpError::RedirectInvalid { .. } => "redirect_invalid",
+            HttpError::RedirectDisallowed { .. } => "redirect_disallowed",
         }
     }
 
-    /// The HTTP status this error answers with.
+    /// The HTTP status this error answers with. Trackers never retry 400, 401, 403, 410 and
+    /// 422 and retry everything else, so only requests that can never succeed get 400 (a bad
+    /// redirect, bad framing), and every transient refusal is a 503 with `Retry-After`.
     pub fn status(&self) -> StatusCode {
         match self {
-            HttpError::NotFound { .. } => StatusCode::NOT_FOUND,
+            HttpError::NotFound { .. } | HttpError::RedirectsDisabled => StatusCode::NOT_FOUND,
+            HttpError::RedirectMissing
+            | HttpError::RedirectInvalid { .. }
+            | HttpError::RedirectDisallowed { .. } => StatusCode::BAD_REQUEST,
             HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::BodyTooLarge { .. } | HttpError::RecordTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -142,7 +191,9 @@ impl HttpError {
             HttpError::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            HttpError::LogFull { retry_after } | HttpError::LogBusy { retry_after } => {
+            HttpError::LogFull { retry_after }
+            | HttpError::LogBusy { retry_after }
+            | HttpError::LogUnavailable { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after.as_secs()),
@@ -182,6 +233,7 @@ mod tests {
             Duration::from_secs(1),
         );
         assert_eq!(poisoned.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(poisoned.into_response().headers()[header::RETRY_AFTER], "1");
         let big = HttpError::from_wal(
             sluice_wal::Error::RecordTooLarge { size: 9, max: 8 },
             Duration::from_secs(1),

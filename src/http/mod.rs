@@ -13,11 +13,25 @@
 //! | POST | `/v1/{track,identify,page,screen,group,alias,batch,import}` | yes | 200 `application/json` `{"success":true}` |
 //! | POST | `/v1.0/event`, `/v1.0/events` | yes | 204 |
 //! | POST | `/collect`, `/collect/{stream}` | yes | 202 |
+//! | GET, HEAD, POST | `/r/tp2`, `/r/{path}` when `collector.redirects.enabled` | yes | 302 `Location: <u>`; 400 for a missing, invalid or disallowed target (nothing stored) |
+//! | any | `/r/{path}` otherwise | no | 404 `redirects disabled` |
+//! | as the target | a `collector.paths` alias | yes, with the target's route and path | as the target |
+//! | GET, HEAD | `/robots.txt` | no | 200, disallows `/` for every crawler |
+//! | GET, HEAD | `/crossdomain.xml` when `collector.cross_domain.enabled` | no | 200 `text/xml` policy (else 404) |
 //! | GET, HEAD | `/health` | no | 200 `ok` while the process runs |
 //! | GET, HEAD | `/ready` | no | 200 when every partition accepts appends, else 503 |
 //!
 //! A known path with another method gets 405 and `Allow`; anything else 404. Tracking answers
-//! (including their errors) carry CORS headers.
+//! (including their errors) carry CORS headers; successful ones the network-user-id cookie
+//! ([`collector`] describes both, the do-not-track cookie and `SP-Anonymous`).
+//!
+//! # Status codes
+//!
+//! Trackers drop a batch on 400, 401, 403, 410 and 422 and retry anything else. So a 2xx (or
+//! the redirect's 302) is only sent once the request is durable; 400 only for requests that can
+//! never succeed (a bad redirect target, unreadable framing); every transient refusal (log
+//! full, writer queue full, log unavailable or closing) is a 503 with `Retry-After`. 413 (body
+//! over `server.max_body_bytes`) and 408 (body too slow) store nothing.
 //!
 //! # The hot path
 //!
@@ -26,6 +40,7 @@
 //! ([`crate::ingest`]), submits the record and awaits its durability. It never touches the disk
 //! and answers only after the log acknowledged the record: a 2xx means the bytes are synced.
 
+pub mod collector;
 pub mod error;
 pub mod response;
 
@@ -42,7 +57,9 @@ use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::ingest::{Identity, Ingest};
 use crate::metrics;
+use collector::Extra;
 
+pub use collector::Collector;
 pub use error::HttpError;
 pub use response::{Answer, Body, PIXEL};
 
@@ -83,10 +100,12 @@ const ALLOW_PIXEL: &str = "GET, HEAD, OPTIONS";
 const ALLOW_TP2: &str = "GET, HEAD, POST, OPTIONS";
 const ALLOW_POST: &str = "POST, OPTIONS";
 const ALLOW_PROBE: &str = "GET, HEAD";
+const ALLOW_REDIRECT: &str = "GET, HEAD, POST, OPTIONS";
 
 /// Headers copied into the envelope (lower-case, as hyper stores names): what the publisher needs
-/// to identify, enrich and authorise an event later.
-pub const LOGGED_HEADERS: [&str; 9] = [
+/// to identify, enrich and authorise an event later. For `SP-Anonymous` requests the ones in
+/// [`collector::ANONYMOUS_STRIPPED_HEADERS`] are left out.
+pub const LOGGED_HEADERS: [&str; 10] = [
     "user-agent",
     "referer",
     "origin",
@@ -96,6 +115,7 @@ pub const LOGGED_HEADERS: [&str; 9] = [
     "content-type",
     "content-encoding",
     "authorization",
+    "sp-anonymous",
 ];
 
 /// A tracking route: the template that names it and how it answers.
@@ -181,8 +201,9 @@ fn is_collect_stream(path: &str) -> bool {
         .is_some_and(|stream| !stream.is_empty() && !stream.contains('/'))
 }
 
-/// The limits the handler enforces, from `server.*`.
-#[derive(Debug, Clone, Copy)]
+/// The limits the handler enforces, from `server.*`, and the collector behaviour from
+/// `[collector]`.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// `server.max_body_bytes`.
     pub max_body_bytes: u64,
@@ -190,6 +211,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// `server.retry_after`: sent with 503 answers.
     pub retry_after: Duration,
+    /// The compiled `[collector]` section.
+    pub collector: Arc<Collector>,
 }
 
 impl Limits {
@@ -199,6 +222,7 @@ impl Limits {
             max_body_bytes: config.server.max_body_bytes.bytes(),
             request_timeout: config.server.request_timeout.get(),
             retry_after: config.server.retry_after.get(),
+            collector: Arc::new(Collector::new(&config.collector)),
         }
     }
 }
@@ -244,44 +268,155 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let collector = &*self.limits.collector;
         if req.method() == Method::OPTIONS {
-            let origin = req.headers().get(header::ORIGIN);
-            return (PREFLIGHT, response::preflight(origin));
+            let mut resp = response::preflight();
+            collector.add_cors(resp.headers_mut(), req.headers().get(header::ORIGIN));
+            collector.add_preflight(resp.headers_mut());
+            return (PREFLIGHT, resp);
         }
-        let route = match resolve(req.method(), req.uri().path()) {
-            Ok(Target::Track(route)) => route,
+        let plan = match resolve(req.method(), req.uri().path()) {
+            Ok(Target::Track(route)) => Plan {
+                route,
+                mapped: None,
+                redirect: false,
+            },
             Ok(Target::Health) => return (HEALTH, response::text(StatusCode::OK, "ok\n")),
             Ok(Target::Ready) => return (READY, self.readiness()),
             Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
                 return (route, e.into_response())
             }
-            Err(e) => return (UNMATCHED, e.into_response()),
+            Err(e) => match collector.extra(req.uri().path()) {
+                None => return (UNMATCHED, e.into_response()),
+                Some(extra) => match self.plan_extra(extra, req.method()) {
+                    Ok(plan) => plan,
+                    Err(answer) => return answer,
+                },
+            },
         };
         let origin = req.headers().get(header::ORIGIN).cloned();
-        let mut resp = match self.accept(route, req, peer).await {
-            Ok(()) => route.answer.response(),
+        let mut resp = match self.accept(plan, req, peer).await {
+            Ok(accepted) => {
+                let mut resp = plan.route.answer.response();
+                let h = resp.headers_mut();
+                if let Some(location) = accepted.location {
+                    h.insert(header::LOCATION, location);
+                }
+                if let Some(cookie) = accepted.set_cookie {
+                    h.insert(header::SET_COOKIE, cookie);
+                }
+                resp
+            }
             Err(e) => e.into_response(),
         };
-        response::add_cors(resp.headers_mut(), origin.as_ref());
-        (route.template, resp)
+        collector.add_cors(resp.headers_mut(), origin.as_ref());
+        (plan.route.template, resp)
     }
 
-    /// Stores the request; returns once it is durable.
+    /// Routes a path that only the `[collector]` section knows: answers it directly, or returns
+    /// the tracking plan (redirects, aliases).
+    #[allow(clippy::result_large_err)]
+    fn plan_extra(
+        &self,
+        extra: Extra,
+        method: &Method,
+    ) -> Result<Plan, (&'static str, Response<Body>)> {
+        let collector = &*self.limits.collector;
+        let probe = matches!(*method, Method::GET | Method::HEAD);
+        let not_allowed = |route: &'static str, allow: &'static str| {
+            let e = HttpError::MethodNotAllowed {
+                method: method.clone(),
+                route,
+                allow,
+            };
+            (route, e.into_response())
+        };
+        match extra {
+            Extra::Robots if probe => Err((
+                collector::ROBOTS,
+                response::text(StatusCode::OK, collector::ROBOTS_TXT),
+            )),
+            Extra::Robots => Err(not_allowed(collector::ROBOTS, ALLOW_PROBE)),
+            Extra::CrossDomain => match collector.cross_domain_policy() {
+                Some(body) if probe => Err((collector::CROSS_DOMAIN, response::xml(body))),
+                Some(_) => Err(not_allowed(collector::CROSS_DOMAIN, ALLOW_PROBE)),
+                None => Err((
+                    UNMATCHED,
+                    HttpError::NotFound {
+                        path: collector::CROSS_DOMAIN.into(),
+                    }
+                    .into_response(),
+                )),
+            },
+            Extra::RedirectsDisabled => Err((
+                collector::REDIRECT_OTHER,
+                HttpError::RedirectsDisabled.into_response(),
+            )),
+            Extra::Redirect { template, mapped } => {
+                if probe || *method == Method::POST {
+                    Ok(Plan {
+                        route: Route {
+                            template,
+                            answer: Answer::Found,
+                        },
+                        mapped,
+                        redirect: true,
+                    })
+                } else {
+                    Err(not_allowed(template, ALLOW_REDIRECT))
+                }
+            }
+            Extra::Alias(target) => match resolve(method, target) {
+                Ok(Target::Track(route)) => Ok(Plan {
+                    route,
+                    mapped: Some(target),
+                    redirect: false,
+                }),
+                Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
+                    Err((route, e.into_response()))
+                }
+                // Alias targets are tracking routes only (validated).
+                Ok(_) | Err(_) => Err((
+                    UNMATCHED,
+                    HttpError::NotFound {
+                        path: target.into(),
+                    }
+                    .into_response(),
+                )),
+            },
+        }
+    }
+
+    /// Stores the request unless the do-not-track cookie opted it out; returns once it is
+    /// durable, with the headers the answer needs.
     async fn accept<B>(
         &self,
-        route: Route,
+        plan: Plan,
         req: Request<B>,
         peer: Option<SocketAddr>,
-    ) -> Result<(), HttpError>
+    ) -> Result<Accepted, HttpError>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let received_at_ms = now_ms();
         let (parts, body) = req.into_parts();
-        let body = self.read_body(body, &parts.headers).await?;
-
         let query = parts.uri.query();
+        let collector = &*self.limits.collector;
+        let location = if plan.redirect {
+            Some(collector.redirect_target(query).map_err(HttpError::from)?)
+        } else {
+            None
+        };
+        let visitor = collector.visitor(&parts.headers, query);
+        let body = self.read_body(body, &parts.headers).await?;
+        if visitor.do_not_track {
+            return Ok(Accepted {
+                location,
+                set_cookie: None,
+            });
+        }
+
         let partition = {
             let cookies = parts
                 .headers
@@ -295,15 +430,21 @@ impl App {
             let identity = Identity::of(cookies, query, forwarded_for, peer);
             self.ingest.route(&identity)
         };
+        let (headers, peer) = if visitor.anonymous {
+            (anonymous_headers(&parts.headers), None)
+        } else {
+            (logged_headers(&parts.headers), peer.map(|p| p.to_string()))
+        };
         let envelope = Envelope {
             received_at_ms,
-            route: route.template.to_owned(),
+            route: plan.route.template.to_owned(),
             method: parts.method.as_str().to_owned(),
-            path: parts.uri.path().to_owned(),
+            path: plan.mapped.unwrap_or(parts.uri.path()).to_owned(),
             query: query.map(str::to_owned),
-            headers: logged_headers(&parts.headers),
+            headers,
             body,
-            peer: peer.map(|p| p.to_string()),
+            peer,
+            nuid: visitor.nuid,
         };
         let record = envelope.encode();
         drop(envelope);
@@ -312,8 +453,11 @@ impl App {
         let result = self.ingest.append(partition, record).await;
         metrics::record_append(submitted.elapsed());
         result
-            .map(drop)
             .map_err(|e| HttpError::from_wal(e, self.limits.retry_after))
+            .map(|_| Accepted {
+                location,
+                set_cookie: visitor.set_cookie,
+            })
     }
 
     /// Reads the whole body within the size and time limits. A declared `Content-Length` over
@@ -375,6 +519,29 @@ impl App {
             ),
         )
     }
+}
+
+/// How one tracking request is handled: its route, the path to store, and whether it redirects.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    route: Route,
+    /// The stored path when it is not the request's own (an alias's target).
+    mapped: Option<&'static str>,
+    redirect: bool,
+}
+
+/// What a stored (or deliberately not stored) request's answer carries besides its body.
+#[derive(Debug)]
+struct Accepted {
+    location: Option<HeaderValue>,
+    set_cookie: Option<HeaderValue>,
+}
+
+/// [`logged_headers`] without the ones an `SP-Anonymous` request must not leave behind.
+fn anonymous_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = logged_headers(headers);
+    out.retain(|(name, _)| !collector::ANONYMOUS_STRIPPED_HEADERS.contains(&name.as_str()));
+    out
 }
 
 /// The headers in [`LOGGED_HEADERS`], in arrival order. Values that are not valid UTF-8 are

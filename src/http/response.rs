@@ -1,11 +1,11 @@
-//! The answers each protocol's clients expect, and the CORS headers browsers need.
+//! The answers each protocol's clients expect (CORS headers come from [`super::collector`]).
 //!
 //! Bodies and header values are static, so building an answer allocates only the response
 //! itself and its header map.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 
 /// The response body type of every collector answer.
@@ -21,11 +21,6 @@ pub const PIXEL: [u8; 43] = [
 
 /// `Cache-Control` of pixel answers, so browsers fetch the pixel (and send the event) every time.
 pub const NO_CACHE: &str = "no-cache, no-store, must-revalidate";
-/// Headers a preflight allows (the Snowplow collector's fixed list).
-pub const PREFLIGHT_ALLOW_HEADERS: &str = "Content-Type, SP-Anonymous";
-/// How long browsers may cache a preflight answer, in seconds.
-pub const PREFLIGHT_MAX_AGE: &str = "3600";
-
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// How a tracking route answers once its request is durable.
@@ -42,6 +37,8 @@ pub enum Answer {
     NoContent,
     /// Generic collect: 202, no body.
     Accepted,
+    /// `/r/tp2` redirects: 302, no body; the handler adds the validated `Location`.
+    Found,
 }
 
 impl Answer {
@@ -66,6 +63,7 @@ impl Answer {
             }
             Answer::NoContent => with_body(StatusCode::NO_CONTENT, Bytes::new()),
             Answer::Accepted => with_body(StatusCode::ACCEPTED, Bytes::new()),
+            Answer::Found => with_body(StatusCode::FOUND, Bytes::new()),
         }
     }
 }
@@ -93,36 +91,18 @@ pub fn message(status: StatusCode, body: String) -> Response<Body> {
     resp
 }
 
-/// Adds the CORS headers of tracking answers: the request's `Origin` echoed (`*` when there is
-/// none, or it is `null`), credentials allowed, and `Vary: Origin` so caches keep answers for
-/// different origins apart.
-pub fn add_cors(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
-    let allow = match origin {
-        Some(o) if !o.is_empty() && o.as_bytes() != b"null" => o.clone(),
-        _ => HeaderValue::from_static("*"),
-    };
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+/// A `text/xml` response (`/crossdomain.xml`).
+pub fn xml(body: Bytes) -> Response<Body> {
+    let mut resp = with_body(StatusCode::OK, body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    resp
 }
 
-/// The answer to a CORS preflight (`OPTIONS` on any path): 200, empty, nothing stored.
-pub fn preflight(origin: Option<&HeaderValue>) -> Response<Body> {
-    let mut resp = with_body(StatusCode::OK, Bytes::new());
-    let h = resp.headers_mut();
-    add_cors(h, origin);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(PREFLIGHT_ALLOW_HEADERS),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static(PREFLIGHT_MAX_AGE),
-    );
-    resp
+/// The answer to a CORS preflight (`OPTIONS` on any path) before its CORS headers: 200, empty,
+/// nothing stored.
+pub fn preflight() -> Response<Body> {
+    with_body(StatusCode::OK, Bytes::new())
 }
 
 #[cfg(test)]
@@ -135,25 +115,5 @@ mod tests {
         assert_eq!(PIXEL.len(), 43);
         assert_eq!(&PIXEL[..6], b"GIF89a");
         assert_eq!(PIXEL[42], 0x3b);
-    }
-
-    #[test]
-    fn cors_echoes_the_origin_and_falls_back_to_a_wildcard() {
-        let mut h = HeaderMap::new();
-        add_cors(
-            &mut h,
-            Some(&HeaderValue::from_static("https://shop.example")),
-        );
-        assert_eq!(
-            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://shop.example"
-        );
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
-        let mut h = HeaderMap::new();
-        add_cors(&mut h, Some(&HeaderValue::from_static("null")));
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-        let mut h = HeaderMap::new();
-        add_cors(&mut h, None);
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     }
 }

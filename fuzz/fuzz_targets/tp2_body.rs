@@ -1,0 +1,37 @@
+//! The tp2 POST body decoder, and the whole processor on a tp2 request with that body: no
+//! input may panic, and every request yields rows or failures.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sluice::envelope::Envelope;
+use sluice::publish::snowplow::{decode_tp2_body, DecodeOptions};
+use std::sync::OnceLock;
+
+fn processor() -> &'static sluice::publish::enrich::Processor {
+    static P: OnceLock<sluice::publish::enrich::Processor> = OnceLock::new();
+    P.get_or_init(|| {
+        sluice::publish::enrich::Processor::new(&sluice::config::Config::default())
+            .expect("default config")
+    })
+}
+
+fuzz_target!(|body: &[u8]| {
+    let _ = decode_tp2_body(Some("application/json"), body, DecodeOptions::default());
+    let env = Envelope {
+        received_at_ms: 1_700_000_000_000,
+        route: "/com.snowplowanalytics.snowplow/tp2".into(),
+        method: "POST".into(),
+        path: "/com.snowplowanalytics.snowplow/tp2".into(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            "application/json; charset=utf-8".into(),
+        )],
+        body: body.to_vec(),
+        peer: Some("127.0.0.1:1".into()),
+        nuid: None,
+    };
+    let (mut events, mut failures) = (Vec::new(), Vec::new());
+    processor().process(&env, 0, sluice_wal::Lsn(1), &mut events, &mut failures);
+    assert!(!events.is_empty() || !failures.is_empty());
+});

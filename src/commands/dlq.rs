@@ -1,0 +1,212 @@
+//! `sluice dlq list|show|replay|purge`: the dead-letter store from the command line.
+//!
+//! The store admits one process at a time (see [`crate::deadletter`]), so these commands run
+//! **while the daemon is stopped**; against a running daemon they fail with "the dead-letter
+//! store … is in use by another process … stop it first" and exit 1, changing nothing.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::deadletter::{self, DeadLetterError, Entry, EntryId, Filter, Store};
+use crate::event::FailureCategory;
+
+/// Why a `dlq` command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The store failed (or is locked by the daemon).
+    #[error(transparent)]
+    Store(#[from] DeadLetterError),
+    /// `--reason` is not a failure category.
+    #[error("unknown reason `{0}`; expected one of: {list}", list = categories())]
+    UnknownReason(String),
+    /// An id does not parse.
+    #[error("{0}")]
+    BadId(String),
+    /// `purge` without a selection.
+    #[error("purge needs --older-than DUR, --reason R or one or more IDs (refusing to purge everything implicitly)")]
+    NothingSelected,
+    /// Writing the report failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl DlqError {
+    /// A stable label for this kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DlqError::Store(e) => e.code(),
+            DlqError::UnknownReason(_) => "unknown_reason",
+            DlqError::BadId(_) => "bad_id",
+            DlqError::NothingSelected => "nothing_selected",
+            DlqError::Output(_) => "output",
+        }
+    }
+}
+
+fn categories() -> String {
+    FailureCategory::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Opens the configured store (blocking).
+pub fn open(config: &Config) -> Result<Store, DlqError> {
+    Ok(Store::open(&config.dead_letter.path(&config.data_dir))?)
+}
+
+/// Builds a filter from the CLI's selection.
+pub fn filter(
+    reason: Option<&str>,
+    older_than: Option<Duration>,
+    ids: &[String],
+) -> Result<Filter, DlqError> {
+    let category = reason
+        .map(|r| FailureCategory::parse(r).ok_or_else(|| DlqError::UnknownReason(r.into())))
+        .transpose()?;
+    let ids = ids
+        .iter()
+        .map(|i| i.parse::<EntryId>().map_err(DlqError::BadId))
+        .collect::<Result<Vec<_>, _>>()?;
+    let written_before_ms = older_than.map(|d| deadletter::now_ms() - d.as_millis() as i64);
+    Ok(Filter {
+        category,
+        written_before_ms,
+        ids,
+    })
+}
+
+fn summary_line(e: &Entry) -> String {
+    let first = e.messages.first().map_or("", String::as_str);
+    let more = match e.messages.len() {
+        0 | 1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    format!(
+        "{id}  {category}  attempts={attempts}  {first}{more}",
+        id = e.id,
+        category = e.category,
+        attempts = e.attempts,
+    )
+}
+
+/// `dlq list [--reason R] [--json]`: one line per entry (a JSON object per line with `--json`),
+/// in receive-time order, then a count on stderr-free stdout when not JSON.
+pub fn list(
+    store: &Store,
+    filter: &Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<usize, DlqError> {
+    let entries = store.list(filter)?;
+    for e in &entries {
+        if json {
+            writeln!(out, "{}", e.to_json())?;
+        } else {
+            writeln!(out, "{}", summary_line(e))?;
+        }
+    }
+    if !json {
+        writeln!(
+            out,
+            "{} entr{}",
+            entries.len(),
+            if entries.len() == 1 { "y" } else { "ies" }
+        )?;
+    }
+    Ok(entries.len())
+}
+
+/// `dlq show ID [--json]`: every field of one entry, the raw request decoded.
+pub fn show(store: &Store, id: &str, json: bool, out: &mut dyn Write) -> Result<(), DlqError> {
+    let id: EntryId = id.parse().map_err(DlqError::BadId)?;
+    let entry = store.get(id)?;
+    let v = entry.to_json();
+    if json {
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+/// `dlq purge [--older-than DUR | --reason R | ID…]`: removes the selected entries.
+pub fn purge(store: &Store, filter: &Filter, out: &mut dyn Write) -> Result<usize, DlqError> {
+    if filter == &Filter::default() {
+        return Err(DlqError::NothingSelected);
+    }
+    let ids: Vec<EntryId> = store.list(filter)?.into_iter().map(|e| e.id).collect();
+    let removed = store.remove(&ids)?;
+    writeln!(
+        out,
+        "purged {removed} entr{}",
+        if removed == 1 { "y" } else { "ies" }
+    )?;
+    Ok(removed)
+}
+
+/// `dlq replay [--reason R | ID…]`: re-processes the selected entries and delivers their rows
+/// to the configured ClickHouse (see [`crate::publish::replay`] for why directly and not
+/// through the log). Entries that load are removed; the rest stay with `attempts` + 1.
+pub fn replay(
+    config: &Config,
+    store: &Store,
+    filter: &Filter,
+    out: &mut dyn Write,
+) -> Result<crate::publish::replay::DlqSummary, crate::publish::replay::ReplayError> {
+    use crate::publish::replay::{replay_dead_letters, Pipeline};
+    let pipeline = Pipeline::connect(config)?;
+    let s = replay_dead_letters(
+        store,
+        filter,
+        config.publish.batch_rows,
+        &pipeline.processor,
+        &pipeline.sink,
+        pipeline.runtime.handle(),
+        out,
+    )?;
+    writeln!(
+        out,
+        "replayed {} entr{}: {} loaded and removed ({} rows), {} failed again and kept",
+        s.tried,
+        if s.tried == 1 { "y" } else { "ies" },
+        s.loaded,
+        s.rows,
+        s.failed_again
+    )?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_reject_unknown_reasons_and_bad_ids() {
+        assert!(matches!(
+            filter(Some("nope"), None, &[]),
+            Err(DlqError::UnknownReason(_))
+        ));
+        assert!(matches!(
+            filter(None, None, &["x".into()]),
+            Err(DlqError::BadId(_))
+        ));
+        let f = filter(Some("schema_violation"), None, &["1-0-2-req".into()]).unwrap();
+        assert_eq!(f.category, Some(FailureCategory::SchemaViolation));
+        assert_eq!(f.ids.len(), 1);
+    }
+
+    #[test]
+    fn purge_refuses_an_empty_selection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = purge(&store, &Filter::default(), &mut Vec::new()).unwrap_err();
+        assert_eq!(err.code(), "nothing_selected");
+    }
+}

@@ -1,0 +1,559 @@
+//! The dead-letter store: every event that can never load, with its raw request and the reason.
+//!
+//! The publisher writes here what processing refused (a [`crate::event::Failure`]) and what
+//! ClickHouse rejected as bad data, **flushes**, and only then advances the log's checkpoint:
+//! an entry is durable before the log range holding its request can be recycled. Operators
+//! list, show, replay and purge entries with `sluice dlq …` ([`crate::commands::dlq`]).
+//!
+//! # Storage
+//!
+//! A [sled](https://docs.rs/sled/0.34) tree in `dead_letter.dir` (default `DATA_DIR/deadletter`).
+//! Keys are [`EntryId`]s, 24 bytes, big-endian so that sled's byte order is time order:
+//!
+//! ```text
+//! 0   8  received_at_ms (u64; the request's receive time from its envelope, 0 when unknown)
+//! 8   4  partition (u32)
+//! 12  8  LSN of the stored request (u64)
+//! 20  4  index of the event within the request (u32; u32::MAX = the whole request)
+//! ```
+//!
+//! Values are `[ENTRY_VERSION] ++ rmp_serde::to_vec_named(&Entry)`. Because the key is derived
+//! from the request's place in the log and not from the clock, writing the same failure twice
+//! (the publisher crashed after flushing its dead letters but before its checkpoint, and
+//! re-published the batch) overwrites the entry instead of duplicating it.
+//!
+//! sled is held to the kill -9 harness in `tests/deadletter_crash.rs` (a child writes and
+//! flushes, prints each acknowledged id, is killed at random moments; every acknowledged entry
+//! must be present and intact on reopen). It passes there; if it ever stops passing, the
+//! replacement is a second `sluice-wal` log plus an index, as DESIGN.md says.
+//!
+//! # Concurrency
+//!
+//! sled takes an exclusive lock on its directory, so **one process at a time** opens the store:
+//! the daemon while it runs, `sluice dlq …` when it does not. A second opener gets
+//! [`DeadLetterError::Locked`], which the CLI turns into "stop the daemon first". The daemon
+//! exposes no dead-letter API of its own: replaying or purging while events flow would compete
+//! with the publisher for the same entries, and the stop-first rule keeps that impossible.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Violation;
+use crate::event::FailureCategory;
+
+/// First byte of every stored entry.
+pub const ENTRY_VERSION: u8 = 1;
+/// Name of the store's directory under `data_dir` when `dead_letter.dir` is not set.
+pub const DEFAULT_DIR: &str = "deadletter";
+/// Length of an [`EntryId`] key in bytes.
+pub const KEY_LEN: usize = 24;
+/// How long [`Store::open`] waits for a lock held by a store that is just closing.
+pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The event index that stands for "the whole request".
+pub const WHOLE_REQUEST: u32 = u32::MAX;
+
+/// The `[dead_letter]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Directory of the dead-letter store. Default empty, meaning `DATA_DIR/deadletter`.
+    pub dir: PathBuf,
+}
+
+impl DeadLetterConfig {
+    /// Values outside their documented bounds, each naming its key (there are none: any
+    /// directory will do, and an empty one means the default).
+    pub fn violations(&self) -> Vec<Violation> {
+        Vec::new()
+    }
+
+    /// Where the store lives for this data directory.
+    pub fn path(&self, data_dir: &Path) -> PathBuf {
+        if self.dir.as_os_str().is_empty() {
+            data_dir.join(DEFAULT_DIR)
+        } else {
+            self.dir.clone()
+        }
+    }
+}
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// Another process (normally the running daemon) has the store open.
+    #[error(
+        "the dead-letter store at {path} is in use by another process (is `sluice serve` running? \
+         stop it first: the store admits one process at a time)"
+    )]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// sled reported an error (I/O, corruption).
+    #[error("dead-letter store at {path}: {source}")]
+    Storage {
+        /// The store's directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// An entry's bytes could not be decoded.
+    #[error("dead-letter entry {id}: {reason}")]
+    Decode {
+        /// The entry's id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No entry has this id.
+    #[error("no dead-letter entry {0}")]
+    NotFound(EntryId),
+}
+
+impl DeadLetterError {
+    /// A stable label for this kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeadLetterError::Locked { .. } => "locked",
+            DeadLetterError::Storage { .. } => "storage",
+            DeadLetterError::Decode { .. } => "decode",
+            DeadLetterError::NotFound(_) => "not_found",
+        }
+    }
+}
+
+/// A dead-letter entry's key: where its request is in the log, led by the request's receive
+/// time so that listing is in time order. Displayed as `TIME-PARTITION-LSN-INDEX`, with `req`
+/// for a whole-request failure, e.g. `1718000000000-0-42-3` or `1718000000000-0-42-req`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId {
+    /// The request's receive time, ms since the epoch (0 when its envelope was unreadable).
+    pub received_at_ms: u64,
+    /// The log partition holding the request.
+    pub partition: u32,
+    /// The request's LSN in that partition.
+    pub lsn: u64,
+    /// The event's index in the request, or [`WHOLE_REQUEST`].
+    pub index: u32,
+}
+
+impl EntryId {
+    /// The 24-byte big-endian key.
+    pub fn to_key(self) -> [u8; KEY_LEN] {
+        let mut k = [0u8; KEY_LEN];
+        k[0..8].copy_from_slice(&self.received_at_ms.to_be_bytes());
+        k[8..12].copy_from_slice(&self.partition.to_be_bytes());
+        k[12..20].copy_from_slice(&self.lsn.to_be_bytes());
+        k[20..24].copy_from_slice(&self.index.to_be_bytes());
+        k
+    }
+
+    /// Parses a key written by [`EntryId::to_key`].
+    pub fn from_key(k: &[u8]) -> Option<EntryId> {
+        if k.len() != KEY_LEN {
+            return None;
+        }
+        Some(EntryId {
+            received_at_ms: u64::from_be_bytes(k[0..8].try_into().ok()?),
+            partition: u32::from_be_bytes(k[8..12].try_into().ok()?),
+            lsn: u64::from_be_bytes(k[12..20].try_into().ok()?),
+            index: u32::from_be_bytes(k[20..24].try_into().ok()?),
+        })
+    }
+
+    /// The event index, `None` for a whole-request entry.
+    pub fn event_index(self) -> Option<u32> {
+        (self.index != WHOLE_REQUEST).then_some(self.index)
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}-{}-",
+            self.received_at_ms, self.partition, self.lsn
+        )?;
+        match self.event_index() {
+            Some(i) => write!(f, "{i}"),
+            None => f.write_str("req"),
+        }
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EntryId, String> {
+        let bad = || format!("`{s}` is not a dead-letter id (TIME-PARTITION-LSN-INDEX)");
+        let parts: Vec<&str> = s.split('-').collect();
+        let [time, partition, lsn, index] = parts[..] else {
+            return Err(bad());
+        };
+        Ok(EntryId {
+            received_at_ms: time.parse().map_err(|_| bad())?,
+            partition: partition.parse().map_err(|_| bad())?,
+            lsn: lsn.parse().map_err(|_| bad())?,
+            index: match index {
+                "req" => WHOLE_REQUEST,
+                i => match i.parse::<u32>() {
+                    Ok(i) if i != WHOLE_REQUEST => i,
+                    _ => return Err(bad()),
+                },
+            },
+        })
+    }
+}
+
+/// One dead-lettered event (or whole request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The entry's key.
+    pub id: EntryId,
+    /// When it was (last) written to the store, ms since the epoch.
+    pub time_ms: i64,
+    /// The failure's kind.
+    pub category: FailureCategory,
+    /// What is wrong, one message per problem.
+    pub messages: Vec<String>,
+    /// How many times it has been tried: 1 when first dead-lettered, +1 per failed replay.
+    pub attempts: u32,
+    /// The failing event's own parameters, JSON or (for a rejected row) the row as JSON.
+    pub event_payload: Option<String>,
+    /// The raw stored request: the WAL record's bytes (an encoded envelope, or whatever bytes
+    /// were there when they could not be decoded).
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+}
+
+impl Serialize for EntryId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EntryId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Entry {
+    /// The log partition of the request.
+    pub fn partition(&self) -> usize {
+        self.id.partition as usize
+    }
+
+    /// The event's index in its request, `None` for the whole request.
+    pub fn event_index(&self) -> Option<u32> {
+        self.id.event_index()
+    }
+
+    /// `[ENTRY_VERSION] ++ MessagePack`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ENTRY_VERSION];
+        // Serializing plain data with named fields into a Vec cannot fail.
+        out.extend(rmp_serde::to_vec_named(self).expect("entries serialize"));
+        out
+    }
+
+    /// The inverse of [`Entry::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        match bytes.split_first() {
+            None => Err("empty value".into()),
+            Some((&ENTRY_VERSION, rest)) => rmp_serde::from_slice(rest).map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("unsupported entry version {v}")),
+        }
+    }
+
+    /// A JSON view for `dlq show --json` / `dlq list --json`: the envelope decoded when it
+    /// can be, else base64 under `envelope_base64`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "id": self.id.to_string(),
+            "time_ms": self.time_ms,
+            "received_at_ms": self.id.received_at_ms,
+            "partition": self.id.partition,
+            "lsn": self.id.lsn,
+            "event_index": self.event_index(),
+            "category": self.category.as_str(),
+            "messages": self.messages,
+            "attempts": self.attempts,
+            "event_payload": self.event_payload,
+        });
+        match crate::envelope::Envelope::decode(&self.envelope) {
+            Ok(env) => {
+                v["envelope"] = env.to_json(sluice_wal::Lsn(self.id.lsn), self.partition());
+            }
+            Err(_) => {
+                use base64::Engine as _;
+                v["envelope_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&self.envelope)
+                    .into();
+            }
+        }
+        v
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which entries a listing, replay or purge covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this category.
+    pub category: Option<FailureCategory>,
+    /// Only entries written to the store before this time (ms since the epoch).
+    pub written_before_ms: Option<i64>,
+    /// Only these ids (empty = any).
+    pub ids: Vec<EntryId>,
+}
+
+impl Filter {
+    /// Whether `entry` is covered.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        self.category.is_none_or(|c| c == entry.category)
+            && self.written_before_ms.is_none_or(|t| entry.time_ms < t)
+            && (self.ids.is_empty() || self.ids.contains(&entry.id))
+    }
+}
+
+/// The open store. `Send + Sync`; every method takes `&self`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path`. Blocking.
+    ///
+    /// A store closed a moment ago (in this process or another) may still hold its lock while
+    /// sled's background threads finish, so a locked store is retried for up to
+    /// [`OPEN_LOCK_WAIT`] before [`DeadLetterError::Locked`] is returned.
+    pub fn open(path: &Path) -> Result<Store, DeadLetterError> {
+        let deadline = std::time::Instant::now() + OPEN_LOCK_WAIT;
+        loop {
+            match Store::open_once(path) {
+                Err(DeadLetterError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, DeadLetterError> {
+        let db = sled::Config::new()
+            .path(path)
+            // Writes are made durable by `flush`, which the publisher calls before each
+            // checkpoint; sled's own periodic flush would only add syncs.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| match &source {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    DeadLetterError::Locked {
+                        path: path.to_path_buf(),
+                    }
+                }
+                _ => DeadLetterError::Storage {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage(&self, source: sled::Error) -> DeadLetterError {
+        DeadLetterError::Storage {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes `entries` atomically (replacing any with the same id). Not durable until
+    /// [`Store::flush`].
+    pub fn put_all(&self, entries: &[Entry]) -> Result<(), DeadLetterError> {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(&e.id.to_key()[..], e.encode());
+        }
+        self.db.apply_batch(batch).map_err(|e| self.storage(e))
+    }
+
+    /// Makes every write so far durable (sled's flush: write and fsync its log).
+    pub fn flush(&self) -> Result<(), DeadLetterError> {
+        self.db.flush().map(drop).map_err(|e| self.storage(e))
+    }
+
+    /// One entry.
+    pub fn get(&self, id: EntryId) -> Result<Entry, DeadLetterError> {
+        let bytes = self
+            .db
+            .get(id.to_key())
+            .map_err(|e| self.storage(e))?
+            .ok_or(DeadLetterError::NotFound(id))?;
+        Entry::decode(&bytes).map_err(|reason| DeadLetterError::Decode {
+            id: id.to_string(),
+            reason,
+        })
+    }
+
+    /// Every entry `filter` covers, in id (receive time) order.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Entry>, DeadLetterError> {
+        let mut out = Vec::new();
+        for item in self.db.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let entry = Entry::decode(&v).map_err(|reason| DeadLetterError::Decode {
+                id: EntryId::from_key(&k).map_or_else(|| format!("{k:?}"), |i| i.to_string()),
+                reason,
+            })?;
+            if filter.matches(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `ids` and flushes; returns how many existed.
+    pub fn remove(&self, ids: &[EntryId]) -> Result<usize, DeadLetterError> {
+        let mut removed = 0;
+        for id in ids {
+            if self
+                .db
+                .remove(id.to_key())
+                .map_err(|e| self.storage(e))?
+                .is_some()
+            {
+                removed += 1;
+            }
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.db.len()
+    }
+
+    /// True when the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.db.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(time: u64, partition: u32, lsn: u64, index: u32) -> Entry {
+        Entry {
+            id: EntryId {
+                received_at_ms: time,
+                partition,
+                lsn,
+                index,
+            },
+            time_ms: 5,
+            category: FailureCategory::SchemaViolation,
+            messages: vec!["bad".into()],
+            attempts: 1,
+            event_payload: Some("{}".into()),
+            envelope: vec![0, 1, 2],
+        }
+    }
+
+    #[test]
+    fn ids_round_trip_through_text_and_keys() {
+        for id in [
+            entry(1_718_000_000_000, 3, 42, 7).id,
+            entry(0, 0, 1, WHOLE_REQUEST).id,
+        ] {
+            assert_eq!(id.to_string().parse::<EntryId>().unwrap(), id);
+            assert_eq!(EntryId::from_key(&id.to_key()).unwrap(), id);
+        }
+        assert_eq!(entry(1, 2, 3, WHOLE_REQUEST).id.to_string(), "1-2-3-req");
+        assert!("1-2-3".parse::<EntryId>().is_err());
+        assert!("1-2-3-4294967295".parse::<EntryId>().is_err());
+    }
+
+    #[test]
+    fn keys_sort_by_receive_time_first() {
+        let a = entry(1, 9, 9, 9).id.to_key();
+        let b = entry(2, 0, 0, 0).id.to_key();
+        assert!(a < b);
+    }
+
+    #[test]
+    fn entries_round_trip_and_reject_unknown_versions() {
+        let e = entry(1, 2, 3, 4);
+        let bytes = e.encode();
+        assert_eq!(bytes[0], ENTRY_VERSION);
+        assert_eq!(Entry::decode(&bytes).unwrap(), e);
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(Entry::decode(&bad).unwrap_err().contains("version 9"));
+        assert!(Entry::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn writing_the_same_failure_twice_keeps_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_all(&[entry(1, 0, 1, 0)]).unwrap();
+        store
+            .put_all(&[entry(1, 0, 1, 0), entry(1, 0, 1, 1)])
+            .unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn filters_select_by_category_age_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut a = entry(1, 0, 1, 0);
+        a.time_ms = 100;
+        let mut b = entry(2, 0, 2, WHOLE_REQUEST);
+        b.category = FailureCategory::AdapterFailure;
+        b.time_ms = 200;
+        store.put_all(&[a.clone(), b.clone()]).unwrap();
+        let all = store.list(&Filter::default()).unwrap();
+        assert_eq!(all, vec![a.clone(), b.clone()]);
+        let f = Filter {
+            category: Some(FailureCategory::AdapterFailure),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&f).unwrap(), vec![b.clone()]);
+        let f = Filter {
+            written_before_ms: Some(150),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&f).unwrap(), vec![a.clone()]);
+        assert_eq!(store.remove(&[a.id, a.id]).unwrap(), 1);
+        assert_eq!(store.list(&Filter::default()).unwrap(), vec![b]);
+    }
+}

@@ -1,0 +1,966 @@
+//! The canonical enriched event: what the publisher produces from any protocol and the sink
+//! writes to ClickHouse, one row per event.
+//!
+//! Column names follow Snowplow's enriched event wherever the concept exists, so Snowplow users
+//! recognise them. [`COLUMNS`] lists every column sluice can fill, with its kind and whether a
+//! table must have it; the sink reads the *table's* columns from the server and encodes each
+//! one it shares with [`COLUMNS`] by name ([`Event::value`]), so operators may add columns of
+//! their own (they get their defaults) and old and new servers both work.
+//!
+//! An event that cannot become a row is a [`Failure`] instead, kept with its raw request in
+//! the dead-letter store.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What kind of value a column holds. The sink picks the ClickHouse type per server version
+/// (e.g. `DateTime64(3, 'UTC')` or `DateTime` for [`Kind::Timestamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A UUID.
+    Uuid,
+    /// Free text.
+    Text,
+    /// Text with few distinct values (`LowCardinality` where the server has it).
+    LowCardinalityText,
+    /// JSON kept as text.
+    Json,
+    /// Milliseconds since the Unix epoch, UTC.
+    Timestamp,
+    /// A signed integer.
+    Int,
+    /// An unsigned integer.
+    UInt,
+    /// A floating-point number.
+    Float,
+    /// True or false.
+    Bool,
+}
+
+/// One column sluice can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name in the table.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: Kind,
+    /// A table without it cannot take sluice's rows: the sink refuses to start.
+    pub required: bool,
+}
+
+/// Every column sluice fills, in table order.
+pub const COLUMNS: &[Column] = &[
+    Column {
+        name: "event_id",
+        kind: Kind::Uuid,
+        required: true,
+    },
+    Column {
+        name: "app_id",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "platform",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "collector_tstamp",
+        kind: Kind::Timestamp,
+        required: true,
+    },
+    Column {
+        name: "dvce_created_tstamp",
+        kind: Kind::Timestamp,
+        required: false,
+    },
+    Column {
+        name: "dvce_sent_tstamp",
+        kind: Kind::Timestamp,
+        required: false,
+    },
+    Column {
+        name: "true_tstamp",
+        kind: Kind::Timestamp,
+        required: false,
+    },
+    Column {
+        name: "derived_tstamp",
+        kind: Kind::Timestamp,
+        required: false,
+    },
+    Column {
+        name: "event",
+        kind: Kind::LowCardinalityText,
+        required: true,
+    },
+    Column {
+        name: "event_vendor",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "event_name",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "event_format",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "event_version",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "event_fingerprint",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "name_tracker",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "v_tracker",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "v_collector",
+        kind: Kind::LowCardinalityText,
+        required: true,
+    },
+    Column {
+        name: "v_etl",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "user_id",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "user_ipaddress",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "user_fingerprint",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "domain_userid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "domain_sessionidx",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "domain_sessionid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "network_userid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_url",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_title",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_referrer",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_urlscheme",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "page_urlhost",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_urlport",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "page_urlpath",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_urlquery",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "page_urlfragment",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "refr_urlscheme",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "refr_urlhost",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "refr_urlport",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "refr_urlpath",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "refr_urlquery",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "refr_urlfragment",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_medium",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_source",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_term",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_content",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_campaign",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_clickid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "mkt_network",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "contexts",
+        kind: Kind::Json,
+        required: false,
+    },
+    Column {
+        name: "unstruct_event",
+        kind: Kind::Json,
+        required: false,
+    },
+    Column {
+        name: "se_category",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "se_action",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "se_label",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "se_property",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "se_value",
+        kind: Kind::Float,
+        required: false,
+    },
+    Column {
+        name: "tr_orderid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "tr_affiliation",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "tr_total",
+        kind: Kind::Float,
+        required: false,
+    },
+    Column {
+        name: "tr_tax",
+        kind: Kind::Float,
+        required: false,
+    },
+    Column {
+        name: "tr_shipping",
+        kind: Kind::Float,
+        required: false,
+    },
+    Column {
+        name: "tr_city",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "tr_state",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "tr_country",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "tr_currency",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "ti_orderid",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "ti_sku",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "ti_name",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "ti_category",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "ti_price",
+        kind: Kind::Float,
+        required: false,
+    },
+    Column {
+        name: "ti_quantity",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "ti_currency",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "pp_xoffset_min",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "pp_xoffset_max",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "pp_yoffset_min",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "pp_yoffset_max",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "useragent",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "br_name",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "br_family",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "br_version",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "br_lang",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "br_cookies",
+        kind: Kind::Bool,
+        required: false,
+    },
+    Column {
+        name: "br_colordepth",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "br_viewwidth",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "br_viewheight",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "os_name",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "os_family",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "os_timezone",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "dvce_type",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "dvce_ismobile",
+        kind: Kind::Bool,
+        required: false,
+    },
+    Column {
+        name: "dvce_screenwidth",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "dvce_screenheight",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "doc_charset",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "doc_width",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "doc_height",
+        kind: Kind::Int,
+        required: false,
+    },
+    Column {
+        name: "wal_partition",
+        kind: Kind::UInt,
+        required: false,
+    },
+    Column {
+        name: "wal_lsn",
+        kind: Kind::UInt,
+        required: false,
+    },
+    Column {
+        name: "wal_index",
+        kind: Kind::UInt,
+        required: false,
+    },
+];
+
+/// One field's value, borrowed from an [`Event`]. `Null` means the event has no value: the
+/// sink writes NULL to a `Nullable` column and the type's default otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// No value.
+    Null,
+    /// Text (also JSON text).
+    Text(&'a str),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Milliseconds since the Unix epoch, UTC.
+    TimestampMs(i64),
+    /// A UUID.
+    Uuid(&'a Uuid),
+}
+
+/// An enriched event: one future row of `sluice.events`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `eid`, or a generated v4 UUID; lower-case.
+    pub event_id: Option<Uuid>,
+    /// `aid`: the application id.
+    pub app_id: Option<String>,
+    /// `p`: web, mob, pc, srv, app, tv, cnsl, iot, headset.
+    pub platform: Option<String>,
+    /// When sluice received the request (the envelope's receive time).
+    pub collector_tstamp: Option<i64>,
+    /// `dtm`: when the device created the event.
+    pub dvce_created_tstamp: Option<i64>,
+    /// `stm`: when the device sent it.
+    pub dvce_sent_tstamp: Option<i64>,
+    /// `ttm`: a user-supplied "true" time.
+    pub true_tstamp: Option<i64>,
+    /// `true_tstamp`, else collector time corrected for device clock skew (`collector − (sent − created)`), else collector time.
+    pub derived_tstamp: Option<i64>,
+    /// page_view, page_ping, struct, unstruct, transaction, transaction_item, ad_impression.
+    pub event: Option<String>,
+    /// Vendor of the event's schema (e.g. `com.google.analytics` for `se`).
+    pub event_vendor: Option<String>,
+    /// Name of the event's schema (e.g. `page_view`, or the self-describing event's name).
+    pub event_name: Option<String>,
+    /// Format of the event's schema (`jsonschema`).
+    pub event_format: Option<String>,
+    /// Version of the event's schema (e.g. `1-0-0`).
+    pub event_version: Option<String>,
+    /// Hash of the raw parameters (see enrich config).
+    pub event_fingerprint: Option<String>,
+    /// `tna`: the tracker namespace.
+    pub name_tracker: Option<String>,
+    /// `tv`: the tracker version.
+    pub v_tracker: Option<String>,
+    /// The collector's name and version (`sluice-<version>`), or `cv`.
+    pub v_collector: Option<String>,
+    /// The enrichment's name and version.
+    pub v_etl: Option<String>,
+    /// `uid`: the business user id.
+    pub user_id: Option<String>,
+    /// `ip`, else forwarded headers from trusted proxies, else the peer address; optionally anonymised.
+    pub user_ipaddress: Option<String>,
+    /// `fp`.
+    pub user_fingerprint: Option<String>,
+    /// `duid`: the first-party cookie id.
+    pub domain_userid: Option<String>,
+    /// `vid`: the session index.
+    pub domain_sessionidx: Option<i64>,
+    /// `sid`: the session id.
+    pub domain_sessionid: Option<String>,
+    /// The collector's `sp` cookie id, overridden by `nuid` then `tnuid`.
+    pub network_userid: Option<String>,
+    /// `url`, else the Referer header.
+    pub page_url: Option<String>,
+    /// `page`.
+    pub page_title: Option<String>,
+    /// `refr`.
+    pub page_referrer: Option<String>,
+    /// Scheme of page_url.
+    pub page_urlscheme: Option<String>,
+    /// Host of page_url.
+    pub page_urlhost: Option<String>,
+    /// Port of page_url (the scheme's default when absent).
+    pub page_urlport: Option<i64>,
+    /// Path of page_url.
+    pub page_urlpath: Option<String>,
+    /// Query of page_url.
+    pub page_urlquery: Option<String>,
+    /// Fragment of page_url.
+    pub page_urlfragment: Option<String>,
+    /// Scheme of page_referrer.
+    pub refr_urlscheme: Option<String>,
+    /// Host of page_referrer.
+    pub refr_urlhost: Option<String>,
+    /// Port of page_referrer.
+    pub refr_urlport: Option<i64>,
+    /// Path of page_referrer.
+    pub refr_urlpath: Option<String>,
+    /// Query of page_referrer.
+    pub refr_urlquery: Option<String>,
+    /// Fragment of page_referrer.
+    pub refr_urlfragment: Option<String>,
+    /// `utm_medium` of page_url.
+    pub mkt_medium: Option<String>,
+    /// `utm_source`.
+    pub mkt_source: Option<String>,
+    /// `utm_term`.
+    pub mkt_term: Option<String>,
+    /// `utm_content`.
+    pub mkt_content: Option<String>,
+    /// `utm_campaign`.
+    pub mkt_campaign: Option<String>,
+    /// A click id (`gclid`, `msclkid`, `dclid`, `fbclid`, …).
+    pub mkt_clickid: Option<String>,
+    /// The network that click id belongs to (Google, Microsoft, …).
+    pub mkt_network: Option<String>,
+    /// Entities (`co`/`cx`) as JSON text: the `contexts` self-describing JSON.
+    pub contexts: Option<String>,
+    /// The self-describing event (`ue_pr`/`ue_px`) as JSON text.
+    pub unstruct_event: Option<String>,
+    /// `se_ca`.
+    pub se_category: Option<String>,
+    /// `se_ac`.
+    pub se_action: Option<String>,
+    /// `se_la`.
+    pub se_label: Option<String>,
+    /// `se_pr`.
+    pub se_property: Option<String>,
+    /// `se_va`.
+    pub se_value: Option<f64>,
+    /// `tr_id`.
+    pub tr_orderid: Option<String>,
+    /// `tr_af`.
+    pub tr_affiliation: Option<String>,
+    /// `tr_tt`.
+    pub tr_total: Option<f64>,
+    /// `tr_tx`.
+    pub tr_tax: Option<f64>,
+    /// `tr_sh`.
+    pub tr_shipping: Option<f64>,
+    /// `tr_ci`.
+    pub tr_city: Option<String>,
+    /// `tr_st`.
+    pub tr_state: Option<String>,
+    /// `tr_co`.
+    pub tr_country: Option<String>,
+    /// `tr_cu`.
+    pub tr_currency: Option<String>,
+    /// `ti_id`.
+    pub ti_orderid: Option<String>,
+    /// `ti_sk`.
+    pub ti_sku: Option<String>,
+    /// `ti_nm` (`ti_na`).
+    pub ti_name: Option<String>,
+    /// `ti_ca`.
+    pub ti_category: Option<String>,
+    /// `ti_pr`.
+    pub ti_price: Option<f64>,
+    /// `ti_qu`.
+    pub ti_quantity: Option<i64>,
+    /// `ti_cu`.
+    pub ti_currency: Option<String>,
+    /// `pp_mix`.
+    pub pp_xoffset_min: Option<i64>,
+    /// `pp_max`.
+    pub pp_xoffset_max: Option<i64>,
+    /// `pp_miy`.
+    pub pp_yoffset_min: Option<i64>,
+    /// `pp_may`.
+    pub pp_yoffset_max: Option<i64>,
+    /// `ua`, else the User-Agent header.
+    pub useragent: Option<String>,
+    /// Browser name and major version, parsed from the user agent.
+    pub br_name: Option<String>,
+    /// Browser family.
+    pub br_family: Option<String>,
+    /// Browser version.
+    pub br_version: Option<String>,
+    /// `lang`.
+    pub br_lang: Option<String>,
+    /// `cookie`.
+    pub br_cookies: Option<bool>,
+    /// `cd`.
+    pub br_colordepth: Option<String>,
+    /// From `vp`.
+    pub br_viewwidth: Option<i64>,
+    /// From `vp`.
+    pub br_viewheight: Option<i64>,
+    /// Operating system name and version, parsed from the user agent.
+    pub os_name: Option<String>,
+    /// Operating system family.
+    pub os_family: Option<String>,
+    /// `tz`.
+    pub os_timezone: Option<String>,
+    /// Device type (Computer, Mobile, Tablet, Spider, …) from the user agent.
+    pub dvce_type: Option<String>,
+    /// True for mobile and tablet devices.
+    pub dvce_ismobile: Option<bool>,
+    /// From `res`.
+    pub dvce_screenwidth: Option<i64>,
+    /// From `res`.
+    pub dvce_screenheight: Option<i64>,
+    /// `cs`.
+    pub doc_charset: Option<String>,
+    /// From `ds`.
+    pub doc_width: Option<i64>,
+    /// From `ds`.
+    pub doc_height: Option<i64>,
+    /// The sluice log partition the request was stored in.
+    pub wal_partition: Option<u64>,
+    /// The request's LSN in that partition: with `wal_index`, identifies the stored event.
+    pub wal_lsn: Option<u64>,
+    /// The event's index within its request (a POST carries many).
+    pub wal_index: Option<u64>,
+}
+
+impl Event {
+    /// The value of column `name`, or `None` when sluice has no such column.
+    pub fn value(&self, name: &str) -> Option<Value<'_>> {
+        fn opt(v: Option<Value<'_>>) -> Option<Value<'_>> {
+            Some(v.unwrap_or(Value::Null))
+        }
+        match name {
+            "event_id" => opt(self.event_id.as_ref().map(Value::Uuid)),
+            "app_id" => opt(self.app_id.as_deref().map(Value::Text)),
+            "platform" => opt(self.platform.as_deref().map(Value::Text)),
+            "collector_tstamp" => opt(self.collector_tstamp.map(Value::TimestampMs)),
+            "dvce_created_tstamp" => opt(self.dvce_created_tstamp.map(Value::TimestampMs)),
+            "dvce_sent_tstamp" => opt(self.dvce_sent_tstamp.map(Value::TimestampMs)),
+            "true_tstamp" => opt(self.true_tstamp.map(Value::TimestampMs)),
+            "derived_tstamp" => opt(self.derived_tstamp.map(Value::TimestampMs)),
+            "event" => opt(self.event.as_deref().map(Value::Text)),
+            "event_vendor" => opt(self.event_vendor.as_deref().map(Value::Text)),
+            "event_name" => opt(self.event_name.as_deref().map(Value::Text)),
+            "event_format" => opt(self.event_format.as_deref().map(Value::Text)),
+            "event_version" => opt(self.event_version.as_deref().map(Value::Text)),
+            "event_fingerprint" => opt(self.event_fingerprint.as_deref().map(Value::Text)),
+            "name_tracker" => opt(self.name_tracker.as_deref().map(Value::Text)),
+            "v_tracker" => opt(self.v_tracker.as_deref().map(Value::Text)),
+            "v_collector" => opt(self.v_collector.as_deref().map(Value::Text)),
+            "v_etl" => opt(self.v_etl.as_deref().map(Value::Text)),
+            "user_id" => opt(self.user_id.as_deref().map(Value::Text)),
+            "user_ipaddress" => opt(self.user_ipaddress.as_deref().map(Value::Text)),
+            "user_fingerprint" => opt(self.user_fingerprint.as_deref().map(Value::Text)),
+            "domain_userid" => opt(self.domain_userid.as_deref().map(Value::Text)),
+            "domain_sessionidx" => opt(self.domain_sessionidx.map(Value::Int)),
+            "domain_sessionid" => opt(self.domain_sessionid.as_deref().map(Value::Text)),
+            "network_userid" => opt(self.network_userid.as_deref().map(Value::Text)),
+            "page_url" => opt(self.page_url.as_deref().map(Value::Text)),
+            "page_title" => opt(self.page_title.as_deref().map(Value::Text)),
+            "page_referrer" => opt(self.page_referrer.as_deref().map(Value::Text)),
+            "page_urlscheme" => opt(self.page_urlscheme.as_deref().map(Value::Text)),
+            "page_urlhost" => opt(self.page_urlhost.as_deref().map(Value::Text)),
+            "page_urlport" => opt(self.page_urlport.map(Value::Int)),
+            "page_urlpath" => opt(self.page_urlpath.as_deref().map(Value::Text)),
+            "page_urlquery" => opt(self.page_urlquery.as_deref().map(Value::Text)),
+            "page_urlfragment" => opt(self.page_urlfragment.as_deref().map(Value::Text)),
+            "refr_urlscheme" => opt(self.refr_urlscheme.as_deref().map(Value::Text)),
+            "refr_urlhost" => opt(self.refr_urlhost.as_deref().map(Value::Text)),
+            "refr_urlport" => opt(self.refr_urlport.map(Value::Int)),
+            "refr_urlpath" => opt(self.refr_urlpath.as_deref().map(Value::Text)),
+            "refr_urlquery" => opt(self.refr_urlquery.as_deref().map(Value::Text)),
+            "refr_urlfragment" => opt(self.refr_urlfragment.as_deref().map(Value::Text)),
+            "mkt_medium" => opt(self.mkt_medium.as_deref().map(Value::Text)),
+            "mkt_source" => opt(self.mkt_source.as_deref().map(Value::Text)),
+            "mkt_term" => opt(self.mkt_term.as_deref().map(Value::Text)),
+            "mkt_content" => opt(self.mkt_content.as_deref().map(Value::Text)),
+            "mkt_campaign" => opt(self.mkt_campaign.as_deref().map(Value::Text)),
+            "mkt_clickid" => opt(self.mkt_clickid.as_deref().map(Value::Text)),
+            "mkt_network" => opt(self.mkt_network.as_deref().map(Value::Text)),
+            "contexts" => opt(self.contexts.as_deref().map(Value::Text)),
+            "unstruct_event" => opt(self.unstruct_event.as_deref().map(Value::Text)),
+            "se_category" => opt(self.se_category.as_deref().map(Value::Text)),
+            "se_action" => opt(self.se_action.as_deref().map(Value::Text)),
+            "se_label" => opt(self.se_label.as_deref().map(Value::Text)),
+            "se_property" => opt(self.se_property.as_deref().map(Value::Text)),
+            "se_value" => opt(self.se_value.map(Value::Float)),
+            "tr_orderid" => opt(self.tr_orderid.as_deref().map(Value::Text)),
+            "tr_affiliation" => opt(self.tr_affiliation.as_deref().map(Value::Text)),
+            "tr_total" => opt(self.tr_total.map(Value::Float)),
+            "tr_tax" => opt(self.tr_tax.map(Value::Float)),
+            "tr_shipping" => opt(self.tr_shipping.map(Value::Float)),
+            "tr_city" => opt(self.tr_city.as_deref().map(Value::Text)),
+            "tr_state" => opt(self.tr_state.as_deref().map(Value::Text)),
+            "tr_country" => opt(self.tr_country.as_deref().map(Value::Text)),
+            "tr_currency" => opt(self.tr_currency.as_deref().map(Value::Text)),
+            "ti_orderid" => opt(self.ti_orderid.as_deref().map(Value::Text)),
+            "ti_sku" => opt(self.ti_sku.as_deref().map(Value::Text)),
+            "ti_name" => opt(self.ti_name.as_deref().map(Value::Text)),
+            "ti_category" => opt(self.ti_category.as_deref().map(Value::Text)),
+            "ti_price" => opt(self.ti_price.map(Value::Float)),
+            "ti_quantity" => opt(self.ti_quantity.map(Value::Int)),
+            "ti_currency" => opt(self.ti_currency.as_deref().map(Value::Text)),
+            "pp_xoffset_min" => opt(self.pp_xoffset_min.map(Value::Int)),
+            "pp_xoffset_max" => opt(self.pp_xoffset_max.map(Value::Int)),
+            "pp_yoffset_min" => opt(self.pp_yoffset_min.map(Value::Int)),
+            "pp_yoffset_max" => opt(self.pp_yoffset_max.map(Value::Int)),
+            "useragent" => opt(self.useragent.as_deref().map(Value::Text)),
+            "br_name" => opt(self.br_name.as_deref().map(Value::Text)),
+            "br_family" => opt(self.br_family.as_deref().map(Value::Text)),
+            "br_version" => opt(self.br_version.as_deref().map(Value::Text)),
+            "br_lang" => opt(self.br_lang.as_deref().map(Value::Text)),
+            "br_cookies" => opt(self.br_cookies.map(Value::Bool)),
+            "br_colordepth" => opt(self.br_colordepth.as_deref().map(Value::Text)),
+            "br_viewwidth" => opt(self.br_viewwidth.map(Value::Int)),
+            "br_viewheight" => opt(self.br_viewheight.map(Value::Int)),
+            "os_name" => opt(self.os_name.as_deref().map(Value::Text)),
+            "os_family" => opt(self.os_family.as_deref().map(Value::Text)),
+            "os_timezone" => opt(self.os_timezone.as_deref().map(Value::Text)),
+            "dvce_type" => opt(self.dvce_type.as_deref().map(Value::Text)),
+            "dvce_ismobile" => opt(self.dvce_ismobile.map(Value::Bool)),
+            "dvce_screenwidth" => opt(self.dvce_screenwidth.map(Value::Int)),
+            "dvce_screenheight" => opt(self.dvce_screenheight.map(Value::Int)),
+            "doc_charset" => opt(self.doc_charset.as_deref().map(Value::Text)),
+            "doc_width" => opt(self.doc_width.map(Value::Int)),
+            "doc_height" => opt(self.doc_height.map(Value::Int)),
+            "wal_partition" => opt(self.wal_partition.map(Value::UInt)),
+            "wal_lsn" => opt(self.wal_lsn.map(Value::UInt)),
+            "wal_index" => opt(self.wal_index.map(Value::UInt)),
+            _ => None,
+        }
+    }
+}
+
+/// Kinds of failure, modelled on Snowplow's bad rows. Each has a stable name used in the
+/// dead-letter store, the CLI (`--reason`) and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCategory {
+    /// The request is larger than `collector.max_payload_bytes`.
+    SizeViolation,
+    /// The stored request can't be decoded at all (bad envelope, path, query string, nuid).
+    CollectorPayloadFormatViolation,
+    /// No adapter for the request's route or vendor/version.
+    AdapterFailure,
+    /// The payload breaks the tracker protocol (content type, not JSON, not `payload_data`,
+    /// non-string values, missing `tv`/`p`/`e`, bad base64).
+    TrackerProtocolViolation,
+    /// A field fails its type or format (bad UUID, timestamp, number, unknown event type…).
+    SchemaViolation,
+    /// An enrichment failed.
+    EnrichmentFailure,
+    /// ClickHouse rejected the row as bad data.
+    LoaderRejection,
+}
+
+impl FailureCategory {
+    /// Every category, in declaration order.
+    pub const ALL: [FailureCategory; 7] = [
+        FailureCategory::SizeViolation,
+        FailureCategory::CollectorPayloadFormatViolation,
+        FailureCategory::AdapterFailure,
+        FailureCategory::TrackerProtocolViolation,
+        FailureCategory::SchemaViolation,
+        FailureCategory::EnrichmentFailure,
+        FailureCategory::LoaderRejection,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCategory::SizeViolation => "size_violation",
+            FailureCategory::CollectorPayloadFormatViolation => {
+                "collector_payload_format_violation"
+            }
+            FailureCategory::AdapterFailure => "adapter_failure",
+            FailureCategory::TrackerProtocolViolation => "tracker_protocol_violation",
+            FailureCategory::SchemaViolation => "schema_violation",
+            FailureCategory::EnrichmentFailure => "enrichment_failure",
+            FailureCategory::LoaderRejection => "loader_rejection",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<FailureCategory> {
+        FailureCategory::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for FailureCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why (part of) a request could not become rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The kind of failure.
+    pub category: FailureCategory,
+    /// What is wrong, one message per problem, written for the operator.
+    pub messages: Vec<String>,
+    /// Which event of the request failed (its index in a batch), or `None` for the whole
+    /// request.
+    pub event_index: Option<u32>,
+    /// The failing event's own parameters or JSON, when the failure concerns one event.
+    pub event_payload: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_has_a_value_accessor() {
+        let e = Event::default();
+        for c in COLUMNS {
+            assert_eq!(e.value(c.name), Some(Value::Null), "{}", c.name);
+        }
+        assert_eq!(e.value("no_such_column"), None);
+    }
+
+    #[test]
+    fn column_names_are_unique() {
+        let mut names: Vec<_> = COLUMNS.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COLUMNS.len());
+    }
+
+    #[test]
+    fn failure_categories_round_trip_their_names() {
+        for c in FailureCategory::ALL {
+            assert_eq!(FailureCategory::parse(c.as_str()), Some(c));
+        }
+    }
+}

@@ -1,0 +1,1632 @@
+//! Enrichment: one stored request becomes [`Event`] rows and [`Failure`]s.
+//!
+//! [`Processor::process`] decodes the request with [`crate::publish::snowplow`] and fills the
+//! canonical event from each event's parameters, following Snowplow's enrich (protocol
+//! reference §2 and §4.2): parameter parsing, event type and schema, timestamps, URL parts,
+//! campaign fields, IP address (trusted proxies, optional anonymisation), network user id,
+//! user-agent parsing, fingerprint, entities and the self-describing event (kept as JSON text).
+//!
+//! Processing is pure and deterministic: an event without `eid` gets a v4-shaped UUID derived
+//! from (partition, lsn, index), so a replay produces identical rows and the sink's dedup works.
+//!
+//! # `[enrich]` configuration
+//!
+//! ```toml
+//! [enrich]
+//! trusted_proxies = ["127.0.0.1/32", "::1/128"]  # peers whose X-Forwarded-For / Forwarded is believed
+//! strict_body_keys = true                         # refuse POST keys outside payload_data 1-0-4
+//! [enrich.anonymise_ip]
+//! octets = 0        # 0–4 trailing IPv4 octets replaced by `x` (0 = off)
+//! # segments = 0    # 0–8 trailing IPv6 groups replaced by `x` (default: = octets)
+//! [enrich.fingerprint]
+//! enabled = true
+//! algorithm = "md5" # md5 | sha1 | sha256 | sha384 | sha512
+//! exclude = ["eid", "nuid", "stm", "cv"]
+//! [enrich.campaign]
+//! medium = ["utm_medium"]  # first parameter present wins; likewise source/term/content/campaign
+//! click_ids = { gclid = "Google", msclkid = "Microsoft", dclid = "DoubleClick", fbclid = "Facebook" }
+//! [enrich.user_agent]
+//! parse = true
+//! cache_entries = 10000    # 0–1 000 000 distinct user agents remembered (0 = no cache)
+//! ```
+
+mod ip;
+mod ua;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sluice_wal::Lsn;
+use uuid::Uuid;
+
+use crate::config::Violation;
+use crate::envelope::{Envelope, EnvelopeError};
+use crate::event::{Event, Failure, FailureCategory};
+use crate::publish::snowplow::{self, event_failure, request_failure, Decoded, RawEvent};
+
+pub use ip::anonymise as anonymise_ip;
+pub use ua::{UaParser, UserAgentInfo};
+
+/// `v_collector` when the event has no `cv`.
+pub const COLLECTOR_VERSION: &str = concat!("sluice-", env!("CARGO_PKG_VERSION"));
+/// `v_etl`: this enrichment's name and version.
+pub const ETL_VERSION: &str = concat!("sluice-enrich-", env!("CARGO_PKG_VERSION"));
+
+/// The earliest and latest timestamps Snowplow accepts (years 0–9999), in ms.
+const MIN_TSTAMP_MS: i64 = -62_167_219_200_000;
+const MAX_TSTAMP_MS: i64 = 253_402_300_799_999;
+
+const PLATFORMS: [&str; 9] = [
+    "web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset",
+];
+
+/// The `[enrich]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded` headers are believed
+    /// for `user_ipaddress`; other peers' are ignored (they are trivially forged).
+    /// Default: loopback only (`127.0.0.1/32`, `::1/128`): add your load balancers' ranges.
+    pub trusted_proxies: Vec<String>,
+    /// Refuse POST body keys that `payload_data` 1-0-4 does not allow (Snowplow's behaviour).
+    /// Default true.
+    pub strict_body_keys: bool,
+    /// IP anonymisation (off by default).
+    pub anonymise_ip: AnonymiseIpConfig,
+    /// The event fingerprint.
+    pub fingerprint: FingerprintConfig,
+    /// Campaign attribution from the page URL's query string.
+    pub campaign: CampaignConfig,
+    /// User-agent parsing.
+    pub user_agent: UserAgentConfig,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            strict_body_keys: true,
+            anonymise_ip: AnonymiseIpConfig::default(),
+            fingerprint: FingerprintConfig::default(),
+            campaign: CampaignConfig::default(),
+            user_agent: UserAgentConfig::default(),
+        }
+    }
+}
+
+/// `[enrich.anonymise_ip]`: Snowplow's `anon_ip` enrichment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnonymiseIpConfig {
+    /// Trailing IPv4 octets replaced by `x`: 0 (off, default) to 4.
+    pub octets: u8,
+    /// Trailing IPv6 groups replaced by `x`: 0 to 8. Default: the same as `octets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<u8>,
+}
+
+/// `[enrich.fingerprint]`: Snowplow's event fingerprint enrichment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FingerprintConfig {
+    /// Compute `event_fingerprint`. Default true.
+    pub enabled: bool,
+    /// The hash: `md5` (default), `sha1`, `sha256`, `sha384` or `sha512`.
+    pub algorithm: HashAlgorithm,
+    /// Parameters left out of the hash. Default `eid`, `nuid`, `stm`, `cv`.
+    pub exclude: Vec<String>,
+}
+
+impl Default for FingerprintConfig {
+    fn default() -> Self {
+        FingerprintConfig {
+            enabled: true,
+            algorithm: HashAlgorithm::Md5,
+            exclude: ["eid", "nuid", "stm", "cv"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// A fingerprint hash.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgorithm {
+    /// MD5 (Snowplow's default).
+    #[default]
+    Md5,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// `[enrich.campaign]`: Snowplow's campaign attribution enrichment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Page-URL parameters for `mkt_medium`, first present wins. Default `["utm_medium"]`.
+    pub medium: Vec<String>,
+    /// For `mkt_source`. Default `["utm_source"]`.
+    pub source: Vec<String>,
+    /// For `mkt_term`. Default `["utm_term"]`.
+    pub term: Vec<String>,
+    /// For `mkt_content`. Default `["utm_content"]`.
+    pub content: Vec<String>,
+    /// For `mkt_campaign`. Default `["utm_campaign"]`.
+    pub campaign: Vec<String>,
+    /// Click-id parameter → network (`mkt_clickid`, `mkt_network`). Default gclid → Google,
+    /// msclkid → Microsoft, dclid → DoubleClick, fbclid → Facebook, ttclid → TikTok,
+    /// twclid → Twitter, li_fat_id → LinkedIn.
+    pub click_ids: BTreeMap<String, String>,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        let one = |s: &str| vec![s.to_owned()];
+        CampaignConfig {
+            medium: one("utm_medium"),
+            source: one("utm_source"),
+            term: one("utm_term"),
+            content: one("utm_content"),
+            campaign: one("utm_campaign"),
+            click_ids: [
+                ("gclid", "Google"),
+                ("msclkid", "Microsoft"),
+                ("dclid", "DoubleClick"),
+                ("fbclid", "Facebook"),
+                ("ttclid", "TikTok"),
+                ("twclid", "Twitter"),
+                ("li_fat_id", "LinkedIn"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        }
+    }
+}
+
+/// `[enrich.user_agent]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserAgentConfig {
+    /// Fill `br_*`, `os_*`, `dvce_type`, `dvce_ismobile` from the user agent. Default true.
+    pub parse: bool,
+    /// Distinct user agents remembered: 0 (no cache) to 1 000 000. Default 10 000.
+    pub cache_entries: usize,
+}
+
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        UserAgentConfig {
+            parse: true,
+            cache_entries: 10_000,
+        }
+    }
+}
+
+impl EnrichConfig {
+    /// Values outside their documented bounds, each naming its key.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        for p in &self.trusted_proxies {
+            if let Err(message) = ip::parse_cidr(p) {
+                out.push(Violation {
+                    key: "enrich.trusted_proxies",
+                    message,
+                });
+            }
+        }
+        if self.anonymise_ip.octets > 4 {
+            out.push(Violation {
+                key: "enrich.anonymise_ip.octets",
+                message: format!("{} is outside 0 to 4", self.anonymise_ip.octets),
+            });
+        }
+        if let Some(s) = self.anonymise_ip.segments.filter(|s| *s > 8) {
+            out.push(Violation {
+                key: "enrich.anonymise_ip.segments",
+                message: format!("{s} is outside 0 to 8"),
+            });
+        }
+        if self.user_agent.cache_entries > 1_000_000 {
+            out.push(Violation {
+                key: "enrich.user_agent.cache_entries",
+                message: format!("{} is outside 0 to 1000000", self.user_agent.cache_entries),
+            });
+        }
+        for (key, list) in [
+            ("enrich.campaign.medium", &self.campaign.medium),
+            ("enrich.campaign.source", &self.campaign.source),
+            ("enrich.campaign.term", &self.campaign.term),
+            ("enrich.campaign.content", &self.campaign.content),
+            ("enrich.campaign.campaign", &self.campaign.campaign),
+        ] {
+            if list.iter().any(|s| s.is_empty()) {
+                out.push(Violation {
+                    key,
+                    message: "parameter names must not be empty".into(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Why a [`Processor`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// An `enrich.trusted_proxies` entry does not parse.
+    #[error("enrich.trusted_proxies: {0}")]
+    TrustedProxy(String),
+    /// A value is outside its bounds.
+    #[error("{0}")]
+    OutOfBounds(String),
+}
+
+impl EnrichError {
+    /// A stable, short identifier for metric labels and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnrichError::TrustedProxy(_) => "trusted_proxy",
+            EnrichError::OutOfBounds(_) => "out_of_bounds",
+        }
+    }
+}
+
+/// The failure for a WAL record that does not decode as an envelope at all (kept with its raw
+/// bytes by the dead-letter store).
+pub fn undecodable_record(error: &EnvelopeError) -> Failure {
+    request_failure(
+        FailureCategory::CollectorPayloadFormatViolation,
+        format!("the stored record is not a readable envelope: {error}"),
+    )
+}
+
+/// Decodes and enriches stored requests. Built once, shared by every publisher thread.
+#[derive(Debug)]
+pub struct Processor {
+    config: EnrichConfig,
+    trusted: Vec<IpNet>,
+    max_payload_bytes: u64,
+    ua: UaParser,
+}
+
+impl Processor {
+    /// Builds the processor from the `[enrich]` (and `[collector]`) settings.
+    pub fn new(config: &crate::config::Config) -> Result<Processor, EnrichError> {
+        let enrich = config.enrich.clone();
+        if let Some(v) = enrich
+            .violations()
+            .into_iter()
+            .find(|v| v.key != "enrich.trusted_proxies")
+        {
+            return Err(EnrichError::OutOfBounds(v.to_string()));
+        }
+        let trusted = enrich
+            .trusted_proxies
+            .iter()
+            .map(|p| ip::parse_cidr(p).map_err(EnrichError::TrustedProxy))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_payload_bytes = config.collector.max_payload_bytes.bytes();
+        Ok(Processor {
+            ua: UaParser::new(enrich.user_agent.cache_entries),
+            trusted,
+            max_payload_bytes,
+            config: enrich,
+        })
+    }
+
+    /// Decodes and enriches one stored request. Pushes one Event per good event (with
+    /// wal_partition, wal_lsn, wal_index set) and one Failure per bad event, or a single
+    /// Failure (event_index None) when the whole request is bad. Never panics on any input;
+    /// pure (no I/O) and deterministic, generated event ids included.
+    pub fn process(
+        &self,
+        envelope: &Envelope,
+        partition: usize,
+        lsn: Lsn,
+        events: &mut Vec<Event>,
+        failures: &mut Vec<Failure>,
+    ) {
+        let route = envelope.route.as_str();
+        if route.starts_with("/v1/") || route.starts_with("/v1.0/") || route.starts_with("/collect")
+        {
+            failures.push(request_failure(
+                FailureCategory::AdapterFailure,
+                format!("no adapter for {route} yet"),
+            ));
+            return;
+        }
+        let size =
+            envelope.body.len() as u64 + envelope.query.as_ref().map_or(0, |q| q.len()) as u64;
+        if size > self.max_payload_bytes {
+            failures.push(request_failure(
+                FailureCategory::SizeViolation,
+                format!(
+                    "the request's payload (body and query string) is {size} bytes, above collector.max_payload_bytes ({} bytes)",
+                    self.max_payload_bytes
+                ),
+            ));
+            return;
+        }
+        if let Some(nuid) = envelope.nuid.as_deref() {
+            if Uuid::parse_str(nuid).is_err() {
+                failures.push(request_failure(
+                    FailureCategory::CollectorPayloadFormatViolation,
+                    format!("the stored network user id {nuid:?} is not a UUID"),
+                ));
+                return;
+            }
+        }
+        let options = snowplow::DecodeOptions {
+            strict_body_keys: self.config.strict_body_keys,
+        };
+        let items = match snowplow::decode(envelope, options) {
+            Decoded::Request(f) => {
+                failures.push(f);
+                return;
+            }
+            Decoded::Events(items) => items,
+        };
+        let request = RequestContext::new(envelope, &self.trusted);
+        for (index, item) in items.into_iter().enumerate() {
+            let result = item.and_then(|params| {
+                self.enrich(&params, &request, partition, lsn, index)
+                    .map_err(|(category, messages)| {
+                        event_failure(category, messages, index, &params)
+                    })
+            });
+            match result {
+                Ok(event) => events.push(event),
+                Err(f) => failures.push(f),
+            }
+        }
+    }
+
+    /// Fills one event from its parameters; `Err` carries the category and every message.
+    fn enrich(
+        &self,
+        params: &RawEvent,
+        request: &RequestContext<'_>,
+        partition: usize,
+        lsn: Lsn,
+        index: usize,
+    ) -> Result<Event, (FailureCategory, Vec<String>)> {
+        let mut schema_errors: Vec<String> = Vec::new();
+        let mut protocol_errors: Vec<String> = Vec::new();
+        let mut enrichment_errors: Vec<String> = Vec::new();
+        let get = |k: &str| params.get(k).map(String::as_str);
+        let text = |k: &str| get(k).and_then(tsv_safe);
+
+        let mut ev = Event {
+            wal_partition: Some(partition as u64),
+            wal_lsn: Some(lsn.0),
+            wal_index: Some(index as u64),
+            collector_tstamp: Some(request.envelope.received_at_ms),
+            ..Event::default()
+        };
+
+        // Event type and id.
+        let e = get("e").unwrap_or("");
+        let event = match e {
+            "pv" => Some("page_view"),
+            "pp" => Some("page_ping"),
+            "se" | "ev" => Some("struct"),
+            "ue" => Some("unstruct"),
+            "tr" => Some("transaction"),
+            "ti" => Some("transaction_item"),
+            "ad" => Some("ad_impression"),
+            _ => {
+                schema_errors.push(format!("`e` = {e:?} is not a valid event type"));
+                None
+            }
+        };
+        ev.event = event.map(str::to_owned);
+        ev.event_id = match get("eid") {
+            Some(eid) => match Uuid::parse_str(eid.trim()) {
+                Ok(u) => Some(u),
+                Err(_) => {
+                    schema_errors.push(format!("`eid` = {eid:?} is not a UUID"));
+                    None
+                }
+            },
+            None => Some(derived_event_id(partition, lsn, index)),
+        };
+        match get("p") {
+            Some(p) if PLATFORMS.contains(&p) => ev.platform = Some(p.to_owned()),
+            Some(p) => schema_errors.push(format!(
+                "`p` = {p:?} is not a platform (one of {})",
+                PLATFORMS.join(", ")
+            )),
+            None => {}
+        }
+
+        // Timestamps.
+        let mut tstamp = |k: &str| match get(k) {
+            None | Some("null") | Some("") => None,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(ms) if (MIN_TSTAMP_MS..=MAX_TSTAMP_MS).contains(&ms) => Some(ms),
+                _ => {
+                    schema_errors.push(format!(
+                        "`{k}` = {v:?} is not a timestamp in milliseconds between years 0 and 9999"
+                    ));
+                    None
+                }
+            },
+        };
+        ev.dvce_created_tstamp = tstamp("dtm");
+        ev.dvce_sent_tstamp = tstamp("stm");
+        ev.true_tstamp = tstamp("ttm");
+        ev.derived_tstamp = derived_tstamp(
+            ev.collector_tstamp,
+            ev.dvce_created_tstamp,
+            ev.dvce_sent_tstamp,
+            ev.true_tstamp,
+        );
+
+        // Simple strings.
+        ev.app_id = text("aid");
+        ev.name_tracker = text("tna");
+        ev.v_tracker = text("tv");
+        ev.v_collector = text("cv").or_else(|| Some(COLLECTOR_VERSION.to_owned()));
+        ev.v_etl = Some(ETL_VERSION.to_owned());
+        ev.user_id = text("uid");
+        ev.user_fingerprint = text("fp");
+        ev.domain_userid = text("duid");
+        ev.domain_sessionid = text("sid");
+        ev.page_title = text("page");
+        ev.os_timezone = text("tz");
+        ev.br_lang = text("lang");
+        ev.br_colordepth = text("cd");
+        ev.doc_charset = text("cs");
+
+        // Numbers.
+        let mut int = |k: &str| match get(k) {
+            None | Some("null") | Some("") => None,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    schema_errors.push(format!("`{k}` = {v:?} is not an integer"));
+                    None
+                }
+            },
+        };
+        ev.domain_sessionidx = int("vid");
+        ev.pp_xoffset_min = int("pp_mix");
+        ev.pp_xoffset_max = int("pp_max");
+        ev.pp_yoffset_min = int("pp_miy");
+        ev.pp_yoffset_max = int("pp_may");
+        ev.ti_quantity = int("ti_qu");
+        let mut float = |k: &str| match get(k) {
+            None | Some("null") | Some("") => None,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => Some(n),
+                _ => {
+                    schema_errors.push(format!("`{k}` = {v:?} is not a decimal number"));
+                    None
+                }
+            },
+        };
+        ev.se_value = if get("se_va").is_some() {
+            float("se_va")
+        } else {
+            float("ev_va")
+        };
+        ev.tr_total = float("tr_tt");
+        ev.tr_tax = float("tr_tx");
+        ev.tr_shipping = float("tr_sh");
+        ev.ti_price = float("ti_pr");
+        match get("cookie") {
+            None => {}
+            Some("1") => ev.br_cookies = Some(true),
+            Some("0") => ev.br_cookies = Some(false),
+            Some(v) => schema_errors.push(format!("`cookie` = {v:?} is not 1 or 0")),
+        }
+        let mut dims = |k: &str| match get(k) {
+            None | Some("") => (None, None),
+            Some(v) => match parse_dimensions(v) {
+                Some((w, h)) => (Some(w), Some(h)),
+                None => {
+                    schema_errors.push(format!("`{k}` = {v:?} is not WIDTHxHEIGHT"));
+                    (None, None)
+                }
+            },
+        };
+        (ev.dvce_screenwidth, ev.dvce_screenheight) = dims("res");
+        (ev.br_viewwidth, ev.br_viewheight) = dims("vp");
+        (ev.doc_width, ev.doc_height) = dims("ds");
+
+        // Structured event (legacy `ev_*` accepted), transaction, item.
+        let either = |a: &str, b: &str| text(a).or_else(|| text(b));
+        ev.se_category = either("se_ca", "ev_ca");
+        ev.se_action = either("se_ac", "ev_ac");
+        ev.se_label = either("se_la", "ev_la");
+        ev.se_property = either("se_pr", "ev_pr");
+        ev.tr_orderid = text("tr_id");
+        ev.tr_affiliation = text("tr_af");
+        ev.tr_city = text("tr_ci");
+        ev.tr_state = text("tr_st");
+        ev.tr_country = text("tr_co");
+        ev.tr_currency = text("tr_cu");
+        ev.ti_orderid = text("ti_id");
+        ev.ti_sku = text("ti_sk");
+        ev.ti_name = either("ti_nm", "ti_na");
+        ev.ti_category = text("ti_ca");
+        ev.ti_currency = text("ti_cu");
+
+        // Entities and the self-describing event.
+        match json_param(params, "co", "cx") {
+            Ok(None) => {}
+            Ok(Some(json)) => match check_contexts(&json) {
+                Ok(()) => ev.contexts = Some(json),
+                Err(m) => schema_errors.push(m),
+            },
+            Err(m) => protocol_errors.push(m),
+        }
+        let unstruct = match json_param(params, "ue_pr", "ue_px") {
+            Ok(None) => None,
+            Ok(Some(json)) => match check_unstruct(&json) {
+                Ok(key) => {
+                    ev.unstruct_event = Some(json);
+                    Some(key)
+                }
+                Err(m) => {
+                    schema_errors.push(m);
+                    None
+                }
+            },
+            Err(m) => {
+                protocol_errors.push(m);
+                None
+            }
+        };
+        let schema_key: Option<(String, String, String, String)> = match event {
+            Some(name @ ("page_view" | "page_ping" | "transaction" | "transaction_item")) => {
+                Some((
+                    "com.snowplowanalytics.snowplow".into(),
+                    name.into(),
+                    "jsonschema".into(),
+                    "1-0-0".into(),
+                ))
+            }
+            Some("struct") => Some((
+                "com.google.analytics".into(),
+                "event".into(),
+                "jsonschema".into(),
+                "1-0-0".into(),
+            )),
+            Some("unstruct") => {
+                if unstruct.is_none() && get("ue_pr").is_none() && get("ue_px").is_none() {
+                    enrichment_errors.push(
+                        "an `e=ue` event needs a self-describing event in `ue_pr` or `ue_px`"
+                            .into(),
+                    );
+                }
+                unstruct
+            }
+            Some(other) => {
+                enrichment_errors.push(format!(
+                    "no schema is known for `{other}` events (legacy type): cannot set event_vendor/name"
+                ));
+                None
+            }
+            None => None,
+        };
+        if let Some((vendor, name, format, version)) = schema_key {
+            ev.event_vendor = Some(vendor);
+            ev.event_name = Some(name);
+            ev.event_format = Some(format);
+            ev.event_version = Some(version);
+        }
+
+        // Page and referrer.
+        ev.page_url = text("url").or_else(|| request.referer.and_then(tsv_safe));
+        ev.page_referrer = text("refr");
+        if let Some(u) = ev.page_url.clone() {
+            match url::Url::parse(&u) {
+                Ok(parsed) => {
+                    let parts = UrlParts::of(&parsed);
+                    ev.page_urlscheme = parts.scheme;
+                    ev.page_urlhost = parts.host;
+                    ev.page_urlport = parts.port;
+                    ev.page_urlpath = parts.path;
+                    ev.page_urlquery = parts.query;
+                    ev.page_urlfragment = parts.fragment;
+                    self.campaign(&parsed, &mut ev);
+                }
+                Err(err) => enrichment_errors.push(format!("page URL {u:?} does not parse: {err}")),
+            }
+        }
+        if let Some(u) = ev.page_referrer.clone() {
+            match url::Url::parse(&u) {
+                Ok(parsed) => {
+                    let parts = UrlParts::of(&parsed);
+                    ev.refr_urlscheme = parts.scheme;
+                    ev.refr_urlhost = parts.host;
+                    ev.refr_urlport = parts.port;
+                    ev.refr_urlpath = parts.path;
+                    ev.refr_urlquery = parts.query;
+                    ev.refr_urlfragment = parts.fragment;
+                }
+                Err(err) => {
+                    enrichment_errors.push(format!("referrer URL {u:?} does not parse: {err}"))
+                }
+            }
+        }
+
+        // The user: IP, network id, user agent.
+        ev.user_ipaddress = get("ip")
+            .and_then(ip::ip_param)
+            .or_else(|| request.client_ip.clone())
+            .and_then(|s| tsv_safe(&s));
+        if self.config.anonymise_ip.octets > 0 || self.config.anonymise_ip.segments.unwrap_or(0) > 0
+        {
+            let octets = self.config.anonymise_ip.octets;
+            let segments = self.config.anonymise_ip.segments.unwrap_or(octets);
+            ev.user_ipaddress = ev
+                .user_ipaddress
+                .map(|ip| ip::anonymise(&ip, octets, segments));
+        }
+        ev.network_userid = text("tnuid")
+            .or_else(|| text("nuid"))
+            .or_else(|| request.envelope.nuid.as_deref().and_then(tsv_safe));
+        ev.useragent = text("ua").or_else(|| request.user_agent.and_then(tsv_safe));
+        if self.config.user_agent.parse {
+            if let Some(agent) = ev.useragent.as_deref() {
+                let info = self.ua.parse(agent);
+                ev.br_family = info.br_family.clone();
+                ev.br_name = info.br_name.clone();
+                ev.br_version = info.br_version.clone();
+                ev.os_family = info.os_family.clone();
+                ev.os_name = info.os_name.clone();
+                ev.dvce_type = info.dvce_type.clone();
+                ev.dvce_ismobile = info.dvce_ismobile;
+            }
+        }
+        if self.config.fingerprint.enabled {
+            ev.event_fingerprint = Some(fingerprint(
+                params,
+                &self.config.fingerprint.exclude,
+                self.config.fingerprint.algorithm,
+            ));
+        }
+
+        // Precedence as Snowplow's: input violations, then enrichment failures.
+        if !protocol_errors.is_empty() {
+            protocol_errors.extend(schema_errors);
+            return Err((FailureCategory::TrackerProtocolViolation, protocol_errors));
+        }
+        if !schema_errors.is_empty() {
+            return Err((FailureCategory::SchemaViolation, schema_errors));
+        }
+        if !enrichment_errors.is_empty() {
+            return Err((FailureCategory::EnrichmentFailure, enrichment_errors));
+        }
+        Ok(ev)
+    }
+
+    /// Campaign attribution from the page URL's (decoded) query parameters.
+    fn campaign(&self, page: &url::Url, ev: &mut Event) {
+        let pairs: Vec<(String, String)> = page.query_pairs().into_owned().collect();
+        let first = |names: &[String]| {
+            names.iter().find_map(|n| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .and_then(|(_, v)| tsv_safe(v))
+            })
+        };
+        let c = &self.config.campaign;
+        ev.mkt_medium = first(&c.medium);
+        ev.mkt_source = first(&c.source);
+        ev.mkt_term = first(&c.term);
+        ev.mkt_content = first(&c.content);
+        ev.mkt_campaign = first(&c.campaign);
+        // The first click id in the URL that is configured.
+        if let Some((id, network)) = pairs.iter().find_map(|(k, v)| {
+            c.click_ids
+                .get(k)
+                .and_then(|network| tsv_safe(v).map(|id| (id, network.clone())))
+        }) {
+            ev.mkt_clickid = Some(id);
+            ev.mkt_network = Some(network);
+        }
+    }
+}
+
+/// What every event of one request shares.
+struct RequestContext<'a> {
+    envelope: &'a Envelope,
+    referer: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    client_ip: Option<String>,
+}
+
+impl<'a> RequestContext<'a> {
+    fn new(envelope: &'a Envelope, trusted: &[IpNet]) -> RequestContext<'a> {
+        RequestContext {
+            envelope,
+            referer: envelope.header("referer"),
+            user_agent: envelope.header("user-agent"),
+            client_ip: client_ip(envelope, trusted),
+        }
+    }
+}
+
+/// The client's address: forwarded headers when the peer is a trusted proxy, else the peer.
+/// With `SP-Anonymous` the address is not recorded.
+fn client_ip(envelope: &Envelope, trusted: &[IpNet]) -> Option<String> {
+    if envelope.header("sp-anonymous").is_some() {
+        return None;
+    }
+    let peer: Option<IpAddr> = envelope.peer.as_deref().and_then(ip::peer_ip);
+    let peer = peer.map(|p| match p {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(p, IpAddr::V4),
+        v4 => v4,
+    });
+    if peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p))) {
+        if let Some(hop) = envelope
+            .header("x-forwarded-for")
+            .and_then(ip::forwarded_for)
+        {
+            return Some(hop);
+        }
+        if let Some(hop) = envelope.header("forwarded").and_then(ip::forwarded) {
+            return Some(hop);
+        }
+    }
+    peer.map(|p| p.to_string())
+}
+
+/// A v4-shaped UUID derived from where the event is stored: replays give the same id.
+pub fn derived_event_id(partition: usize, lsn: Lsn, index: usize) -> Uuid {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"sluice-event-id\x00");
+    h.update((partition as u64).to_le_bytes());
+    h.update(lsn.0.to_le_bytes());
+    h.update((index as u64).to_le_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// Snowplow's derived timestamp: `true_tstamp`; else the collector time corrected by the
+/// device's send delay when created < sent; else the collector time.
+pub fn derived_tstamp(
+    collector: Option<i64>,
+    created: Option<i64>,
+    sent: Option<i64>,
+    true_tstamp: Option<i64>,
+) -> Option<i64> {
+    if true_tstamp.is_some() {
+        return true_tstamp;
+    }
+    match (collector, created, sent) {
+        (Some(c), Some(cr), Some(s)) if cr < s => Some(c.saturating_sub(s - cr)),
+        _ => collector,
+    }
+}
+
+/// Snowplow's `toTsvSafe`: tabs become four spaces, other control characters are removed,
+/// an empty result is no value.
+pub fn tsv_safe(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\t' {
+            out.push_str("    ");
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `WIDTHxHEIGHT` (both non-negative integers).
+fn parse_dimensions(s: &str) -> Option<(i64, i64)> {
+    let (w, h) = s.split_once('x')?;
+    let num = |n: &str| {
+        (!n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<i64>().ok())
+            .flatten()
+    };
+    Some((num(w)?, num(h)?))
+}
+
+/// The JSON text of a plain (`plain`) or base64 (`encoded`) parameter; plain wins when both are
+/// present. `Err` for bad base64 or a non-UTF-8 result.
+fn json_param(params: &RawEvent, plain: &str, encoded: &str) -> Result<Option<String>, String> {
+    if let Some(v) = params.get(plain) {
+        return Ok((!v.trim().is_empty()).then(|| v.clone()));
+    }
+    let Some(v) = params.get(encoded) else {
+        return Ok(None);
+    };
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    let bytes = snowplow::decode_base64(v).map_err(|e| format!("`{encoded}` is {e}"))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| format!("`{encoded}` does not decode to UTF-8 text"))
+}
+
+/// Parses a self-describing JSON: an object with an Iglu `schema` and a `data`.
+fn self_describing<'j>(
+    json: &'j serde_json::Value,
+    what: &str,
+) -> Result<(&'j str, &'j serde_json::Value), String> {
+    let obj = json
+        .as_object()
+        .ok_or_else(|| format!("{what} is not a self-describing JSON object"))?;
+    let schema = obj
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| format!("{what} has no `schema` string"))?;
+    if !snowplow::is_iglu_uri(schema) {
+        return Err(format!("{what} schema {schema:?} is not an Iglu URI"));
+    }
+    let data = obj
+        .get("data")
+        .ok_or_else(|| format!("{what} has no `data`"))?;
+    Ok((schema, data))
+}
+
+const MAX_JSON_DEPTH: usize = 40;
+
+fn json_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, String> {
+    // serde_json itself refuses nesting deeper than 128.
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
+    if json_depth(&v) > MAX_JSON_DEPTH {
+        return Err(format!(
+            "{what} is nested deeper than {MAX_JSON_DEPTH} levels"
+        ));
+    }
+    Ok(v)
+}
+
+/// Checks the entities wrapper `contexts/jsonschema/1-0-*` and each entity.
+fn check_contexts(text: &str) -> Result<(), String> {
+    let json = parse_json(text, "the entities (`co`/`cx`)")?;
+    let (schema, data) = self_describing(&json, "the entities (`co`/`cx`)")?;
+    if !schema.starts_with("iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-") {
+        return Err(format!(
+            "the entities' schema {schema:?} is not iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*"
+        ));
+    }
+    let items = data
+        .as_array()
+        .ok_or_else(|| "the entities' `data` is not an array".to_owned())?;
+    for (i, item) in items.iter().enumerate() {
+        self_describing(item, &format!("entity {i}"))?;
+    }
+    Ok(())
+}
+
+/// Checks the event wrapper `unstruct_event/jsonschema/1-0-*` and returns the inner event's
+/// (vendor, name, format, version).
+fn check_unstruct(text: &str) -> Result<(String, String, String, String), String> {
+    let json = parse_json(text, "the self-describing event (`ue_pr`/`ue_px`)")?;
+    let (schema, data) = self_describing(&json, "the self-describing event (`ue_pr`/`ue_px`)")?;
+    if !schema.starts_with("iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-") {
+        return Err(format!(
+            "the self-describing event's schema {schema:?} is not iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-*"
+        ));
+    }
+    let (inner, _) = self_describing(data, "the self-describing event's `data`")?;
+    let (vendor, name, format, version) =
+        snowplow::parse_iglu_uri(inner).ok_or_else(|| format!("{inner:?} is not an Iglu URI"))?;
+    Ok((vendor.into(), name.into(), format.into(), version.into()))
+}
+
+/// Parts of a parsed URL, Snowplow style (port defaults to 443 for https, else 80).
+struct UrlParts {
+    scheme: Option<String>,
+    host: Option<String>,
+    port: Option<i64>,
+    path: Option<String>,
+    query: Option<String>,
+    fragment: Option<String>,
+}
+
+impl UrlParts {
+    fn of(u: &url::Url) -> UrlParts {
+        let host = u
+            .host_str()
+            .and_then(|h| tsv_safe(h.trim_matches(['[', ']'])));
+        let port = host.as_ref().map(|_| {
+            i64::from(
+                u.port()
+                    .unwrap_or(if u.scheme() == "https" { 443 } else { 80 }),
+            )
+        });
+        UrlParts {
+            scheme: tsv_safe(u.scheme()),
+            host,
+            port,
+            path: tsv_safe(u.path()),
+            query: u.query().and_then(tsv_safe),
+            fragment: u.fragment().and_then(tsv_safe),
+        }
+    }
+}
+
+/// Snowplow's event fingerprint: parameters sorted by key, excluded keys dropped, each as
+/// `key␟value␟` (U+001F), hashed, lower-case hex.
+pub fn fingerprint(params: &RawEvent, exclude: &[String], algorithm: HashAlgorithm) -> String {
+    use sha2::Digest as _;
+    let mut input = String::new();
+    for (k, v) in params {
+        if exclude.iter().any(|e| e == k) {
+            continue;
+        }
+        input.push_str(k);
+        input.push('\u{1f}');
+        input.push_str(v);
+        input.push('\u{1f}');
+    }
+    let bytes = input.as_bytes();
+    let digest: Vec<u8> = match algorithm {
+        HashAlgorithm::Md5 => md5::Md5::digest(bytes).to_vec(),
+        HashAlgorithm::Sha1 => sha1::Sha1::digest(bytes).to_vec(),
+        HashAlgorithm::Sha256 => sha2::Sha256::digest(bytes).to_vec(),
+        HashAlgorithm::Sha384 => sha2::Sha384::digest(bytes).to_vec(),
+        HashAlgorithm::Sha512 => sha2::Sha512::digest(bytes).to_vec(),
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn processor(f: impl FnOnce(&mut EnrichConfig)) -> Processor {
+        let mut config = Config::default();
+        f(&mut config.enrich);
+        Processor::new(&config).expect("valid config")
+    }
+
+    fn get(query: &str) -> Envelope {
+        Envelope {
+            received_at_ms: 1_700_000_100_000,
+            route: "/i".into(),
+            method: "GET".into(),
+            path: "/i".into(),
+            query: Some(query.into()),
+            headers: vec![
+                (
+                    "user-agent".into(),
+                    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0".into(),
+                ),
+                ("referer".into(), "https://ref.example/from".into()),
+            ],
+            body: Vec::new(),
+            peer: Some("198.51.100.7:40000".into()),
+            nuid: Some("c6ef3124-b53a-4b13-a233-0088f79dcbcb".into()),
+        }
+    }
+
+    fn one(p: &Processor, env: &Envelope) -> Result<Event, Failure> {
+        let (mut events, mut failures) = (Vec::new(), Vec::new());
+        p.process(env, 2, Lsn(9), &mut events, &mut failures);
+        assert_eq!(events.len() + failures.len(), 1, "{events:?} {failures:?}");
+        events.pop().ok_or_else(|| failures.pop().unwrap())
+    }
+
+    const BASE: &str = "e=pv&tv=js-4.10.1&p=web";
+
+    #[test]
+    fn a_page_view_gets_its_schema_timestamps_versions_and_storage_position() {
+        let ev = one(&processor(|_| {}), &get(&format!("{BASE}&eid=0B5E4D3C-1A2B-4C3D-8E9F-0123456789AB&dtm=1700000000000&stm=1700000001000&aid=shop"))).unwrap();
+        assert_eq!(ev.event.as_deref(), Some("page_view"));
+        assert_eq!(
+            ev.event_id.unwrap().to_string(),
+            "0b5e4d3c-1a2b-4c3d-8e9f-0123456789ab"
+        );
+        assert_eq!(
+            ev.event_vendor.as_deref(),
+            Some("com.snowplowanalytics.snowplow")
+        );
+        assert_eq!(ev.event_name.as_deref(), Some("page_view"));
+        assert_eq!(ev.event_format.as_deref(), Some("jsonschema"));
+        assert_eq!(ev.event_version.as_deref(), Some("1-0-0"));
+        assert_eq!(ev.collector_tstamp, Some(1_700_000_100_000));
+        assert_eq!(ev.dvce_created_tstamp, Some(1_700_000_000_000));
+        assert_eq!(ev.dvce_sent_tstamp, Some(1_700_000_001_000));
+        assert_eq!(ev.derived_tstamp, Some(1_700_000_099_000));
+        assert_eq!(ev.v_collector.as_deref(), Some(COLLECTOR_VERSION));
+        assert_eq!(ev.v_etl.as_deref(), Some(ETL_VERSION));
+        assert_eq!(ev.v_tracker.as_deref(), Some("js-4.10.1"));
+        assert_eq!(ev.app_id.as_deref(), Some("shop"));
+        assert_eq!(
+            (ev.wal_partition, ev.wal_lsn, ev.wal_index),
+            (Some(2), Some(9), Some(0))
+        );
+    }
+
+    #[test]
+    fn derived_tstamp_prefers_true_time_then_corrects_skew_only_when_created_precedes_sent() {
+        assert_eq!(
+            derived_tstamp(Some(100), Some(10), Some(30), Some(7)),
+            Some(7)
+        );
+        assert_eq!(
+            derived_tstamp(Some(100), Some(10), Some(30), None),
+            Some(80)
+        );
+        assert_eq!(
+            derived_tstamp(Some(100), Some(30), Some(10), None),
+            Some(100)
+        );
+        assert_eq!(derived_tstamp(Some(100), Some(10), None, None), Some(100));
+    }
+
+    #[test]
+    fn an_event_without_eid_gets_a_v4_id_derived_from_its_position() {
+        let a = derived_event_id(1, Lsn(5), 0);
+        assert_eq!(a, derived_event_id(1, Lsn(5), 0));
+        assert_ne!(a, derived_event_id(1, Lsn(5), 1));
+        assert_ne!(a, derived_event_id(2, Lsn(5), 0));
+        assert_ne!(a, derived_event_id(1, Lsn(6), 0));
+        assert_eq!(a.get_version_num(), 4);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        let ev = one(&processor(|_| {}), &get(BASE)).unwrap();
+        assert_eq!(ev.event_id, Some(derived_event_id(2, Lsn(9), 0)));
+    }
+
+    #[test]
+    fn field_parse_errors_are_schema_violations_listing_every_problem() {
+        let f = one(
+            &processor(|_| {}),
+            &get("e=pv&tv=js&p=desktop&eid=nope&dtm=abc&vid=x&se_va=NaN&cookie=yes&res=big"),
+        )
+        .unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+        for needle in [
+            "`p`", "`eid`", "`dtm`", "`vid`", "`se_va`", "`cookie`", "`res`",
+        ] {
+            assert!(
+                f.messages.iter().any(|m| m.contains(needle)),
+                "{needle}: {:?}",
+                f.messages
+            );
+        }
+        assert_eq!(f.event_index, Some(0));
+        assert!(f.event_payload.unwrap().contains("\"eid\":\"nope\""));
+        let f = one(&processor(|_| {}), &get("e=zz&tv=js&p=web")).unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+        assert!(f.messages[0].contains("not a valid event type"));
+        let f = one(
+            &processor(|_| {}),
+            &get(&format!("{BASE}&ttm=99999999999999999")),
+        )
+        .unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+    }
+
+    #[test]
+    fn numeric_fields_accept_the_literal_null() {
+        let ev = one(
+            &processor(|_| {}),
+            &get(&format!("{BASE}&vid=null&se_va=null&dtm=null")),
+        )
+        .unwrap();
+        assert_eq!(
+            (ev.domain_sessionidx, ev.se_value, ev.dvce_created_tstamp),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn page_and_referrer_urls_are_split_into_parts_with_default_ports() {
+        let ev = one(&processor(|_| {}), &get(&format!("{BASE}&url=https%3A%2F%2Fshop.example%2Fa%2Fb%3Fq%3D1%23top&refr=http%3A%2F%2Fsearch.example%3A8080%2Fs%3Fk%3Dv"))).unwrap();
+        assert_eq!(
+            ev.page_url.as_deref(),
+            Some("https://shop.example/a/b?q=1#top")
+        );
+        assert_eq!(ev.page_urlscheme.as_deref(), Some("https"));
+        assert_eq!(ev.page_urlhost.as_deref(), Some("shop.example"));
+        assert_eq!(ev.page_urlport, Some(443));
+        assert_eq!(ev.page_urlpath.as_deref(), Some("/a/b"));
+        assert_eq!(ev.page_urlquery.as_deref(), Some("q=1"));
+        assert_eq!(ev.page_urlfragment.as_deref(), Some("top"));
+        assert_eq!(ev.refr_urlscheme.as_deref(), Some("http"));
+        assert_eq!(ev.refr_urlhost.as_deref(), Some("search.example"));
+        assert_eq!(ev.refr_urlport, Some(8080));
+        assert_eq!(ev.refr_urlquery.as_deref(), Some("k=v"));
+        let ev = one(&processor(|_| {}), &get(BASE)).unwrap();
+        assert_eq!(
+            ev.page_url.as_deref(),
+            Some("https://ref.example/from"),
+            "Referer is the fallback"
+        );
+        assert_eq!(ev.page_urlport, Some(443));
+    }
+
+    #[test]
+    fn an_unparsable_page_url_is_an_enrichment_failure() {
+        let f = one(
+            &processor(|_| {}),
+            &get(&format!("{BASE}&url=http%3A%2F%2F%5Bbad")),
+        )
+        .unwrap_err();
+        assert_eq!(f.category, FailureCategory::EnrichmentFailure);
+    }
+
+    #[test]
+    fn campaign_fields_and_click_ids_come_from_the_page_urls_query() {
+        let url = "https://shop.example/?utm_source=news%20letter&utm_medium=email&utm_campaign=spring&utm_term=shoes&utm_content=top&fbclid=abc";
+        let q = format!(
+            "{BASE}&url={}",
+            url.replace('%', "%25")
+                .replace('&', "%26")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+        );
+        let ev = one(&processor(|_| {}), &get(&q)).unwrap();
+        assert_eq!(ev.mkt_source.as_deref(), Some("news letter"));
+        assert_eq!(ev.mkt_medium.as_deref(), Some("email"));
+        assert_eq!(ev.mkt_campaign.as_deref(), Some("spring"));
+        assert_eq!(ev.mkt_term.as_deref(), Some("shoes"));
+        assert_eq!(ev.mkt_content.as_deref(), Some("top"));
+        assert_eq!(ev.mkt_clickid.as_deref(), Some("abc"));
+        assert_eq!(ev.mkt_network.as_deref(), Some("Facebook"));
+        let ev = one(
+            &processor(|_| {}),
+            &get(&format!(
+                "{BASE}&url=https%3A%2F%2Fa.example%2F%3Fgclid%3Dg1"
+            )),
+        )
+        .unwrap();
+        assert_eq!(
+            (ev.mkt_clickid.as_deref(), ev.mkt_network.as_deref()),
+            (Some("g1"), Some("Google"))
+        );
+    }
+
+    #[test]
+    fn user_ip_prefers_the_ip_param_then_trusted_forwarded_headers_then_the_peer() {
+        let p = processor(|c| c.trusted_proxies = vec!["10.0.0.0/8".into()]);
+        let mut env = get(BASE);
+        env.headers
+            .push(("x-forwarded-for".into(), "203.0.113.5, 10.1.1.1".into()));
+        assert_eq!(
+            one(&p, &env).unwrap().user_ipaddress.as_deref(),
+            Some("198.51.100.7"),
+            "untrusted peer: XFF ignored"
+        );
+        env.peer = Some("10.2.3.4:999".into());
+        assert_eq!(
+            one(&p, &env).unwrap().user_ipaddress.as_deref(),
+            Some("203.0.113.5")
+        );
+        env.headers.retain(|(k, _)| k != "x-forwarded-for");
+        env.headers.push((
+            "forwarded".into(),
+            "for=\"[2001:db8::9]:80\";proto=https".into(),
+        ));
+        assert_eq!(
+            one(&p, &env).unwrap().user_ipaddress.as_deref(),
+            Some("2001:db8::9")
+        );
+        env.query = Some(format!("{BASE}&ip=192.0.2.1,192.0.2.2"));
+        assert_eq!(
+            one(&p, &env).unwrap().user_ipaddress.as_deref(),
+            Some("192.0.2.1")
+        );
+        let mut v6 = get(BASE);
+        v6.peer = Some("[2001:db8::1]:5000".into());
+        assert_eq!(
+            one(&p, &v6).unwrap().user_ipaddress.as_deref(),
+            Some("2001:db8::1")
+        );
+        v6.headers.push(("sp-anonymous".into(), "*".into()));
+        assert_eq!(one(&p, &v6).unwrap().user_ipaddress, None);
+    }
+
+    #[test]
+    fn ip_anonymisation_applies_the_configured_octets_and_segments() {
+        let p = processor(|c| {
+            c.anonymise_ip = AnonymiseIpConfig {
+                octets: 2,
+                segments: None,
+            }
+        });
+        assert_eq!(
+            one(&p, &get(BASE)).unwrap().user_ipaddress.as_deref(),
+            Some("198.51.x.x")
+        );
+        let mut v6 = get(BASE);
+        v6.peer = Some("[2001:db8::1]:5000".into());
+        assert_eq!(
+            one(&p, &v6).unwrap().user_ipaddress.as_deref(),
+            Some("2001:db8:0:0:0:0:x:x")
+        );
+        let p = processor(|c| {
+            c.anonymise_ip = AnonymiseIpConfig {
+                octets: 1,
+                segments: Some(4),
+            }
+        });
+        assert_eq!(
+            one(&p, &v6).unwrap().user_ipaddress.as_deref(),
+            Some("2001:db8:0:0:x:x:x:x")
+        );
+    }
+
+    #[test]
+    fn network_userid_is_the_envelope_nuid_overridden_by_nuid_then_tnuid() {
+        let p = processor(|_| {});
+        assert_eq!(
+            one(&p, &get(BASE)).unwrap().network_userid.as_deref(),
+            Some("c6ef3124-b53a-4b13-a233-0088f79dcbcb")
+        );
+        assert_eq!(
+            one(&p, &get(&format!("{BASE}&nuid=n1")))
+                .unwrap()
+                .network_userid
+                .as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            one(&p, &get(&format!("{BASE}&nuid=n1&tnuid=t1")))
+                .unwrap()
+                .network_userid
+                .as_deref(),
+            Some("t1")
+        );
+        let mut env = get(BASE);
+        env.nuid = None;
+        assert_eq!(one(&p, &env).unwrap().network_userid, None);
+        env.nuid = Some("not-a-uuid".into());
+        assert_eq!(
+            one(&p, &env).unwrap_err().category,
+            FailureCategory::CollectorPayloadFormatViolation
+        );
+    }
+
+    #[test]
+    fn the_user_agent_comes_from_ua_or_the_header_and_is_parsed() {
+        let p = processor(|_| {});
+        let ev = one(&p, &get(BASE)).unwrap();
+        assert!(ev.useragent.as_deref().unwrap().contains("Firefox/120.0"));
+        assert_eq!(ev.br_family.as_deref(), Some("Firefox"));
+        assert_eq!(ev.os_family.as_deref(), Some("Linux"));
+        assert_eq!(ev.dvce_type.as_deref(), Some("Computer"));
+        let ev = one(
+            &p,
+            &get(&format!(
+                "{BASE}&ua=Googlebot%2F2.1+(%2Bhttp%3A%2F%2Fwww.google.com%2Fbot.html)"
+            )),
+        )
+        .unwrap();
+        assert_eq!(ev.dvce_type.as_deref(), Some("Robot"));
+        let off = processor(|c| c.user_agent.parse = false);
+        assert_eq!(one(&off, &get(BASE)).unwrap().br_family, None);
+    }
+
+    #[test]
+    fn the_fingerprint_hashes_sorted_params_without_the_excluded_keys() {
+        let mut params = RawEvent::new();
+        params.insert("e".into(), "pv".into());
+        params.insert("eid".into(), "x".into());
+        params.insert("a".into(), "1".into());
+        // md5("a\x1f1\x1fe\x1fpv\x1f")
+        use md5::Digest as _;
+        let expected: String = md5::Md5::digest("a\u{1f}1\u{1f}e\u{1f}pv\u{1f}".as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let exclude = FingerprintConfig::default().exclude;
+        assert_eq!(fingerprint(&params, &exclude, HashAlgorithm::Md5), expected);
+        assert_eq!(
+            fingerprint(&params, &exclude, HashAlgorithm::Sha1).len(),
+            40
+        );
+        assert_eq!(
+            fingerprint(&params, &exclude, HashAlgorithm::Sha256).len(),
+            64
+        );
+        assert_eq!(
+            fingerprint(&params, &exclude, HashAlgorithm::Sha512).len(),
+            128
+        );
+        params.insert("eid".into(), "y".into());
+        assert_eq!(
+            fingerprint(&params, &exclude, HashAlgorithm::Md5),
+            expected,
+            "eid is excluded"
+        );
+        params.insert("aid".into(), "z".into());
+        assert_ne!(fingerprint(&params, &exclude, HashAlgorithm::Md5), expected);
+    }
+
+    #[test]
+    fn structured_transaction_item_and_page_ping_fields_are_filled() {
+        let p = processor(|_| {});
+        let ev = one(
+            &p,
+            &get("e=se&tv=py&p=pc&se_ca=shop&se_ac=add&se_la=sku1&se_pr=red&se_va=2.5"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                ev.event.as_deref(),
+                ev.event_vendor.as_deref(),
+                ev.event_name.as_deref()
+            ),
+            (Some("struct"), Some("com.google.analytics"), Some("event"))
+        );
+        assert_eq!(
+            (
+                ev.se_category.as_deref(),
+                ev.se_action.as_deref(),
+                ev.se_label.as_deref(),
+                ev.se_property.as_deref(),
+                ev.se_value
+            ),
+            (
+                Some("shop"),
+                Some("add"),
+                Some("sku1"),
+                Some("red"),
+                Some(2.5)
+            )
+        );
+        let ev = one(&p, &get("e=tr&tv=py&p=pc&tr_id=o1&tr_af=web&tr_tt=10.5&tr_tx=1.5&tr_sh=2&tr_ci=Paris&tr_st=IDF&tr_co=FR&tr_cu=EUR")).unwrap();
+        assert_eq!(ev.event_name.as_deref(), Some("transaction"));
+        assert_eq!(
+            (
+                ev.tr_orderid.as_deref(),
+                ev.tr_total,
+                ev.tr_tax,
+                ev.tr_shipping,
+                ev.tr_currency.as_deref()
+            ),
+            (Some("o1"), Some(10.5), Some(1.5), Some(2.0), Some("EUR"))
+        );
+        assert_eq!(
+            (
+                ev.tr_city.as_deref(),
+                ev.tr_state.as_deref(),
+                ev.tr_country.as_deref(),
+                ev.tr_affiliation.as_deref()
+            ),
+            (Some("Paris"), Some("IDF"), Some("FR"), Some("web"))
+        );
+        let ev = one(&p, &get("e=ti&tv=py&p=pc&ti_id=o1&ti_sk=s1&ti_nm=Shoe&ti_ca=feet&ti_pr=5.25&ti_qu=2&ti_cu=EUR")).unwrap();
+        assert_eq!(ev.event_name.as_deref(), Some("transaction_item"));
+        assert_eq!(
+            (
+                ev.ti_sku.as_deref(),
+                ev.ti_name.as_deref(),
+                ev.ti_price,
+                ev.ti_quantity
+            ),
+            (Some("s1"), Some("Shoe"), Some(5.25), Some(2))
+        );
+        let ev = one(&p, &get("e=pp&tv=js&p=web&pp_mix=0&pp_max=10&pp_miy=-5&pp_may=300&res=1920x1080&vp=800x600&ds=1000x3000&cookie=1&lang=en-GB&cd=24&cs=UTF-8&tz=Europe%2FLondon&vid=3&sid=s-1&duid=d-1&uid=u-1")).unwrap();
+        assert_eq!(ev.event_name.as_deref(), Some("page_ping"));
+        assert_eq!(
+            (
+                ev.pp_xoffset_min,
+                ev.pp_xoffset_max,
+                ev.pp_yoffset_min,
+                ev.pp_yoffset_max
+            ),
+            (Some(0), Some(10), Some(-5), Some(300))
+        );
+        assert_eq!(
+            (
+                ev.dvce_screenwidth,
+                ev.dvce_screenheight,
+                ev.br_viewwidth,
+                ev.br_viewheight,
+                ev.doc_width,
+                ev.doc_height
+            ),
+            (
+                Some(1920),
+                Some(1080),
+                Some(800),
+                Some(600),
+                Some(1000),
+                Some(3000)
+            )
+        );
+        assert_eq!(
+            (
+                ev.br_cookies,
+                ev.br_lang.as_deref(),
+                ev.br_colordepth.as_deref(),
+                ev.doc_charset.as_deref(),
+                ev.os_timezone.as_deref()
+            ),
+            (
+                Some(true),
+                Some("en-GB"),
+                Some("24"),
+                Some("UTF-8"),
+                Some("Europe/London")
+            )
+        );
+        assert_eq!(
+            (
+                ev.domain_sessionidx,
+                ev.domain_sessionid.as_deref(),
+                ev.domain_userid.as_deref(),
+                ev.user_id.as_deref()
+            ),
+            (Some(3), Some("s-1"), Some("d-1"), Some("u-1"))
+        );
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    const UE: &str = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0","data":{"schema":"iglu:com.acme/button_click/jsonschema/1-0-2","data":{"id":"b1"}}}"#;
+    const CO: &str = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1","data":[{"schema":"iglu:com.acme/user/jsonschema/1-0-0","data":{"tier":"gold"}}]}"#;
+
+    #[test]
+    fn a_self_describing_event_takes_its_schema_from_the_inner_event_and_is_kept_as_json() {
+        let p = processor(|_| {});
+        let ev = one(
+            &p,
+            &get(&format!(
+                "e=ue&tv=js&p=web&ue_px={}&cx={}",
+                b64(UE),
+                b64(CO)
+            )),
+        )
+        .unwrap();
+        assert_eq!(ev.event.as_deref(), Some("unstruct"));
+        assert_eq!(ev.event_vendor.as_deref(), Some("com.acme"));
+        assert_eq!(ev.event_name.as_deref(), Some("button_click"));
+        assert_eq!(ev.event_format.as_deref(), Some("jsonschema"));
+        assert_eq!(ev.event_version.as_deref(), Some("1-0-2"));
+        assert_eq!(ev.unstruct_event.as_deref(), Some(UE));
+        assert_eq!(ev.contexts.as_deref(), Some(CO));
+    }
+
+    #[test]
+    fn bad_base64_is_a_protocol_violation_and_bad_json_a_schema_violation() {
+        let p = processor(|_| {});
+        let f = one(&p, &get("e=ue&tv=js&p=web&ue_px=%%%%")).unwrap_err();
+        assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
+        let f = one(
+            &p,
+            &get(&format!("e=pv&tv=js&p=web&cx={}", b64("{not json"))),
+        )
+        .unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+        let f = one(
+            &p,
+            &get(&format!(
+                "e=pv&tv=js&p=web&co={}",
+                r#"{"schema":"iglu:com.acme/x/jsonschema/1-0-0","data":[]}"#
+            )),
+        )
+        .unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+        let f = one(&p, &get(&format!("e=ue&tv=js&p=web&ue_pr={}", r#"{"schema":"iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0","data":{"schema":"nope","data":{}}}"#))).unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+        let deep = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+        let f = one(&p, &get(&format!("e=pv&tv=js&p=web&co={deep}"))).unwrap_err();
+        assert_eq!(f.category, FailureCategory::SchemaViolation);
+    }
+
+    #[test]
+    fn an_unstruct_event_without_its_event_and_a_legacy_ad_impression_are_enrichment_failures() {
+        let p = processor(|_| {});
+        assert_eq!(
+            one(&p, &get("e=ue&tv=js&p=web")).unwrap_err().category,
+            FailureCategory::EnrichmentFailure
+        );
+        assert_eq!(
+            one(&p, &get("e=ad&tv=js&p=web")).unwrap_err().category,
+            FailureCategory::EnrichmentFailure
+        );
+    }
+
+    #[test]
+    fn text_is_made_tsv_safe() {
+        assert_eq!(tsv_safe("a\tb\nc\u{7}"), Some("a    bc".into()));
+        assert_eq!(tsv_safe("\n"), None);
+        assert_eq!(tsv_safe(""), None);
+        let ev = one(
+            &processor(|_| {}),
+            &get(&format!("{BASE}&page=Hi%09there%0A&aid=")),
+        )
+        .unwrap();
+        assert_eq!(ev.page_title.as_deref(), Some("Hi    there"));
+        assert_eq!(ev.app_id, None);
+    }
+
+    #[test]
+    fn cv_overrides_the_collector_version() {
+        let ev = one(
+            &processor(|_| {}),
+            &get(&format!("{BASE}&cv=ssc-3.4.0-kinesis")),
+        )
+        .unwrap();
+        assert_eq!(ev.v_collector.as_deref(), Some("ssc-3.4.0-kinesis"));
+    }
+
+    #[test]
+    fn other_protocols_and_oversized_requests_fail_as_a_whole() {
+        let p = processor(|_| {});
+        let mut env = get(BASE);
+        env.route = "/v1/batch".into();
+        let f = one(&p, &env).unwrap_err();
+        assert_eq!(
+            (f.category, f.event_index),
+            (FailureCategory::AdapterFailure, None)
+        );
+        assert_eq!(f.messages, vec!["no adapter for /v1/batch yet".to_owned()]);
+        let mut env = get(BASE);
+        env.route = "/com.snowplowanalytics.snowplow/tp2".into();
+        env.method = "POST".into();
+        env.body = vec![b' '; (Config::default().collector.max_payload_bytes.bytes() + 1) as usize];
+        assert_eq!(
+            one(&p, &env).unwrap_err().category,
+            FailureCategory::SizeViolation
+        );
+    }
+
+    #[test]
+    fn config_bounds_are_reported_with_their_keys() {
+        let mut c = EnrichConfig::default();
+        assert!(c.violations().is_empty());
+        c.trusted_proxies.push("bogus".into());
+        c.anonymise_ip = AnonymiseIpConfig {
+            octets: 5,
+            segments: Some(9),
+        };
+        c.user_agent.cache_entries = 2_000_000;
+        c.campaign.medium.push(String::new());
+        let keys: Vec<_> = c.violations().iter().map(|v| v.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "enrich.trusted_proxies",
+                "enrich.anonymise_ip.octets",
+                "enrich.anonymise_ip.segments",
+                "enrich.user_agent.cache_entries",
+                "enrich.campaign.medium"
+            ]
+        );
+        let mut config = Config::default();
+        config.enrich.trusted_proxies = vec!["bogus".into()];
+        assert_eq!(Processor::new(&config).unwrap_err().code(), "trusted_proxy");
+    }
+
+    #[test]
+    fn the_config_section_round_trips_through_toml() {
+        let c: EnrichConfig = toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]\n[anonymise_ip]\noctets = 1\n[fingerprint]\nalgorithm = \"sha256\"\n").unwrap();
+        assert_eq!(c.fingerprint.algorithm, HashAlgorithm::Sha256);
+        assert_eq!(c.anonymise_ip.octets, 1);
+        assert!(c.fingerprint.enabled);
+        let back: EnrichConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(toml::from_str::<EnrichConfig>("nope = 1").is_err());
+    }
+}

@@ -1,0 +1,754 @@
+//! The publisher: one thread per partition that drains the log into the sink.
+//!
+//! Each thread reads its partition's log from `checkpoint + 1`, turns every stored request
+//! into rows and failures ([`Process`], implemented by [`enrich::Processor`]), gathers them
+//! into a batch bounded by `[publish]` rows, bytes and age, and delivers the batch
+//! ([`Deliver`], implemented by the ClickHouse sink) with the deduplication token
+//! `sluice-{partition}-{first_lsn}-{last_lsn}`. What can never load goes to the dead-letter
+//! store ([`crate::deadletter`]); only then does the checkpoint move.
+//!
+//! # The order of steps for one batch, and what a crash at each point does
+//!
+//! 1. **Form.** Read records from the log and process them until a limit is reached (or, for
+//!    the first batch after a start, exactly up to the pending range the ledger recorded).
+//!    *Crash:* nothing was sent; the records are read again.
+//! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync.
+//!    *Crash before it is durable:* the batch was never sent, and is formed afresh.
+//! 3. **Deliver.** Insert the rows with the token; the sink retries transient errors forever,
+//!    bisects bad data and answers with the rows it rejected. *Crash during or after it:* on
+//!    restart the ledger's pending range makes the first batch exactly this one, with the same
+//!    rows (processing is deterministic) and the same token, so a server with insert
+//!    deduplication drops the repeat; a server without it gets the rows twice (at least once).
+//! 4. **Dead-letter.** Write processing failures and rejected rows to the store and flush it.
+//!    *Crash before the flush:* the batch is re-formed and re-delivered (deduplicated) and its
+//!    dead letters written again. Entry ids derive from the request's place in the log, so a
+//!    second write replaces the first instead of duplicating it.
+//! 5. **Checkpoint.** `wal.checkpoint(last)`: temp file, fsync, rename, fsync directory. Only
+//!    after it may the log recycle the segments. *Crash before it:* as in 4.
+//!
+//! A batch whose records all failed processing has no rows; it skips step 3 but still
+//! checkpoints after its dead letters are durable.
+//!
+//! # Invariants
+//!
+//! - The checkpoint never passes a record whose rows are not confirmed by the sink and whose
+//!   failures are not durable in the dead-letter store.
+//! - A batch's range is durable in the ledger before any of its rows are sent.
+//! - One batch per partition is in flight at a time, so the only range that can have been
+//!   partially delivered is the ledger's newest one.
+//! - Batch boundaries after a restart equal the recorded ones; elsewhere they depend on time
+//!   (the age limit), which is why they are recorded rather than recomputed.
+//!
+//! # Stopping
+//!
+//! [`Publishers::stop`] raises one stop flag; each thread notices it between records (reads
+//! wait at most [`STOP_POLL`]) and inside delivery (the sink returns `Stopped`), and exits
+//! without checkpointing the batch in hand. `stop` joins the threads with a timeout.
+
+pub mod enrich;
+pub mod ledger;
+pub mod replay;
+pub mod snowplow;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_wal::{Lsn, Record, Wal};
+use tokio::sync::watch;
+
+use crate::config::{ByteSize, HumanDuration, Violation};
+use crate::deadletter::{self, Entry, EntryId, Store};
+use crate::envelope::Envelope;
+use crate::event::{Event, Failure, FailureCategory};
+use crate::metrics;
+use ledger::{BatchRange, Ledger};
+
+/// Longest a publisher waits for a record before looking at its stop flag again.
+pub const STOP_POLL: Duration = Duration::from_millis(100);
+/// First pause after a failed delivery or dead-letter write; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The `[publish]` section: how records are batched from the log into the sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// A batch is sent once it holds this many rows. Default `20000`; between `1` and
+    /// `1000000` (ClickHouse recommends thousands to ~100k rows per insert).
+    pub batch_rows: usize,
+    /// A batch is sent once the stored requests it covers reach this many bytes. Default
+    /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition.
+    pub batch_bytes: ByteSize,
+    /// A batch is sent once its first record has waited this long, even if small. Default
+    /// `1s` (about one insert per second per partition, as ClickHouse advises); between
+    /// `10ms` and `10m`. Also the floor of publish latency under light load.
+    pub batch_age: HumanDuration,
+    /// How long shutdown waits for each publisher thread to stop. Default `10s`; between
+    /// `100ms` and `5m`.
+    pub stop_timeout: HumanDuration,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            batch_rows: 20_000,
+            batch_bytes: ByteSize(16 << 20),
+            batch_age: HumanDuration(Duration::from_secs(1)),
+            stop_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Values outside their documented bounds, each naming its key.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if !(1..=1_000_000).contains(&self.batch_rows) {
+            out.push(Violation {
+                key: "publish.batch_rows",
+                message: format!("{} is outside 1..=1000000", self.batch_rows),
+            });
+        }
+        if !((1 << 10)..=(1 << 30)).contains(&self.batch_bytes.bytes()) {
+            out.push(Violation {
+                key: "publish.batch_bytes",
+                message: format!("{} is outside 1KiB..=1GiB", self.batch_bytes),
+            });
+        }
+        let age = self.batch_age.get();
+        if age < Duration::from_millis(10) || age > Duration::from_secs(600) {
+            out.push(Violation {
+                key: "publish.batch_age",
+                message: format!("{} is outside 10ms..=10m", self.batch_age),
+            });
+        }
+        let stop = self.stop_timeout.get();
+        if stop < Duration::from_millis(100) || stop > Duration::from_secs(300) {
+            out.push(Violation {
+                key: "publish.stop_timeout",
+                message: format!("{} is outside 100ms..=5m", self.stop_timeout),
+            });
+        }
+        out
+    }
+}
+
+/// Turns one stored request into rows and failures. Implemented by [`enrich::Processor`];
+/// must be deterministic (a re-formed batch must produce the same rows).
+pub trait Process: Send + Sync {
+    /// Pushes one event per good event and one failure per bad one (or one failure with
+    /// `event_index: None` for a bad request).
+    fn process(
+        &self,
+        envelope: &Envelope,
+        partition: usize,
+        lsn: Lsn,
+        events: &mut Vec<Event>,
+        failures: &mut Vec<Failure>,
+    );
+}
+
+/// What the sink did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Rows inserted.
+    pub inserted: usize,
+    /// Rows refused as bad data: index into the batch's rows, and the reason.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Why a delivery did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// The stop flag was raised; nothing is confirmed.
+    #[error("stopped")]
+    Stopped,
+    /// The sink gave up on this attempt; the publisher waits and sends the same batch again.
+    #[error("{code}: {message}")]
+    Failed {
+        /// The sink's stable error code.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Sends one batch. Implemented by the ClickHouse sink. The future is driven on the
+/// publisher's thread with `Handle::block_on`, so it need not be `Send`.
+pub trait Deliver: Send + Sync {
+    /// Inserts `rows` exactly once where the server deduplicates by `token`; returns as soon
+    /// as `stop` turns true with [`DeliverError::Stopped`].
+    fn deliver<'a>(
+        &'a self,
+        partition: usize,
+        rows: &'a [Event],
+        token: &'a str,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<Delivery, DeliverError>> + 'a;
+}
+
+impl Process for enrich::Processor {
+    fn process(
+        &self,
+        envelope: &Envelope,
+        partition: usize,
+        lsn: Lsn,
+        events: &mut Vec<Event>,
+        failures: &mut Vec<Failure>,
+    ) {
+        enrich::Processor::process(self, envelope, partition, lsn, events, failures);
+    }
+}
+
+impl Deliver for crate::sink::clickhouse::Sink {
+    async fn deliver<'a>(
+        &'a self,
+        partition: usize,
+        rows: &'a [Event],
+        token: &'a str,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> Result<Delivery, DeliverError> {
+        match crate::sink::clickhouse::Sink::deliver(self, partition, rows, token, stop).await {
+            Ok(d) => Ok(Delivery {
+                inserted: d.inserted,
+                rejected: d.rejected,
+            }),
+            Err(crate::sink::clickhouse::SinkError::Stopped) => Err(DeliverError::Stopped),
+            Err(e) => Err(DeliverError::Failed {
+                code: e.code(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Why a publisher thread stopped before being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The partition's log failed (reading, or writing the checkpoint).
+    #[error("partition {partition}: the log: {source}")]
+    Wal {
+        /// The partition.
+        partition: usize,
+        /// The log's error.
+        #[source]
+        source: sluice_wal::Error,
+    },
+    /// The partition's ledger failed.
+    #[error("partition {partition}: the batch ledger: {source}")]
+    Ledger {
+        /// The partition.
+        partition: usize,
+        /// The ledger log's error.
+        #[source]
+        source: sluice_wal::Error,
+    },
+    /// A publisher thread could not be spawned.
+    #[error("cannot start the publisher thread of partition {partition}: {source}")]
+    Spawn {
+        /// The partition.
+        partition: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PublishError {
+    /// A stable label for this kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::Wal { .. } => "wal",
+            PublishError::Ledger { .. } => "ledger",
+            PublishError::Spawn { .. } => "spawn",
+        }
+    }
+}
+
+/// One stored request in a batch.
+#[derive(Debug)]
+struct Stored {
+    received_at_ms: Option<i64>,
+    payload: Vec<u8>,
+}
+
+/// A batch in formation.
+#[derive(Debug, Default)]
+struct Batch {
+    range: Option<BatchRange>,
+    rows: Vec<Event>,
+    /// Failures, with the LSN of their request.
+    failures: Vec<(Lsn, Failure)>,
+    /// The stored requests, by LSN (raw bytes kept for dead letters).
+    requests: BTreeMap<Lsn, Stored>,
+    bytes: u64,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.range.is_none()
+    }
+}
+
+/// The dependencies every publisher thread shares.
+pub struct Shared<P, D> {
+    /// Turns requests into rows.
+    pub processor: Arc<P>,
+    /// Where rows go.
+    pub sink: Arc<D>,
+    /// Where failures go.
+    pub dead_letters: Store,
+    /// Batching limits.
+    pub config: PublishConfig,
+    /// The runtime the sink's futures run on.
+    pub runtime: tokio::runtime::Handle,
+    /// The data directory (ledgers live under it).
+    pub data_dir: PathBuf,
+}
+
+/// One partition's publisher (runs on its own thread; see the module docs).
+pub struct Publisher<P, D> {
+    partition: usize,
+    wal: Arc<Wal>,
+    ledger: Ledger,
+    shared: Arc<Shared<P, D>>,
+    stop: watch::Receiver<bool>,
+    /// A record read past the end of a forced range, to start the next batch with.
+    carry: Option<Record>,
+}
+
+impl<P: Process, D: Deliver> Publisher<P, D> {
+    /// Opens the partition's ledger. Blocking.
+    pub fn new(
+        partition: usize,
+        wal: Arc<Wal>,
+        shared: Arc<Shared<P, D>>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, PublishError> {
+        let ledger = Ledger::open(&shared.data_dir, partition)
+            .map_err(|source| PublishError::Ledger { partition, source })?;
+        Ok(Publisher {
+            partition,
+            wal,
+            ledger,
+            shared,
+            stop,
+            carry: None,
+        })
+    }
+
+    /// Raised, or its sender (the [`Publishers`] handle) is gone.
+    fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.stop.has_changed().is_err()
+    }
+
+    /// Runs until the stop flag is raised (Ok) or the log or ledger fails (Err).
+    pub fn run(mut self) -> Result<(), PublishError> {
+        let partition = self.partition;
+        let wal_err = |source| PublishError::Wal { partition, source };
+        let status = self.wal.status();
+        let mut forced = self.ledger.pending(status.checkpoint, status.last_lsn);
+        if let Some(r) = forced {
+            tracing::info!(partition, first = %r.first, last = %r.last,
+                "re-forming the batch that was being delivered when the publisher last stopped");
+        }
+        let mut reader = self.wal.reader(status.checkpoint.next());
+        let result = loop {
+            let batch = match self.form(&mut reader, forced.take()) {
+                Ok(Some(b)) => b,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(wal_err(e)),
+            };
+            match self.publish(batch) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = self.ledger.close() {
+            tracing::warn!(partition, error = %e, "closing the batch ledger failed");
+        }
+        result
+    }
+
+    /// Reads and processes records until a limit is reached or, with `forced`, exactly its
+    /// range. `None` when stopped.
+    fn form(
+        &mut self,
+        reader: &mut sluice_wal::Reader,
+        mut forced: Option<BatchRange>,
+    ) -> sluice_wal::Result<Option<Batch>> {
+        let config = &self.shared.config;
+        let age = config.batch_age.get();
+        let mut batch = Batch::default();
+        loop {
+            if self.stopped() {
+                return Ok(None);
+            }
+            if let Some(f) = forced {
+                if batch.range.is_some_and(|r| r.last >= f.last) {
+                    return Ok(Some(batch));
+                }
+            } else if let Some(started) = batch.started {
+                if batch.rows.len() >= config.batch_rows
+                    || batch.bytes >= config.batch_bytes.bytes()
+                    || started.elapsed() >= age
+                {
+                    return Ok(Some(batch));
+                }
+            }
+            let wait = match (forced, batch.started) {
+                (None, Some(started)) => age.saturating_sub(started.elapsed()).min(STOP_POLL),
+                _ => STOP_POLL,
+            };
+            let record = match self.carry.take() {
+                Some(r) => Some(r),
+                None => reader.next_timeout(wait)?,
+            };
+            let Some(record) = record else {
+                continue;
+            };
+            if let Some(f) = forced {
+                if record.lsn > f.last {
+                    if batch.is_empty() {
+                        // The log dropped the whole forced range (drop-oldest): form afresh.
+                        forced = None;
+                    } else {
+                        // It dropped the range's tail: close the batch at what was there.
+                        self.carry = Some(record);
+                        return Ok(Some(batch));
+                    }
+                }
+            }
+            self.add(&mut batch, record);
+        }
+    }
+
+    /// Processes one record into the batch.
+    fn add(&self, batch: &mut Batch, record: Record) {
+        let Record { lsn, payload, .. } = record;
+        batch.started.get_or_insert_with(Instant::now);
+        batch.range = Some(match batch.range {
+            None => BatchRange {
+                first: lsn,
+                last: lsn,
+            },
+            Some(r) => BatchRange { last: lsn, ..r },
+        });
+        batch.bytes += payload.len() as u64;
+        let mut failures = Vec::new();
+        let received_at_ms = replay::process_record(
+            &*self.shared.processor,
+            &payload,
+            self.partition,
+            lsn,
+            &mut batch.rows,
+            &mut failures,
+        );
+        batch
+            .failures
+            .extend(failures.into_iter().map(|f| (lsn, f)));
+        batch.requests.insert(
+            lsn,
+            Stored {
+                received_at_ms,
+                payload,
+            },
+        );
+    }
+
+    /// Steps 2–5 of the module docs. `Ok(false)` when stopped before the checkpoint.
+    fn publish(&mut self, batch: Batch) -> Result<bool, PublishError> {
+        let partition = self.partition;
+        let Some(range) = batch.range else {
+            return Ok(true);
+        };
+        self.record_lag(&batch, range);
+        self.ledger
+            .record(range)
+            .map_err(|source| PublishError::Ledger { partition, source })?;
+
+        let delivery = if batch.rows.is_empty() {
+            Delivery::default()
+        } else {
+            match self.deliver(&batch.rows, &range.token(partition)) {
+                Some(d) => d,
+                None => return Ok(false),
+            }
+        };
+
+        let entries = dead_letters(partition, &batch, &delivery);
+        if !entries.is_empty() && !self.write_dead_letters(&entries) {
+            return Ok(false);
+        }
+        self.wal
+            .checkpoint(range.last)
+            .map_err(|source| PublishError::Wal { partition, source })?;
+
+        metrics::publish::batch_confirmed(partition, delivery.inserted);
+        let mut by_category: BTreeMap<FailureCategory, u64> = BTreeMap::new();
+        for e in &entries {
+            *by_category.entry(e.category).or_default() += 1;
+        }
+        for (category, n) in by_category {
+            metrics::publish::dead_lettered(partition, category, n);
+        }
+        tracing::debug!(partition, first = %range.first, last = %range.last,
+            rows = delivery.inserted, dead_lettered = entries.len(), "batch confirmed");
+        Ok(true)
+    }
+
+    /// Sets the lag gauges: records not yet confirmed, and the age of the oldest of them (the
+    /// batch's first request).
+    fn record_lag(&self, batch: &Batch, range: BatchRange) {
+        let status = self.wal.status();
+        let oldest = batch
+            .requests
+            .get(&range.first)
+            .and_then(|s| s.received_at_ms)
+            .map_or(Duration::ZERO, |t| {
+                Duration::from_millis(deadletter::now_ms().saturating_sub(t).max(0) as u64)
+            });
+        metrics::publish::lag(self.partition, status.unconfirmed, oldest);
+    }
+
+    /// Delivers until the sink confirms; `None` when stopped.
+    fn deliver(&mut self, rows: &[Event], token: &str) -> Option<Delivery> {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let shared = self.shared.clone();
+            let result = shared.runtime.block_on(shared.sink.deliver(
+                self.partition,
+                rows,
+                token,
+                &mut self.stop,
+            ));
+            match result {
+                Ok(d) => return Some(d),
+                Err(DeliverError::Stopped) => return None,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, token, error = %e,
+                        retry_in = ?backoff, "delivery failed; sending the same batch again");
+                    if !self.pause(backoff) {
+                        return None;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Writes and flushes dead letters, retrying until durable; false when stopped.
+    fn write_dead_letters(&self, entries: &[Entry]) -> bool {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let store = &self.shared.dead_letters;
+            match store.put_all(entries).and_then(|()| store.flush()) {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff,
+                        "cannot write dead letters; the checkpoint waits until they are durable");
+                    if !self.pause(backoff) {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Sleeps up to `d` or until stopped; false when stopped.
+    fn pause(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(STOP_POLL.min(deadline - Instant::now()));
+        }
+        !self.stopped()
+    }
+}
+
+/// The dead-letter entries of a delivered batch: its processing failures and the rows the
+/// sink rejected, each with its raw request.
+fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Entry> {
+    let now = deadletter::now_ms();
+    let request = |lsn: Lsn| batch.requests.get(&lsn);
+    let mut out = Vec::new();
+    for (lsn, f) in &batch.failures {
+        let stored = request(*lsn);
+        out.push(Entry {
+            id: EntryId {
+                received_at_ms: stored
+                    .and_then(|s| s.received_at_ms)
+                    .map_or(0, |t| t.max(0) as u64),
+                partition: partition as u32,
+                lsn: lsn.0,
+                index: f.event_index.unwrap_or(deadletter::WHOLE_REQUEST),
+            },
+            time_ms: now,
+            category: f.category,
+            messages: f.messages.clone(),
+            attempts: 1,
+            event_payload: f.event_payload.clone(),
+            envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
+        });
+    }
+    for (index, reason) in &delivery.rejected {
+        let Some(row) = batch.rows.get(*index) else {
+            tracing::warn!(
+                partition,
+                index,
+                "the sink rejected a row index outside the batch"
+            );
+            continue;
+        };
+        let lsn = Lsn(row.wal_lsn.unwrap_or(0));
+        let stored = request(lsn);
+        out.push(Entry {
+            id: EntryId {
+                received_at_ms: stored
+                    .and_then(|s| s.received_at_ms)
+                    .map_or(0, |t| t.max(0) as u64),
+                partition: partition as u32,
+                lsn: lsn.0,
+                index: row
+                    .wal_index
+                    .and_then(|i| u32::try_from(i).ok())
+                    .unwrap_or(deadletter::WHOLE_REQUEST),
+            },
+            time_ms: now,
+            category: FailureCategory::LoaderRejection,
+            messages: vec![reason.clone()],
+            attempts: 1,
+            event_payload: serde_json::to_string(row).ok(),
+            envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// The running publishers: one thread per partition, stopped together.
+#[derive(Debug)]
+pub struct Publishers {
+    stop: watch::Sender<bool>,
+    threads: Vec<(usize, JoinHandle<Result<(), PublishError>>)>,
+    stop_timeout: Duration,
+}
+
+impl Publishers {
+    /// Starts one publisher per `(partition, log)`. Blocking (opens the ledgers); call it off
+    /// the runtime's worker threads.
+    pub fn start<P, D>(
+        wals: Vec<(usize, Arc<Wal>)>,
+        shared: Shared<P, D>,
+    ) -> Result<Publishers, PublishError>
+    where
+        P: Process + 'static,
+        D: Deliver + 'static,
+    {
+        let (stop, stop_rx) = watch::channel(false);
+        let stop_timeout = shared.config.stop_timeout.get();
+        let shared = Arc::new(shared);
+        let mut publishers = Publishers {
+            stop,
+            threads: Vec::new(),
+            stop_timeout,
+        };
+        for (partition, wal) in wals {
+            let publisher = match Publisher::new(partition, wal, shared.clone(), stop_rx.clone()) {
+                Ok(p) => p,
+                Err(e) => {
+                    publishers.stop_now();
+                    return Err(e);
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("sluice-publish-{partition}"))
+                .spawn(move || {
+                    let result = publisher.run();
+                    if let Err(e) = &result {
+                        tracing::error!(partition, error = %e,
+                            "the publisher stopped; its partition is not drained until restart");
+                    }
+                    result
+                });
+            match spawned {
+                Ok(handle) => publishers.threads.push((partition, handle)),
+                Err(source) => {
+                    publishers.stop_now();
+                    return Err(PublishError::Spawn { partition, source });
+                }
+            }
+        }
+        tracing::info!(partitions = publishers.threads.len(), "publishers started");
+        Ok(publishers)
+    }
+
+    /// The partitions being published.
+    pub fn partitions(&self) -> Vec<usize> {
+        self.threads.iter().map(|(p, _)| *p).collect()
+    }
+
+    /// Whether any publisher thread has exited (on its own: an error).
+    pub fn any_exited(&self) -> bool {
+        self.threads.iter().any(|(_, t)| t.is_finished())
+    }
+
+    fn stop_now(&mut self) {
+        let _ = self.stop.send(true);
+        for (_, t) in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Raises the stop flag and joins every thread, waiting at most `publish.stop_timeout`
+    /// in all. Blocking. Returns the partitions whose thread did not stop in time (they hold
+    /// their log until they do) and the first error a thread ended with.
+    pub fn stop(mut self) -> (Vec<usize>, Option<PublishError>) {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + self.stop_timeout;
+        let mut late = Vec::new();
+        let mut first_error = None;
+        for (partition, thread) in std::mem::take(&mut self.threads) {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !thread.is_finished() {
+                tracing::error!(partition, timeout = ?self.stop_timeout,
+                    "the publisher did not stop in time; leaving it behind");
+                late.push(partition);
+                continue;
+            }
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => tracing::error!(partition, "the publisher thread panicked"),
+            }
+        }
+        (late, first_error)
+    }
+}
+
+impl Drop for Publishers {
+    /// A handle dropped without [`Publishers::stop`] (an error path) still tells every thread
+    /// to stop; nothing waits for them.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Where the ledgers of `data_dir` are (for docs and tools).
+pub fn ledger_root(data_dir: &Path) -> PathBuf {
+    data_dir.join(ledger::LEDGER_DIR)
+}

@@ -1,0 +1,825 @@
+//! Snowplow tracker-protocol adapters: a stored request becomes per-event parameter maps.
+//!
+//! This is the first half of publishing a Snowplow request (the second is
+//! [`crate::publish::enrich`]). It follows Snowplow's enrich adapters (protocol reference §2–3):
+//!
+//! - `GET /i`, `GET /ice.png` and `GET /com.snowplowanalytics.snowplow/tp1`: the query string is
+//!   one event.
+//! - `/com.snowplowanalytics.snowplow/tp2`: a POST body is a `payload_data` self-describing JSON
+//!   whose `data` array holds one object of string values per event; the URL's query parameters
+//!   are merged into every event and win on conflict. A tp2 request without a body is one event
+//!   from its query string (that is how trackers send tp2 GETs).
+//! - `/r/tp2`: the redirect adapter (the target `u` becomes a `uri_redirect` event or entity).
+//!
+//! Query strings are decoded as `application/x-www-form-urlencoded` (`+` is a space); repeated
+//! keys keep the last value. Base64 (`cx`, `ue_px`) is decoded leniently by [`decode_base64`]:
+//! standard and URL-safe alphabets, padding optional.
+//!
+//! Every violation is a [`Failure`] with the category Snowplow's bad rows use (§5): a bad event
+//! in a POST batch fails alone, the others go on.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+
+use crate::envelope::Envelope;
+use crate::event::{Failure, FailureCategory};
+
+/// One event's raw parameters, sorted by key (the order fingerprints and dead letters use).
+pub type RawEvent = BTreeMap<String, String>;
+
+/// The POST route of the tracker protocol (payload_data bodies).
+pub const TP2_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
+/// The legacy GET route of the tracker protocol.
+pub const TP1_PATH: &str = "/com.snowplowanalytics.snowplow/tp1";
+/// The redirect route.
+pub const REDIRECT_PATH: &str = "/r/tp2";
+/// The pixel routes: one event per query string.
+pub const PIXEL_PATHS: [&str; 2] = ["/i", "/ice.png"];
+
+/// The schema family every POST body must carry (any `1-0-*` revision).
+const PAYLOAD_DATA_PREFIX: &str =
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-";
+
+/// The keys a POST body's events may carry: the properties of `payload_data` 1-0-4
+/// (`additionalProperties: false`; so `cv` and the legacy `ev_*` keys are refused in bodies).
+pub const PAYLOAD_DATA_KEYS: &[&str] = &[
+    "tna", "aid", "p", "dtm", "tz", "e", "tid", "eid", "tv", "duid", "nuid", "uid", "vid", "ip",
+    "res", "url", "page", "refr", "fp", "ctype", "cookie", "lang", "f_pdf", "f_qt", "f_realp",
+    "f_wma", "f_dir", "f_fla", "f_java", "f_gears", "f_ag", "cd", "ds", "cs", "vp", "mac",
+    "pp_mix", "pp_max", "pp_miy", "pp_may", "ad_ba", "ad_ca", "ad_ad", "ad_uid", "tr_id", "tr_af",
+    "tr_tt", "tr_tx", "tr_sh", "tr_ci", "tr_st", "tr_co", "tr_cu", "ti_id", "ti_sk", "ti_nm",
+    "ti_na", "ti_ca", "ti_pr", "ti_qu", "ti_cu", "sa", "sn", "st", "sp", "se_ca", "se_ac", "se_la",
+    "se_pr", "se_va", "ue_na", "ue_pr", "ue_px", "co", "cx", "ua", "tnuid", "stm", "sid", "ttm",
+];
+
+/// Every event must carry these (payload_data's `required`; sluice asks the same of GETs).
+pub const REQUIRED_KEYS: [&str; 3] = ["tv", "p", "e"];
+
+/// How strictly POST bodies are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Refuse body keys outside [`PAYLOAD_DATA_KEYS`] (Snowplow's behaviour).
+    pub strict_body_keys: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            strict_body_keys: true,
+        }
+    }
+}
+
+/// What a stored request decodes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// The whole request is unusable: one failure, no events.
+    Request(Failure),
+    /// One entry per event, in request order: its parameters, or why it failed.
+    Events(Vec<Result<RawEvent, Failure>>),
+}
+
+/// A failure of the whole request (no event index, no event payload).
+pub fn request_failure(category: FailureCategory, message: impl Into<String>) -> Failure {
+    Failure {
+        category,
+        messages: vec![message.into()],
+        event_index: None,
+        event_payload: None,
+    }
+}
+
+/// A failure of one event, carrying its index and its raw parameters as JSON.
+pub fn event_failure(
+    category: FailureCategory,
+    messages: Vec<String>,
+    index: usize,
+    params: &RawEvent,
+) -> Failure {
+    Failure {
+        category,
+        messages,
+        event_index: Some(u32::try_from(index).unwrap_or(u32::MAX)),
+        event_payload: Some(params_json(params)),
+    }
+}
+
+/// The parameters as a JSON object (for dead letters).
+pub fn params_json(params: &RawEvent) -> String {
+    serde_json::to_string(params).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Decodes a stored Snowplow request into per-event parameters.
+///
+/// Dispatches on the envelope's route (`/i`, `/ice.png`, tp1, tp2, `/r/tp2`); other
+/// `/{vendor}/{version}` paths are adapter failures (no webhook adapters yet), anything else is a
+/// collector payload format violation.
+pub fn decode(envelope: &Envelope, options: DecodeOptions) -> Decoded {
+    let route = envelope.route.as_str();
+    let query = envelope.query.as_deref().unwrap_or("");
+    if PIXEL_PATHS.contains(&route) || route == TP1_PATH {
+        return decode_get(query, route);
+    }
+    if route == TP2_PATH {
+        let content_type = envelope.header("content-type");
+        return decode_tp2(content_type, &envelope.body, query, options);
+    }
+    if route == REDIRECT_PATH {
+        return decode_redirect(query);
+    }
+    let path = envelope.path.as_str();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if path.starts_with('/') && segments.len() == 2 && segments.iter().all(|s| !s.is_empty()) {
+        return Decoded::Request(request_failure(
+            FailureCategory::AdapterFailure,
+            format!(
+                "the vendor/version combination {}/{} is not supported (route {route})",
+                segments[0], segments[1]
+            ),
+        ));
+    }
+    Decoded::Request(request_failure(
+        FailureCategory::CollectorPayloadFormatViolation,
+        format!(
+            "path {path:?} (route {route:?}) is neither /vendor/version nor one of /i, /ice.png, /r/tp2"
+        ),
+    ))
+}
+
+/// A GET-style request: the query string is one event.
+fn decode_get(query: &str, route: &str) -> Decoded {
+    if query.is_empty() {
+        return Decoded::Request(request_failure(
+            FailureCategory::AdapterFailure,
+            format!("{route} request has an empty query string: there is no event in it"),
+        ));
+    }
+    match parse_query(query) {
+        Ok(params) => Decoded::Events(vec![require_keys(params, 0)]),
+        Err(message) => Decoded::Request(request_failure(
+            FailureCategory::CollectorPayloadFormatViolation,
+            message,
+        )),
+    }
+}
+
+/// `/r/tp2`: builds the `uri_redirect` event (or entity) from `u` (protocol reference §3.3).
+fn decode_redirect(query: &str) -> Decoded {
+    let mut params = match parse_query(query) {
+        Ok(p) => p,
+        Err(message) => {
+            return Decoded::Request(request_failure(
+                FailureCategory::CollectorPayloadFormatViolation,
+                message,
+            ))
+        }
+    };
+    let Some(target) = params.remove("u") else {
+        return Decoded::Request(request_failure(
+            FailureCategory::TrackerProtocolViolation,
+            "redirect request has no `u` parameter (the target URI)",
+        ));
+    };
+    let redirect = serde_json::json!({
+        "schema": "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0",
+        "data": {"uri": target},
+    });
+    if params.contains_key("e") {
+        // Prepend the redirect to the existing entities.
+        let existing = if let Some(co) = params.get("co") {
+            serde_json::from_str::<serde_json::Value>(co).ok()
+        } else if let Some(cx) = params.get("cx") {
+            decode_base64(cx)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        } else {
+            None
+        };
+        let mut items = vec![redirect];
+        if let Some(serde_json::Value::Array(more)) = existing.as_ref().and_then(|v| v.get("data"))
+        {
+            items.extend(more.iter().cloned());
+        }
+        let contexts = serde_json::json!({
+            "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+            "data": items,
+        })
+        .to_string();
+        params.remove("cx");
+        params.insert("co".into(), contexts);
+    } else {
+        let event = serde_json::json!({
+            "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+            "data": redirect,
+        });
+        params.insert("e".into(), "ue".into());
+        params.insert("ue_pr".into(), event.to_string());
+    }
+    params.insert("tv".into(), "r-tp2".into());
+    params.entry("p".into()).or_insert_with(|| "web".into());
+    Decoded::Events(vec![require_keys(params, 0)])
+}
+
+/// tp2: a POST body of `payload_data`, or (no body) the query string as one event.
+fn decode_tp2(
+    content_type: Option<&str>,
+    body: &[u8],
+    query: &str,
+    options: DecodeOptions,
+) -> Decoded {
+    let query_params = match parse_query(query) {
+        Ok(p) => p,
+        Err(message) => {
+            return Decoded::Request(request_failure(
+                FailureCategory::CollectorPayloadFormatViolation,
+                message,
+            ))
+        }
+    };
+    if body.is_empty() {
+        if query_params.is_empty() {
+            return Decoded::Request(request_failure(
+                FailureCategory::TrackerProtocolViolation,
+                "tp2 request has an empty body and an empty query string: there is no event in it",
+            ));
+        }
+        return Decoded::Events(vec![require_keys(query_params, 0)]);
+    }
+    let items = match decode_tp2_body(content_type, body, options) {
+        Ok(items) => items,
+        Err(failure) => return Decoded::Request(failure),
+    };
+    let events = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let mut params = item?;
+            for (k, v) in &query_params {
+                params.insert(k.clone(), v.clone());
+            }
+            require_keys(params, index)
+        })
+        .collect();
+    Decoded::Events(events)
+}
+
+/// Decodes a tp2 POST body: checks the content type, parses the `payload_data` JSON and turns
+/// each element of `data` into parameters. A failure of the whole body is `Err`; an element
+/// that breaks the rules is an `Err` entry of its own (index = its position in `data`).
+/// Required keys are not checked here (query parameters may still supply them).
+pub fn decode_tp2_body(
+    content_type: Option<&str>,
+    body: &[u8],
+    options: DecodeOptions,
+) -> Result<Vec<Result<RawEvent, Failure>>, Failure> {
+    let tpv = |m: String| request_failure(FailureCategory::TrackerProtocolViolation, m);
+    match content_type {
+        None => {
+            return Err(tpv(
+                "tp2 request has a body but no Content-Type; expected application/json".into(),
+            ))
+        }
+        Some(ct) if !is_json_content_type(ct) => {
+            return Err(tpv(format!(
+                "tp2 Content-Type {ct:?} is not supported; expected application/json (optionally with charset=utf-8)"
+            )))
+        }
+        Some(_) => {}
+    }
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| tpv(format!("tp2 body is not valid JSON: {e}")))?;
+    let obj = json.as_object().ok_or_else(|| {
+        tpv(
+            "tp2 body is not a self-describing JSON: expected an object with `schema` and `data`"
+                .into(),
+        )
+    })?;
+    let schema = obj
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| tpv("tp2 body is not a self-describing JSON: no `schema` string".into()))?;
+    if !schema.starts_with(PAYLOAD_DATA_PREFIX) || !is_iglu_uri(schema) {
+        return Err(tpv(format!(
+            "tp2 body schema {schema:?} is not iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-*"
+        )));
+    }
+    let data = obj
+        .get("data")
+        .ok_or_else(|| tpv("tp2 body has no `data` array".into()))?;
+    let items = data
+        .as_array()
+        .ok_or_else(|| tpv("tp2 body `data` is not an array".into()))?;
+    if items.is_empty() {
+        return Err(tpv(
+            "tp2 body `data` is empty: payload_data needs at least one event".into(),
+        ));
+    }
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| decode_item(index, item, options))
+        .collect())
+}
+
+fn decode_item(
+    index: usize,
+    item: &serde_json::Value,
+    options: DecodeOptions,
+) -> Result<RawEvent, Failure> {
+    let Some(obj) = item.as_object() else {
+        return Err(Failure {
+            category: FailureCategory::TrackerProtocolViolation,
+            messages: vec![format!(
+                "event {index} of the tp2 body is not a JSON object"
+            )],
+            event_index: Some(u32::try_from(index).unwrap_or(u32::MAX)),
+            event_payload: Some(item.to_string()),
+        });
+    };
+    let mut messages = Vec::new();
+    let mut params = RawEvent::new();
+    for (key, value) in obj {
+        if options.strict_body_keys && !PAYLOAD_DATA_KEYS.contains(&key.as_str()) {
+            messages.push(format!(
+                "event {index}: key `{key}` is not allowed by payload_data (additionalProperties: false)"
+            ));
+        }
+        match value {
+            serde_json::Value::String(s) => {
+                params.insert(key.clone(), s.clone());
+            }
+            serde_json::Value::Null => {
+                messages.push(format!("event {index}: value of `{key}` cannot be null"));
+            }
+            other => {
+                messages.push(format!(
+                    "event {index}: value of `{key}` is not a string (found {other})"
+                ));
+            }
+        }
+    }
+    if messages.is_empty() {
+        Ok(params)
+    } else {
+        Err(Failure {
+            category: FailureCategory::TrackerProtocolViolation,
+            messages,
+            event_index: Some(u32::try_from(index).unwrap_or(u32::MAX)),
+            event_payload: Some(item.to_string()),
+        })
+    }
+}
+
+/// Checks the required keys (`tv`, `p`, `e`).
+fn require_keys(params: RawEvent, index: usize) -> Result<RawEvent, Failure> {
+    let missing: Vec<String> = REQUIRED_KEYS
+        .iter()
+        .filter(|k| !params.contains_key(**k))
+        .map(|k| format!("event {index}: required parameter `{k}` is missing"))
+        .collect();
+    if missing.is_empty() {
+        Ok(params)
+    } else {
+        Err(event_failure(
+            FailureCategory::TrackerProtocolViolation,
+            missing,
+            index,
+            &params,
+        ))
+    }
+}
+
+/// True for `application/json` with at most a `charset=utf-8` parameter (any case).
+pub fn is_json_content_type(content_type: &str) -> bool {
+    let mut parts = content_type.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| {
+        p.is_empty()
+            || p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("charset")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            })
+    })
+}
+
+/// Decodes an `application/x-www-form-urlencoded` query string (`+` is a space, `%XX` escapes;
+/// a `%` not followed by two hex digits stays as it is). Repeated keys keep the last value;
+/// empty keys are skipped. Refuses a string whose decoded bytes are not UTF-8.
+pub fn parse_query(query: &str) -> Result<RawEvent, String> {
+    let mut out = RawEvent::new();
+    for pair in query.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(k)
+            .map_err(|_| format!("query string key {k:?} is not UTF-8 once percent-decoded"))?;
+        if key.is_empty() {
+            continue;
+        }
+        let value = percent_decode(v).map_err(|_| {
+            format!("query string value of `{key}` is not UTF-8 once percent-decoded")
+        })?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Lenient base64: standard (`+/`) or URL-safe (`-_`) alphabet, with or without `=` padding,
+/// surrounding whitespace ignored (commons-codec's `Base64(urlSafe = true)` as enrich uses it).
+pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+    let trimmed = s.trim().trim_end_matches('=');
+    let normalised: String = trimmed
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(normalised.as_bytes())
+        .or_else(|_| {
+            // Non-canonical trailing bits (a sloppy encoder) are tolerated, as commons-codec does.
+            base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+                    .with_decode_allow_trailing_bits(true),
+            )
+            .decode(normalised.as_bytes())
+        })
+        .map_err(|e| format!("not valid base64: {e}"))
+}
+
+/// An Iglu URI: `iglu:vendor/name/format/model-revision-addition`.
+pub fn is_iglu_uri(s: &str) -> bool {
+    parse_iglu_uri(s).is_some()
+}
+
+/// The parts of an Iglu URI: (vendor, name, format, version).
+pub fn parse_iglu_uri(s: &str) -> Option<(&str, &str, &str, &str)> {
+    let rest = s.strip_prefix("iglu:")?;
+    let mut parts = rest.split('/');
+    let (vendor, name, format, version) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let word = |w: &str, dots: bool| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.'))
+    };
+    let mut nums = version.split('-');
+    let version_ok = (0..3).all(|_| {
+        nums.next()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    }) && nums.next().is_none();
+    (word(vendor, true) && word(name, false) && word(format, false) && version_ok)
+        .then_some((vendor, name, format, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(
+        route: &str,
+        method: &str,
+        query: Option<&str>,
+        ct: Option<&str>,
+        body: &str,
+    ) -> Envelope {
+        let mut headers = Vec::new();
+        if let Some(ct) = ct {
+            headers.push(("content-type".to_owned(), ct.to_owned()));
+        }
+        Envelope {
+            received_at_ms: 1_700_000_000_000,
+            route: route.into(),
+            method: method.into(),
+            path: route.into(),
+            query: query.map(str::to_owned),
+            headers,
+            body: body.as_bytes().to_vec(),
+            peer: Some("127.0.0.1:1".into()),
+            nuid: None,
+        }
+    }
+
+    fn events(d: Decoded) -> Vec<Result<RawEvent, Failure>> {
+        match d {
+            Decoded::Events(e) => e,
+            Decoded::Request(f) => panic!("whole request failed: {f:?}"),
+        }
+    }
+
+    fn request(d: Decoded) -> Failure {
+        match d {
+            Decoded::Request(f) => f,
+            Decoded::Events(e) => panic!("expected a request failure, got {e:?}"),
+        }
+    }
+
+    const JSON: Option<&str> = Some("application/json; charset=utf-8");
+
+    #[test]
+    fn a_pixel_query_string_is_one_event_with_plus_as_space_and_percent_escapes() {
+        let env = envelope(
+            "/i",
+            "GET",
+            Some("e=pv&tv=js-4&p=web&page=Hello+World%21&url=https%3A%2F%2Fa.example%2F"),
+            None,
+            "",
+        );
+        let e = events(decode(&env, DecodeOptions::default()));
+        let p = e[0].as_ref().unwrap();
+        assert_eq!(p["page"], "Hello World!");
+        assert_eq!(p["url"], "https://a.example/");
+    }
+
+    #[test]
+    fn repeated_query_keys_keep_the_last_value_and_stray_percents_stay() {
+        let p = parse_query("a=1&a=2&b=50%&&=x&c").unwrap();
+        assert_eq!(p["a"], "2");
+        assert_eq!(p["b"], "50%");
+        assert_eq!(p["c"], "");
+        assert!(!p.contains_key(""));
+    }
+
+    #[test]
+    fn a_query_string_that_is_not_utf8_is_a_collector_payload_format_violation() {
+        assert!(parse_query("a=%ff%fe").is_err());
+        let env = envelope("/i", "GET", Some("e=pv&x=%C3%28"), None, "");
+        assert_eq!(
+            request(decode(&env, DecodeOptions::default())).category,
+            FailureCategory::CollectorPayloadFormatViolation
+        );
+    }
+
+    #[test]
+    fn an_empty_pixel_or_tp1_query_is_an_adapter_failure() {
+        for route in ["/i", "/ice.png", TP1_PATH] {
+            let f = request(decode(
+                &envelope(route, "GET", None, None, ""),
+                DecodeOptions::default(),
+            ));
+            assert_eq!(f.category, FailureCategory::AdapterFailure, "{route}");
+        }
+    }
+
+    #[test]
+    fn a_get_without_tv_p_or_e_is_a_tracker_protocol_violation_naming_each_missing_key() {
+        let env = envelope("/i", "GET", Some("e=pv"), None, "");
+        let f = events(decode(&env, DecodeOptions::default()))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
+        assert_eq!(f.messages.len(), 2);
+        assert!(f.messages[0].contains("`tv`"));
+        assert_eq!(f.event_index, Some(0));
+        assert_eq!(f.event_payload.as_deref(), Some(r#"{"e":"pv"}"#));
+    }
+
+    #[test]
+    fn a_post_batch_gives_one_entry_per_event_and_bad_events_fail_alone() {
+        let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[
+            {"e":"pv","tv":"py-1.1.0","p":"pc"},
+            {"e":"pv","tv":"py-1.1.0","p":"pc","vid":3},
+            {"e":"pv","tv":"py-1.1.0","p":"pc","uid":null},
+            {"e":"pv","tv":"py-1.1.0"},
+            "not an object",
+            {"e":"se","tv":"py-1.1.0","p":"pc","cv":"x"}]}"#;
+        let env = envelope(TP2_PATH, "POST", None, JSON, body);
+        let e = events(decode(&env, DecodeOptions::default()));
+        assert_eq!(e.len(), 6);
+        assert!(e[0].is_ok());
+        for (i, needle) in [
+            (1, "not a string"),
+            (2, "cannot be null"),
+            (3, "`p`"),
+            (4, "not a JSON object"),
+            (5, "`cv` is not allowed"),
+        ] {
+            let f = e[i].as_ref().unwrap_err();
+            assert_eq!(f.category, FailureCategory::TrackerProtocolViolation, "{i}");
+            assert_eq!(f.event_index, Some(i as u32));
+            assert!(
+                f.messages.iter().any(|m| m.contains(needle)),
+                "{i}: {:?}",
+                f.messages
+            );
+        }
+        let relaxed = events(decode(
+            &env,
+            DecodeOptions {
+                strict_body_keys: false,
+            },
+        ));
+        assert!(relaxed[5].is_ok());
+    }
+
+    #[test]
+    fn query_parameters_are_merged_into_each_post_event_and_win() {
+        let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-3","data":[{"e":"pv","tv":"js","p":"web","aid":"body"},{"e":"pp","tv":"js","aid":"body"}]}"#;
+        let env = envelope(TP2_PATH, "POST", Some("aid=query&p=mob"), JSON, body);
+        let e = events(decode(&env, DecodeOptions::default()));
+        for ev in &e {
+            let p = ev.as_ref().unwrap();
+            assert_eq!(p["aid"], "query");
+            assert_eq!(p["p"], "mob");
+        }
+    }
+
+    #[test]
+    fn only_json_content_types_are_accepted_for_post_bodies() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json; charset=UTF-8",
+            "Application/JSON;charset=\"utf-8\"",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+            "",
+            "application/x-www-form-urlencoded",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+        let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv","tv":"js","p":"web"}]}"#;
+        for ct in [Some("text/plain"), None] {
+            let f = request(decode(
+                &envelope(TP2_PATH, "POST", None, ct, body),
+                DecodeOptions::default(),
+            ));
+            assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_payload_data_are_tracker_protocol_violations() {
+        for body in [
+            "{not json",
+            "[1,2]",
+            r#"{"data":[]}"#,
+            r#"{"schema":"iglu:com.acme/other/jsonschema/1-0-0","data":[{"e":"pv","tv":"js","p":"web"}]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":{}}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"}"#,
+        ] {
+            let f = request(decode(
+                &envelope(TP2_PATH, "POST", None, JSON, body),
+                DecodeOptions::default(),
+            ));
+            assert_eq!(
+                f.category,
+                FailureCategory::TrackerProtocolViolation,
+                "{body}"
+            );
+            assert_eq!(f.event_index, None);
+        }
+    }
+
+    #[test]
+    fn a_tp2_request_without_a_body_is_one_event_from_its_query_or_a_violation_when_both_are_empty()
+    {
+        let e = events(decode(
+            &envelope(TP2_PATH, "GET", Some("e=pv&tv=js&p=web"), None, ""),
+            DecodeOptions::default(),
+        ));
+        assert_eq!(e[0].as_ref().unwrap()["e"], "pv");
+        let f = request(decode(
+            &envelope(TP2_PATH, "POST", None, JSON, ""),
+            DecodeOptions::default(),
+        ));
+        assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
+    }
+
+    #[test]
+    fn unknown_vendor_versions_are_adapter_failures_and_odd_paths_format_violations() {
+        let f = request(decode(
+            &envelope("/com.acme/v9", "POST", None, JSON, "{}"),
+            DecodeOptions::default(),
+        ));
+        assert_eq!(f.category, FailureCategory::AdapterFailure);
+        assert!(f.messages[0].contains("com.acme/v9"));
+        let f = request(decode(
+            &envelope("/a/b/c", "GET", None, None, ""),
+            DecodeOptions::default(),
+        ));
+        assert_eq!(f.category, FailureCategory::CollectorPayloadFormatViolation);
+    }
+
+    #[test]
+    fn a_redirect_becomes_a_uri_redirect_event_or_entity() {
+        let e = events(decode(
+            &envelope(
+                REDIRECT_PATH,
+                "GET",
+                Some("u=https%3A%2F%2Fdest.example%2F&aid=a"),
+                None,
+                "",
+            ),
+            DecodeOptions::default(),
+        ));
+        let p = e[0].as_ref().unwrap();
+        assert_eq!(p["e"], "ue");
+        assert_eq!(p["tv"], "r-tp2");
+        assert_eq!(p["p"], "web");
+        assert!(
+            p["ue_pr"].contains("uri_redirect") && p["ue_pr"].contains("https://dest.example/")
+        );
+        assert!(!p.contains_key("u"));
+        let e = events(decode(
+            &envelope(
+                REDIRECT_PATH,
+                "GET",
+                Some("u=https%3A%2F%2Fd.example%2F&e=pv"),
+                None,
+                "",
+            ),
+            DecodeOptions::default(),
+        ));
+        assert!(e[0].as_ref().unwrap()["co"].contains("uri_redirect"));
+        let f = request(decode(
+            &envelope(REDIRECT_PATH, "GET", Some("e=pv"), None, ""),
+            DecodeOptions::default(),
+        ));
+        assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
+    }
+
+    #[test]
+    fn base64_accepts_both_alphabets_with_or_without_padding() {
+        // "{\"a\":\"??>\"}" has bytes that encode to '+' / '/' in standard base64.
+        let text = "{\"a\":\"\u{fffe}?>\"}";
+        let std_padded = base64::engine::general_purpose::STANDARD.encode(text);
+        let url_unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        assert_ne!(std_padded.trim_end_matches('='), url_unpadded);
+        for enc in [
+            std_padded.clone(),
+            url_unpadded.clone(),
+            std_padded.trim_end_matches('=').to_owned(),
+            base64::engine::general_purpose::URL_SAFE.encode(text),
+        ] {
+            assert_eq!(decode_base64(&enc).unwrap(), text.as_bytes(), "{enc}");
+        }
+        assert!(decode_base64("not*base64").is_err());
+        assert!(decode_base64("a").is_err());
+    }
+
+    #[test]
+    fn iglu_uris_need_four_parts_and_a_three_number_version() {
+        assert_eq!(
+            parse_iglu_uri("iglu:com.acme/ev_1/jsonschema/1-0-2"),
+            Some(("com.acme", "ev_1", "jsonschema", "1-0-2"))
+        );
+        for bad in [
+            "iglu:com.acme/ev/jsonschema/1-0",
+            "com.acme/ev/jsonschema/1-0-0",
+            "iglu:com.acme/ev/jsonschema/1-0-0/x",
+            "iglu:/ev/jsonschema/1-0-0",
+            "iglu:a/b.c/jsonschema/1-0-0",
+        ] {
+            assert!(parse_iglu_uri(bad).is_none(), "{bad}");
+        }
+    }
+}

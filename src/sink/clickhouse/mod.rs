@@ -1,0 +1,659 @@
+//! The ClickHouse sink: turns batches of [`Event`]s into one INSERT each, exactly once where the
+//! server deduplicates, through outages, bad rows and operator mistakes.
+//!
+//! # How a batch is delivered
+//!
+//! 1. At [`Sink::connect`] the sink reads the server version (→ [`version::Features`]) and the
+//!    table's columns (`system.columns`). The INSERT names exactly the columns the table shares
+//!    with [`crate::event::COLUMNS`], so operator-added columns get their defaults and optional
+//!    columns the operator dropped are skipped; a missing required column refuses to start.
+//! 2. [`encode::Encoder`] writes RowBinary by the *server's* column types. Rows whose values
+//!    cannot become those types are rejected before sending (returned, to be dead-lettered).
+//! 3. The body is framed as ClickHouse compressed blocks (LZ4, `decompress=1`), with
+//!    `insert_deduplication_token = token` when the server and table deduplicate. A retry
+//!    resends identical bytes with the same token, so a retried insert that had in fact
+//!    succeeded is dropped by the server instead of stored twice.
+//! 4. Failures are classified by exception code ([`client::ErrorClass`]): transient → capped,
+//!    jittered backoff, forever; configuration (auth, unknown database/table/setting) → a loud
+//!    log line, [`Sink::paused_because`] set, a slow retry, nothing dead-lettered; schema (a column
+//!    vanished) → re-read the table, re-encode, retry; bad data → split the batch in halves,
+//!    each with token `"{token}:{first}-{end}"`, down to single rows, which are returned as
+//!    rejected with ClickHouse's message.
+//!
+//! The caller checkpoints only after [`Sink::deliver`] returns `Ok`; stopping mid-way
+//! ([`SinkError::Stopped`]) leaves nothing to undo.
+//!
+//! On servers without insert dedup tokens (before 22.2, e.g. 18.16) delivery is at-least-once:
+//! logged once at connect.
+//!
+//! Batches must stay below the server's `max_insert_block_size` (1 048 576 rows by default) so
+//! each INSERT is one block, all-or-nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{HumanDuration, Violation};
+use crate::event::Event;
+use crate::metrics::publish as m;
+
+pub mod client;
+pub mod compress;
+pub mod encode;
+pub mod migrate;
+pub mod sample;
+pub mod types;
+pub mod version;
+
+use client::{CallError, Client, ErrorClass};
+use encode::{Encoded, Encoder};
+use migrate::TableInfo;
+use version::ServerVersion;
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// ClickHouse LZ4 blocks with checksums (`decompress=1`). The default.
+    #[default]
+    Lz4,
+    /// Plain RowBinary.
+    None,
+}
+
+/// The ClickHouse server events are published to (`[clickhouse]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface URL. Default `http://127.0.0.1:8123`. Flag `--clickhouse-url`.
+    /// `http://` only (put TLS in a local proxy).
+    pub url: String,
+    /// Database holding the events table and `schema_migrations`. Default `sluice`; letters,
+    /// digits and `_`, not starting with a digit.
+    pub database: String,
+    /// The events table. Default `events`; same rules as `database`.
+    pub table: String,
+    /// User to authenticate as (HTTP basic auth). Default `default`.
+    pub user: String,
+    /// That user's password. Default empty. A secret: `config show` prints it as `<redacted>`
+    /// (it redacts every key named like a secret); prefer the environment
+    /// (`SLUICE_CLICKHOUSE__PASSWORD`) to the file.
+    pub password: String,
+    /// Time to establish a connection. Default `5s`; `100ms` to `5m`.
+    pub connect_timeout: HumanDuration,
+    /// Time for one whole request (sending a batch and getting the answer). Default `60s`;
+    /// `1s` to `1h`. An insert that times out is retried with the same bytes and token.
+    pub request_timeout: HumanDuration,
+    /// First delay before retrying a transient failure; doubles per attempt, with jitter.
+    /// Default `100ms`; `10ms` to `1m`.
+    pub backoff_min: HumanDuration,
+    /// Longest delay between retries of a transient failure. Default `30s`; at least
+    /// `backoff_min`, at most `10m`.
+    pub backoff_max: HumanDuration,
+    /// Delay between retries while ClickHouse refuses for a configuration reason
+    /// (authentication, unknown database or table). Default `30s`; `100ms` to `1h`.
+    pub pause_interval: HumanDuration,
+    /// `lz4` (default) or `none`.
+    pub compression: Compression,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "sluice".into(),
+            table: "events".into(),
+            user: "default".into(),
+            password: String::new(),
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            request_timeout: HumanDuration(Duration::from_secs(60)),
+            backoff_min: HumanDuration(Duration::from_millis(100)),
+            backoff_max: HumanDuration(Duration::from_secs(30)),
+            pause_interval: HumanDuration(Duration::from_secs(30)),
+            compression: Compression::Lz4,
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    /// Values outside their documented bounds, each naming its key.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let url = self.url.as_str();
+        let ok = (url.starts_with("http://") && url.len() > 7)
+            || (url.starts_with("https://") && url.len() > 8);
+        if !ok {
+            out.push(Violation {
+                key: "clickhouse.url",
+                message: format!("`{url}` is not an http:// or https:// URL"),
+            });
+        }
+        for (key, v) in [
+            ("clickhouse.database", &self.database),
+            ("clickhouse.table", &self.table),
+        ] {
+            if !is_identifier(v) {
+                out.push(Violation {
+                    key,
+                    message: format!(
+                        "`{v}` must be letters, digits and `_`, not starting with a digit"
+                    ),
+                });
+            }
+        }
+        if self.user.is_empty() {
+            out.push(Violation {
+                key: "clickhouse.user",
+                message: "must not be empty (ClickHouse's default user is `default`)".into(),
+            });
+        }
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let bounds = [
+            (
+                "clickhouse.connect_timeout",
+                self.connect_timeout.0,
+                ms(100),
+                s(300),
+            ),
+            (
+                "clickhouse.request_timeout",
+                self.request_timeout.0,
+                s(1),
+                s(3600),
+            ),
+            ("clickhouse.backoff_min", self.backoff_min.0, ms(10), s(60)),
+            (
+                "clickhouse.backoff_max",
+                self.backoff_max.0,
+                self.backoff_min.0,
+                s(600),
+            ),
+            (
+                "clickhouse.pause_interval",
+                self.pause_interval.0,
+                ms(100),
+                s(3600),
+            ),
+        ];
+        for (key, v, lo, hi) in bounds {
+            if v < lo || v > hi {
+                out.push(Violation {
+                    key,
+                    message: format!(
+                        "{} is outside {} to {}",
+                        HumanDuration(v),
+                        HumanDuration(lo),
+                        HumanDuration(hi)
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// `` `db`.`table` ``.
+    pub fn qualified_table(&self) -> String {
+        format!(
+            "{}.{}",
+            encode::quote_ident(&self.database),
+            encode::quote_ident(&self.table)
+        )
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Why the sink cannot (yet) deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// ClickHouse cannot be reached; the caller retries later (ingest continues meanwhile).
+    #[error("cannot reach ClickHouse at {url}: {reason}")]
+    Unreachable {
+        /// The configured URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The table lacks a column sluice must fill.
+    #[error(
+        "table {table} has no column `{column}`, which sluice requires (run `sluice db check`)"
+    )]
+    MissingColumn {
+        /// `db.table`.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A column sluice fills has a type it cannot write.
+    #[error("table {table} column `{column}` has type {ty}: {reason}")]
+    IncompatibleColumn {
+        /// `db.table`.
+        table: String,
+        /// The column.
+        column: String,
+        /// Its type.
+        ty: String,
+        /// Why sluice cannot write it.
+        reason: String,
+    },
+    /// ClickHouse refuses for a reason only an operator can fix (auth, missing table…).
+    #[error("ClickHouse configuration problem: {reason}")]
+    Config {
+        /// What is wrong, with what to do.
+        reason: String,
+    },
+    /// ClickHouse answered something unexpected.
+    #[error("ClickHouse error: {reason}")]
+    Server {
+        /// The error.
+        reason: String,
+    },
+    /// `stop` turned true; nothing was confirmed.
+    #[error("stopped before ClickHouse confirmed the batch")]
+    Stopped,
+}
+
+impl SinkError {
+    /// A stable label for this kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SinkError::Unreachable { .. } => "unreachable",
+            SinkError::MissingColumn { .. } => "missing_column",
+            SinkError::IncompatibleColumn { .. } => "incompatible_column",
+            SinkError::Config { .. } => "config",
+            SinkError::Server { .. } => "server",
+            SinkError::Stopped => "stopped",
+        }
+    }
+
+    /// From a failed call outside the insert loop (connect, schema reads, migrations).
+    pub(crate) fn from_call(config: &ClickHouseConfig, e: CallError) -> SinkError {
+        match e.class() {
+            ErrorClass::Transient if !matches!(e, CallError::Server { .. }) => {
+                SinkError::Unreachable {
+                    url: config.url.clone(),
+                    reason: e.to_string(),
+                }
+            }
+            ErrorClass::Config => SinkError::Config {
+                reason: e.to_string(),
+            },
+            _ => SinkError::Server {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What [`Sink::deliver`] did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Rows ClickHouse confirmed.
+    pub inserted: usize,
+    /// Rows that can never load: (index in the batch, reason), in index order.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// The INSERT for the table as last read.
+#[derive(Debug)]
+struct Prepared {
+    encoder: Encoder,
+    insert_sql: String,
+}
+
+/// A connected ClickHouse sink; share it between partitions (`Send + Sync`).
+#[derive(Debug)]
+pub struct Sink {
+    config: ClickHouseConfig,
+    client: Client,
+    version: ServerVersion,
+    dedup: bool,
+    prepared: Mutex<Arc<Prepared>>,
+    paused: Mutex<Option<String>>,
+}
+
+impl Sink {
+    /// Connects: reads the server version and the table's columns, checks every required
+    /// column exists and every shared column's type can be written.
+    pub async fn connect(config: &ClickHouseConfig) -> Result<Sink, SinkError> {
+        let client = Client::new(config).map_err(|reason| SinkError::Config { reason })?;
+        let version = migrate::server_version(&client, config).await?;
+        let info =
+            migrate::read_table(&client, config)
+                .await?
+                .ok_or_else(|| SinkError::Config {
+                    reason: format!(
+                        "table {} does not exist; create it with `sluice db init`",
+                        config.qualified_table()
+                    ),
+                })?;
+        let prepared = prepare(config, &info)?;
+        let dedup = version.features().insert_deduplication_token && info.deduplicates();
+        if dedup {
+            tracing::info!(%version, table = %config.qualified_table(),
+                "ClickHouse deduplicates retried inserts: delivery is exactly-once");
+        } else {
+            tracing::warn!(%version, table = %config.qualified_table(),
+                "ClickHouse cannot deduplicate retried inserts (needs 22.2+ and a table with \
+                 non_replicated_deduplication_window or a Replicated engine): delivery is \
+                 at-least-once; a retry after an ambiguous failure may store a batch twice");
+        }
+        m::clickhouse_up(true);
+        Ok(Sink {
+            config: config.clone(),
+            client,
+            version,
+            dedup,
+            prepared: Mutex::new(Arc::new(prepared)),
+            paused: Mutex::new(None),
+        })
+    }
+
+    /// Whether retried inserts are deduplicated (insert tokens and a deduplicating table).
+    pub fn supports_dedup(&self) -> bool {
+        self.dedup
+    }
+
+    /// The server's version.
+    pub fn server_version(&self) -> ServerVersion {
+        self.version
+    }
+
+    /// While deliveries are paused by a configuration error, why; `None` otherwise.
+    pub fn paused_because(&self) -> Option<String> {
+        self.paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The INSERT's columns, in order.
+    pub fn columns(&self) -> Vec<String> {
+        self.current()
+            .encoder
+            .columns()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    fn current(&self) -> Arc<Prepared> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_paused(&self, why: Option<String>) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Inserts `rows` (see the module docs). Returns the rows that can never load; transient
+    /// and configuration failures are retried until they pass or `stop` turns true.
+    pub async fn deliver(
+        &self,
+        partition: usize,
+        rows: &[Event],
+        token: &str,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Delivered, SinkError> {
+        loop {
+            let prepared = self.current();
+            let encoded = prepared.encoder.encode(rows);
+            match self
+                .send_all(partition, &prepared, &encoded, token, stop)
+                .await
+            {
+                Ok(server_rejected) => {
+                    let inserted = encoded.accepted().len() - server_rejected.len();
+                    let mut rejected = encoded.rejected;
+                    rejected.extend(server_rejected);
+                    rejected.sort_by_key(|r| r.0);
+                    return Ok(Delivered { inserted, rejected });
+                }
+                Err(Interrupt::Stopped) => return Err(SinkError::Stopped),
+                Err(Interrupt::Reload) => self.reload(stop).await?,
+            }
+        }
+    }
+
+    /// Sends the accepted rows, splitting on bad data. Returns the rows ClickHouse rejected.
+    async fn send_all(
+        &self,
+        partition: usize,
+        prepared: &Prepared,
+        encoded: &Encoded,
+        token: &str,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Vec<(usize, String)>, Interrupt> {
+        let accepted = encoded.accepted();
+        let mut rejected = Vec::new();
+        if accepted.is_empty() {
+            return Ok(rejected);
+        }
+        // Pieces still to send, as ranges of `accepted`; popped left to right.
+        let mut pieces = vec![(0usize, accepted.len())];
+        while let Some((lo, hi)) = pieces.pop() {
+            let piece_token = if (lo, hi) == (0, accepted.len()) {
+                token.to_string()
+            } else {
+                format!("{token}:{}-{}", accepted[lo], accepted[hi - 1] + 1)
+            };
+            let body = encoded.body(&accepted[lo..hi]);
+            match self
+                .send_piece(partition, prepared, &body, &piece_token, stop)
+                .await?
+            {
+                None => {}
+                Some(_) if hi - lo > 1 => {
+                    let mid = lo + (hi - lo) / 2;
+                    pieces.push((mid, hi));
+                    pieces.push((lo, mid));
+                }
+                Some(reason) => rejected.push((
+                    accepted[lo],
+                    format!("ClickHouse rejected the row: {reason}"),
+                )),
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// Sends one body until it is confirmed (`None`) or refused as bad data (`Some(message)`).
+    async fn send_piece(
+        &self,
+        partition: usize,
+        prepared: &Prepared,
+        body: &[u8],
+        token: &str,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<String>, Interrupt> {
+        let settings: Vec<(&str, &str)> = if self.dedup {
+            vec![("insert_deduplication_token", token)]
+        } else {
+            Vec::new()
+        };
+        let mut failures = 0u32;
+        loop {
+            if *stop.borrow() {
+                return Err(Interrupt::Stopped);
+            }
+            let started = Instant::now();
+            let result = tokio::select! {
+                r = self.client.insert(&prepared.insert_sql, &settings, body) => r,
+                () = stopped(stop) => return Err(Interrupt::Stopped),
+            };
+            let took = started.elapsed();
+            let e = match result {
+                Ok(()) => {
+                    m::insert_attempt(partition, "ok", "0", took);
+                    if self.paused_because().is_some() {
+                        tracing::info!(partition, "ClickHouse accepts inserts again; resuming");
+                        self.set_paused(None);
+                    }
+                    return Ok(None);
+                }
+                Err(e) => e,
+            };
+            let class = e.class();
+            m::insert_attempt(partition, class.label(), &e.code_label(), took);
+            let wait = match class {
+                ErrorClass::BadData => return Ok(Some(e.message().to_string())),
+                ErrorClass::Schema => {
+                    tracing::warn!(partition, error = %e, "the table changed; re-reading its columns");
+                    return Err(Interrupt::Reload);
+                }
+                ErrorClass::Transient => {
+                    // Loud enough to notice, quiet enough not to flood: the first failure and
+                    // then every tenth.
+                    if failures % 10 == 0 {
+                        tracing::warn!(partition, attempt = failures + 1, error = %e,
+                            "insert failed; retrying with the same bytes");
+                    }
+                    backoff(&self.config, failures)
+                }
+                ErrorClass::Config => {
+                    tracing::error!(partition, error = %e,
+                        retry_in = %HumanDuration(self.config.pause_interval.0),
+                        "ClickHouse refuses inserts for a configuration reason; publishing is \
+                         PAUSED until an operator fixes it (nothing is dropped)");
+                    self.set_paused(Some(e.to_string()));
+                    self.config.pause_interval.0
+                }
+            };
+            failures = failures.saturating_add(1);
+            m::retry(partition);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopped(stop) => return Err(Interrupt::Stopped),
+            }
+        }
+    }
+
+    /// Re-reads the table after a schema error, retrying until it is usable or `stop`.
+    async fn reload(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), SinkError> {
+        let mut failures = 0u32;
+        loop {
+            let problem = match migrate::read_table(&self.client, &self.config).await {
+                Ok(Some(info)) => match prepare(&self.config, &info) {
+                    Ok(p) => {
+                        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+                        self.set_paused(None);
+                        return Ok(());
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Ok(None) => format!("table {} does not exist", self.config.qualified_table()),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(problem = %problem, "cannot use the ClickHouse table; publishing is PAUSED");
+            self.set_paused(Some(problem));
+            let wait = backoff(&self.config, failures).max(self.config.backoff_min.0);
+            failures = failures.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(wait.min(self.config.pause_interval.0)) => {}
+                () = stopped(stop) => return Err(SinkError::Stopped),
+            }
+        }
+    }
+}
+
+/// Why the insert loop gave up its current encoding.
+enum Interrupt {
+    Stopped,
+    Reload,
+}
+
+/// Resolves once `stop` is true; never if its sender is gone without saying so.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `backoff_min × 2^failures`, capped at `backoff_max`, with jitter: uniformly in [d/2, d].
+fn backoff(config: &ClickHouseConfig, failures: u32) -> Duration {
+    let min = config.backoff_min.0;
+    let max = config.backoff_max.0.max(min);
+    let d = min
+        .checked_mul(1u32 << failures.min(20))
+        .unwrap_or(max)
+        .min(max);
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// The INSERT for a table: the shared columns, or why the table cannot take sluice's rows.
+fn prepare(config: &ClickHouseConfig, info: &TableInfo) -> Result<Prepared, SinkError> {
+    let plan = migrate::plan(&info.columns);
+    let table = config.qualified_table();
+    if let Some(column) = plan.missing_required.first() {
+        return Err(SinkError::MissingColumn {
+            table,
+            column: column.to_string(),
+        });
+    }
+    if let Some(p) = plan.incompatible.first() {
+        return Err(SinkError::IncompatibleColumn {
+            table,
+            column: p.column.clone(),
+            ty: p.ty.clone(),
+            reason: p.reason.clone(),
+        });
+    }
+    if !plan.missing_optional.is_empty() {
+        tracing::info!(table = %table, columns = ?plan.missing_optional,
+            "optional columns absent from the table are not written");
+    }
+    let encoder = Encoder::new(plan.columns);
+    let insert_sql = format!(
+        "INSERT INTO {table} ({}) FORMAT RowBinary",
+        encoder.column_list()
+    );
+    Ok(Prepared {
+        encoder,
+        insert_sql,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_is_valid() {
+        assert_eq!(ClickHouseConfig::default().violations(), vec![]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = ClickHouseConfig {
+            table: "events; DROP".into(),
+            ..ClickHouseConfig::default()
+        };
+        c.backoff_max = HumanDuration(Duration::from_millis(1));
+        let keys: Vec<_> = c.violations().into_iter().map(|v| v.key).collect();
+        assert_eq!(keys, vec!["clickhouse.table", "clickhouse.backoff_max"]);
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let c = ClickHouseConfig::default();
+        for failures in [0, 1, 5, 30, u32::MAX] {
+            let d = backoff(&c, failures);
+            let full = (c.backoff_min.0 * (1u32 << failures.min(20))).min(c.backoff_max.0);
+            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Where published events go. Today one sink: [`clickhouse`].
+
+pub mod clickhouse;

@@ -1,0 +1,217 @@
+//! The publisher against a recording sink: batching limits, checkpoint order, dead letters,
+//! and re-forming the recorded batch after a restart.
+
+mod publish_support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use publish_support::*;
+use sluice::deadletter::{EntryId, Filter, WHOLE_REQUEST};
+use sluice::event::FailureCategory;
+use sluice_wal::Lsn;
+
+const LONG: Duration = Duration::from_secs(600);
+
+#[test]
+fn batches_close_at_the_row_limit() {
+    let h = Harness::new();
+    for _ in 0..7 {
+        h.append("ok");
+    }
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(sink.clone(), config(3, 1 << 30, LONG));
+    wait_until("six records are confirmed", || h.checkpoint() == Lsn(6));
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-3", "sluice-0-4-6"]);
+    assert_eq!(sink.calls()[1].rows, vec![(4, 0), (5, 0), (6, 0)]);
+    assert_eq!(
+        h.checkpoint(),
+        Lsn(6),
+        "the seventh record waits for its batch's age"
+    );
+    h.close();
+}
+
+#[test]
+fn batches_close_at_the_byte_limit() {
+    let h = Harness::new();
+    let padding = format!("ok\npad{}", "x".repeat(600));
+    for _ in 0..5 {
+        h.append(&padding);
+    }
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(sink.clone(), config(1000, 1024, LONG));
+    wait_until("four records are confirmed", || h.checkpoint() == Lsn(4));
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-2", "sluice-0-3-4"]);
+    h.close();
+}
+
+#[test]
+fn a_small_batch_is_sent_once_it_reaches_its_age() {
+    let h = Harness::new();
+    h.append("ok\nok");
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(
+        sink.clone(),
+        config(1000, 1 << 30, Duration::from_millis(20)),
+    );
+    wait_until("the first two records are confirmed", || {
+        h.checkpoint() == Lsn(2)
+    });
+    h.append("ok");
+    wait_until("the third record is confirmed", || h.checkpoint() == Lsn(3));
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-2", "sluice-0-3-3"]);
+    assert_eq!(sink.calls()[0].rows, vec![(1, 0), (1, 1), (2, 0)]);
+    h.close();
+}
+
+#[test]
+fn the_checkpoint_advances_only_after_the_sink_confirms() {
+    let h = Harness::new();
+    h.append("ok");
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    sink.hold.store(true, Ordering::SeqCst);
+    let p = h.start(sink.clone(), config(2, 1 << 30, LONG));
+    wait_until("the sink has the batch", || !sink.calls().is_empty());
+    assert_eq!(
+        h.checkpoint(),
+        Lsn(0),
+        "nothing is confirmed while the sink holds the batch"
+    );
+    sink.hold.store(false, Ordering::SeqCst);
+    wait_until("the batch is confirmed", || h.checkpoint() == Lsn(2));
+    stop(p);
+    h.close();
+}
+
+#[test]
+fn a_failed_delivery_is_retried_with_the_same_token() {
+    let h = Harness::new();
+    h.append("ok");
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    sink.fail_first.store(2, Ordering::SeqCst);
+    let p = h.start(sink.clone(), config(2, 1 << 30, LONG));
+    wait_until("the batch is confirmed", || h.checkpoint() == Lsn(2));
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-2"; 3]);
+    let calls = sink.calls();
+    assert!(
+        calls.iter().all(|c| c.rows == calls[0].rows),
+        "a retry resends the same rows"
+    );
+    h.close();
+}
+
+#[test]
+fn failures_are_dead_lettered_with_their_category_and_raw_request_before_the_checkpoint() {
+    let h = Harness::new();
+    let mixed = envelope("ok\nbad one\nreject me", 1_700_000_000_123);
+    let lsn1 = h.wal.append(mixed.encode()).unwrap();
+    let lsn2 = h.append("BAD REQUEST");
+    let garbage = b"\x09not an envelope".to_vec();
+    let lsn3 = h.wal.append(garbage.clone()).unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(
+        sink.clone(),
+        config(1000, 1 << 30, Duration::from_millis(20)),
+    );
+    wait_until("the batch is confirmed", || h.checkpoint() == lsn3);
+    stop(p);
+
+    let entries = h.store.list(&Filter::default()).unwrap();
+    let by_id = |partition: u32, lsn: Lsn, index: u32, t: u64| {
+        let id = EntryId {
+            received_at_ms: t,
+            partition,
+            lsn: lsn.0,
+            index,
+        };
+        entries
+            .iter()
+            .find(|e| e.id == id)
+            .unwrap_or_else(|| panic!("no entry {id} among {entries:#?}"))
+            .clone()
+    };
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+
+    let bad = by_id(0, lsn1, 1, 1_700_000_000_123);
+    assert_eq!(bad.category, FailureCategory::SchemaViolation);
+    assert_eq!(bad.event_payload.as_deref(), Some("bad one"));
+    assert_eq!(bad.envelope, mixed.encode(), "the raw request is kept");
+    assert_eq!(bad.attempts, 1);
+
+    let rejected = by_id(0, lsn1, 2, 1_700_000_000_123);
+    assert_eq!(rejected.category, FailureCategory::LoaderRejection);
+    assert!(rejected.messages[0].contains("Cannot parse input"));
+    assert!(rejected.event_payload.unwrap().contains("reject me"));
+
+    let whole = by_id(0, lsn2, WHOLE_REQUEST, 1_700_000_000_000);
+    assert_eq!(whole.category, FailureCategory::AdapterFailure);
+
+    let undecodable = by_id(0, lsn3, WHOLE_REQUEST, 0);
+    assert_eq!(
+        undecodable.category,
+        FailureCategory::CollectorPayloadFormatViolation
+    );
+    assert_eq!(undecodable.envelope, garbage);
+
+    assert_eq!(sink.calls()[0].rows, vec![(1, 0), (1, 2)]);
+    h.close();
+}
+
+#[test]
+fn a_batch_whose_records_all_failed_is_checkpointed_without_a_delivery() {
+    let h = Harness::new();
+    h.append("bad a\nbad b");
+    h.append("BAD REQUEST");
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(
+        sink.clone(),
+        config(1000, 1 << 30, Duration::from_millis(20)),
+    );
+    wait_until("the batch is checkpointed", || h.checkpoint() == Lsn(2));
+    stop(p);
+    assert!(sink.calls().is_empty());
+    assert_eq!(h.store.len(), 3);
+    h.close();
+}
+
+#[test]
+fn after_a_restart_the_first_batch_is_the_recorded_one_with_the_same_token() {
+    let h = Harness::new();
+    for _ in 0..5 {
+        h.append("ok");
+    }
+    // First run: the sink never confirms the first batch; the publisher is stopped (as by a
+    // crash) with it in flight.
+    let sink = Arc::new(RecordingSink::default());
+    sink.hold.store(true, Ordering::SeqCst);
+    let p = h.start(sink.clone(), config(3, 1 << 30, LONG));
+    wait_until("the sink has the batch", || !sink.calls().is_empty());
+    stop(p);
+    assert_eq!(h.checkpoint(), Lsn(0));
+    let first = sink.calls()[0].clone();
+    assert_eq!(first.token, "sluice-0-1-3");
+    let dir = h.close();
+
+    // Second run, with limits that would form a different batch: the recorded one comes first.
+    let h = Harness::open(dir);
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(
+        sink.clone(),
+        config(1000, 1 << 30, Duration::from_millis(20)),
+    );
+    wait_until("everything is confirmed", || h.checkpoint() == Lsn(5));
+    stop(p);
+    let calls = sink.calls();
+    assert_eq!(calls[0], first, "same range, same rows, same token");
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-3", "sluice-0-4-5"]);
+    h.close();
+}

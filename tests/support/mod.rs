@@ -1,0 +1,3 @@
+//! Shared test support for the sink tests.
+
+pub mod clickhouse;
