@@ -99,6 +99,20 @@ python_ensure_venv() {
     fi
 }
 
+# node_ensure_modules DIR: `npm ci` in DIR (a package.json + package-lock.json) when its
+# node_modules/ is missing or older than the lock file; afterwards exactly the locked versions.
+node_ensure_modules() {
+    local dir="$1"
+    local stamp="$dir/node_modules/.sluice-lock"
+    local want
+    want="$(node --version) $(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        note "installing Node test dependencies into $dir/node_modules (npm ci)"
+        (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null) || die "npm ci in $dir failed"
+        printf '%s' "$want" >"$stamp"
+    fi
+}
+
 # free_port: print a TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

@@ -3,10 +3,15 @@
 #
 #   scripts/test.sh
 #
-# Installs what the tests need (quietly, only when missing), then runs, stopping at the first
-# failing step:
+# Installs what the tests need (quietly, only when missing; a fresh Debian 12 machine works),
+# then runs, stopping at the first failing step:
 #   formatting, clippy (warnings are errors), rustdoc (warnings are errors), doctests,
-#   the Python end-to-end tests against the real daemon, and every Rust test (nextest).
+#   the chdb test (the modern ClickHouse engine in-process), the fuzz targets briefly,
+#   the end-to-end tests (the daemon, a real clickhouse-server and the official Python and Node
+#   trackers), and every Rust test (nextest).
+# What it installs: Debian's clickhouse-server + clickhouse-client (18.16) and, when `node` or
+# `npm` is missing, Debian's nodejs/npm; a Python venv (.venv/) with tests/e2e/requirements.txt
+# (chdb-core, snowplow-tracker, pytest); tests/e2e/js/node_modules via `npm ci`.
 # The Rust test run goes last so that its closing summary line is the last thing printed.
 set -euo pipefail
 
@@ -14,9 +19,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-# Debian packages the tests need. Later issues add clickhouse-server here (the real server the
-# end-to-end delivery tests start on a free port).
-APT_PACKAGES=()
+# Debian packages the tests need: the real ClickHouse server the delivery tests start on a
+# free port (tests/e2e/clickhouse.py, tests/support/clickhouse.rs).
+APT_PACKAGES=(clickhouse-server clickhouse-client)
+# Seconds each fuzz target runs (scripts/fuzz.sh); CI keeps it short.
+FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 
 started=$SECONDS
 
@@ -25,14 +32,17 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (rustup) 
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
     apt_ensure "${APT_PACKAGES[@]}"
 fi
+command -v node >/dev/null 2>&1 || apt_ensure nodejs
+command -v npm >/dev/null 2>&1 || apt_ensure npm
 python_ensure_venv
+node_ensure_modules "$REPO_ROOT/tests/e2e/js"
 if cargo nextest --version >/dev/null 2>&1; then
     have_nextest=1
 else
     have_nextest=0
     note "cargo-nextest not found; falling back to cargo test"
 fi
-note "$(cargo --version), $("$VENV_DIR/bin/python" --version)"
+note "$(cargo --version), $("$VENV_DIR/bin/python" --version), node $(node --version), $(clickhouse-server --version 2>/dev/null | head -n1)"
 section_done
 
 section "cargo fmt --all -- --check"
@@ -51,7 +61,19 @@ section "cargo test --doc --workspace"
 cargo test --quiet --doc --workspace
 section_done
 
-section "end-to-end: the daemon under the official Python tracker, killed with SIGKILL"
+if [ -d tests/chdb ]; then
+    section "chdb: the modern ClickHouse engine (chdb-core) runs the migrations and loads the sink's RowBinary"
+    "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v tests/chdb
+    section_done
+fi
+
+if [ -f scripts/fuzz.sh ]; then
+    section "fuzz targets, ${FUZZ_SECONDS}s each"
+    FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
+    section_done
+fi
+
+section "end-to-end: the daemon into a real ClickHouse; official trackers, outages, SIGKILL, bad input"
 cargo build --quiet --bin sluice
 E2E_SLUICE_BIN="$TARGET_DIR/debug/sluice" \
     "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v -s tests/e2e

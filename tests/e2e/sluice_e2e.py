@@ -56,8 +56,17 @@ class DaemonError(AssertionError):
 class Daemon:
     """One `sluice serve` process, restartable on the same ports and data dir."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        binary: Path,
+        data_dir: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.binary = binary
+        # more `sluice serve` flags (e.g. `--clickhouse-url URL`)
+        self.extra_args = list(extra_args or [])
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
@@ -90,6 +99,7 @@ class Daemon:
                     f"127.0.0.1:{self.metrics_port}",
                     "--data-dir",
                     str(self.data_dir),
+                    *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
