@@ -61,20 +61,20 @@ section "cargo test --doc --workspace"
 cargo test --quiet --doc --workspace
 section_done
 
-if [ -d tests/chdb ]; then
-    section "chdb: the modern ClickHouse engine (chdb-core) runs the migrations and loads the sink's RowBinary"
-    "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v tests/chdb
-    section_done
-fi
+section "cargo build --bin sluice (the binary the Python tests drive)"
+cargo build --quiet --bin sluice
+section_done
 
-if [ -f scripts/fuzz.sh ]; then
-    section "fuzz targets, ${FUZZ_SECONDS}s each"
-    FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
-    section_done
-fi
+section "chdb: the modern ClickHouse engine (chdb-core) runs the migrations and loads the sink's RowBinary"
+TEST_SLUICE_BIN="$TARGET_DIR/debug/sluice" \
+    "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v tests/chdb
+section_done
+
+section "fuzz targets, ${FUZZ_SECONDS}s each"
+FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
+section_done
 
 section "end-to-end: the daemon into a real ClickHouse; official trackers, outages, SIGKILL, bad input"
-cargo build --quiet --bin sluice
 E2E_SLUICE_BIN="$TARGET_DIR/debug/sluice" \
     "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v -s tests/e2e
 section_done
