@@ -662,11 +662,32 @@ impl CookieRules {
         s.push('=');
         s.push_str(value);
         s.push_str("; Expires=");
-        s.push_str(&httpdate::fmt_http_date(expires));
+        push_http_date(&mut s, expires);
         s.push_str(attributes);
         // The name is a token, the value cookie-octets and the attributes validated domains.
         HeaderValue::try_from(s).expect("a cookie built from validated parts is a header value")
     }
+}
+
+/// Appends `t` as an HTTP date. Answers within the same second share the formatting: every
+/// tracking answer carries a cookie expiry, and formatting a date per request is measurable
+/// on the hot path.
+fn push_http_date(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, httpdate::fmt_http_date(t));
+        }
+        out.push_str(&last.1);
+    });
 }
 
 /// What the collector decided about one tracking request's visitor.
@@ -1190,5 +1211,25 @@ mod tests {
             ["collector.paths"]
         );
         assert!(CollectorConfig::default().violations().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod http_date_tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_http_date_changes_with_the_second() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for at in [
+            t,
+            t + Duration::from_millis(400),
+            t + Duration::from_secs(1),
+            t,
+        ] {
+            let mut s = String::new();
+            push_http_date(&mut s, at);
+            assert_eq!(s, httpdate::fmt_http_date(at));
+        }
     }
 }
