@@ -11,7 +11,9 @@
 //!
 //! 1. **Form.** Read records from the log and process them until a limit is reached (or, for
 //!    the first batch after a start, exactly up to the pending range the ledger recorded).
-//!    *Crash:* nothing was sent; the records are read again.
+//!    This runs on a second thread, overlapping the delivery of the previous batch; steps 2–5
+//!    stay on the publisher's thread, one batch at a time. *Crash:* nothing was sent; the
+//!    records are read again.
 //! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync.
 //!    *Crash before it is durable:* the batch was never sent, and is formed afresh.
 //! 3. **Deliver.** Insert the rows with the token; the sink retries transient errors forever,
@@ -53,6 +55,7 @@ pub mod snowplow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -83,7 +86,8 @@ pub struct PublishConfig {
     /// `1000000` (ClickHouse recommends thousands to ~100k rows per insert).
     pub batch_rows: usize,
     /// A batch is sent once the stored requests it covers reach this many bytes. Default
-    /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition.
+    /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition: at
+    /// most two batches (one being formed while the other is delivered).
     pub batch_bytes: ByteSize,
     /// A batch is sent once its first record has waited this long, even if small. Default
     /// `1s` (about one insert per second per partition, as ClickHouse advises); between
@@ -249,8 +253,8 @@ pub enum PublishError {
         #[source]
         source: sluice_wal::Error,
     },
-    /// A publisher thread could not be spawned.
-    #[error("cannot start the publisher thread of partition {partition}: {source}")]
+    /// A publisher (or batch-forming) thread could not be spawned.
+    #[error("cannot start a publisher thread of partition {partition}: {source}")]
     Spawn {
         /// The partition.
         partition: usize,
@@ -320,6 +324,17 @@ pub struct Publisher<P, D> {
     ledger: Ledger,
     shared: Arc<Shared<P, D>>,
     stop: watch::Receiver<bool>,
+}
+
+/// Forms batches (steps 1 of the module docs) on its own thread, so that batch *n + 1* is read
+/// and processed while batch *n* is being delivered.
+struct Former<P, D> {
+    partition: usize,
+    shared: Arc<Shared<P, D>>,
+    stop: watch::Receiver<bool>,
+    /// Raised by the publishing thread when it stops for any reason (not only the stop flag),
+    /// so a former waiting for records does not outlive it.
+    abandoned: Arc<AtomicBool>,
     /// A record read past the end of a forced range, to start the next batch with.
     carry: Option<Record>,
 }
@@ -340,7 +355,6 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             ledger,
             shared,
             stop,
-            carry: None,
         })
     }
 
@@ -350,120 +364,81 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
     }
 
     /// Runs until the stop flag is raised (Ok) or the log or ledger fails (Err).
+    ///
+    /// Two threads share the work: a former reads and processes the next batch while this
+    /// thread records, delivers, dead-letters and checkpoints the current one. The channel
+    /// between them holds one finished batch, so at most two batches are in memory (one being
+    /// formed, one being delivered). Recording a range in the ledger still happens only here,
+    /// after the previous batch's checkpoint, so the ledger's newest range remains the only one
+    /// that can have been partly delivered.
     pub fn run(mut self) -> Result<(), PublishError> {
         let partition = self.partition;
         let wal_err = |source| PublishError::Wal { partition, source };
         let status = self.wal.status();
-        let mut forced = self.ledger.pending(status.checkpoint, status.last_lsn);
+        let forced = self.ledger.pending(status.checkpoint, status.last_lsn);
         if let Some(r) = forced {
             tracing::info!(partition, first = %r.first, last = %r.last,
                 "re-forming the batch that was being delivered when the publisher last stopped");
         }
         let mut reader = self.wal.reader(status.checkpoint.next());
-        let result = loop {
-            let batch = match self.form(&mut reader, forced.take()) {
-                Ok(Some(b)) => b,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(wal_err(e)),
-            };
-            match self.publish(batch) {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
-                Err(e) => break Err(e),
-            }
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let mut former = Former {
+            partition,
+            shared: self.shared.clone(),
+            stop: self.stop.clone(),
+            abandoned: abandoned.clone(),
+            carry: None,
         };
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+        let result = std::thread::scope(|scope| {
+            let forming = std::thread::Builder::new()
+                .name(format!("sluice-form-{partition}"))
+                .spawn_scoped(scope, move || {
+                    let mut forced = forced;
+                    loop {
+                        match former.form(&mut reader, forced.take()) {
+                            Ok(Some(batch)) => {
+                                if tx.send(batch).is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Ok(None) => return Ok(()),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                });
+            let forming = match forming {
+                Ok(handle) => handle,
+                Err(e) => {
+                    return Err(PublishError::Spawn {
+                        partition,
+                        source: e,
+                    })
+                }
+            };
+            let published = loop {
+                let Ok(batch) = rx.recv() else {
+                    break Ok(());
+                };
+                match self.publish(batch) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            abandoned.store(true, Ordering::Relaxed);
+            drop(rx);
+            let formed = forming.join().unwrap_or_else(|_| {
+                tracing::error!(partition, "the batch-forming thread panicked");
+                Ok(())
+            });
+            published.and(formed.map_err(wal_err))
+        });
         if let Err(e) = self.ledger.close() {
             tracing::warn!(partition, error = %e, "closing the batch ledger failed");
         }
         result
     }
-
-    /// Reads and processes records until a limit is reached or, with `forced`, exactly its
-    /// range. `None` when stopped.
-    fn form(
-        &mut self,
-        reader: &mut sluice_wal::Reader,
-        mut forced: Option<BatchRange>,
-    ) -> sluice_wal::Result<Option<Batch>> {
-        let config = &self.shared.config;
-        let age = config.batch_age.get();
-        let mut batch = Batch::default();
-        loop {
-            if self.stopped() {
-                return Ok(None);
-            }
-            if let Some(f) = forced {
-                if batch.range.is_some_and(|r| r.last >= f.last) {
-                    return Ok(Some(batch));
-                }
-            } else if let Some(started) = batch.started {
-                if batch.rows.len() >= config.batch_rows
-                    || batch.bytes >= config.batch_bytes.bytes()
-                    || started.elapsed() >= age
-                {
-                    return Ok(Some(batch));
-                }
-            }
-            let wait = match (forced, batch.started) {
-                (None, Some(started)) => age.saturating_sub(started.elapsed()).min(STOP_POLL),
-                _ => STOP_POLL,
-            };
-            let record = match self.carry.take() {
-                Some(r) => Some(r),
-                None => reader.next_timeout(wait)?,
-            };
-            let Some(record) = record else {
-                continue;
-            };
-            if let Some(f) = forced {
-                if record.lsn > f.last {
-                    if batch.is_empty() {
-                        // The log dropped the whole forced range (drop-oldest): form afresh.
-                        forced = None;
-                    } else {
-                        // It dropped the range's tail: close the batch at what was there.
-                        self.carry = Some(record);
-                        return Ok(Some(batch));
-                    }
-                }
-            }
-            self.add(&mut batch, record);
-        }
-    }
-
-    /// Processes one record into the batch.
-    fn add(&self, batch: &mut Batch, record: Record) {
-        let Record { lsn, payload, .. } = record;
-        batch.started.get_or_insert_with(Instant::now);
-        batch.range = Some(match batch.range {
-            None => BatchRange {
-                first: lsn,
-                last: lsn,
-            },
-            Some(r) => BatchRange { last: lsn, ..r },
-        });
-        batch.bytes += payload.len() as u64;
-        let mut failures = Vec::new();
-        let received_at_ms = replay::process_record(
-            &*self.shared.processor,
-            &payload,
-            self.partition,
-            lsn,
-            &mut batch.rows,
-            &mut failures,
-        );
-        batch
-            .failures
-            .extend(failures.into_iter().map(|f| (lsn, f)));
-        batch.requests.insert(
-            lsn,
-            Stored {
-                received_at_ms,
-                payload,
-            },
-        );
-    }
-
     /// Steps 2–5 of the module docs. `Ok(false)` when stopped before the checkpoint.
     fn publish(&mut self, batch: Batch) -> Result<bool, PublishError> {
         let partition = self.partition;
@@ -574,6 +549,102 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             std::thread::sleep(STOP_POLL.min(deadline - Instant::now()));
         }
         !self.stopped()
+    }
+}
+
+impl<P: Process, D: Deliver> Former<P, D> {
+    /// Raised, or its sender (the [`Publishers`] handle) is gone, or the publishing thread
+    /// stopped.
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+            || self.stop.has_changed().is_err()
+            || self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Reads and processes records until a limit is reached or, with `forced`, exactly its
+    /// range. `None` when stopped.
+    fn form(
+        &mut self,
+        reader: &mut sluice_wal::Reader,
+        mut forced: Option<BatchRange>,
+    ) -> sluice_wal::Result<Option<Batch>> {
+        let config = &self.shared.config;
+        let age = config.batch_age.get();
+        let mut batch = Batch::default();
+        loop {
+            if self.stopped() {
+                return Ok(None);
+            }
+            if let Some(f) = forced {
+                if batch.range.is_some_and(|r| r.last >= f.last) {
+                    return Ok(Some(batch));
+                }
+            } else if let Some(started) = batch.started {
+                if batch.rows.len() >= config.batch_rows
+                    || batch.bytes >= config.batch_bytes.bytes()
+                    || started.elapsed() >= age
+                {
+                    return Ok(Some(batch));
+                }
+            }
+            let wait = match (forced, batch.started) {
+                (None, Some(started)) => age.saturating_sub(started.elapsed()).min(STOP_POLL),
+                _ => STOP_POLL,
+            };
+            let record = match self.carry.take() {
+                Some(r) => Some(r),
+                None => reader.next_timeout(wait)?,
+            };
+            let Some(record) = record else {
+                continue;
+            };
+            if let Some(f) = forced {
+                if record.lsn > f.last {
+                    if batch.is_empty() {
+                        // The log dropped the whole forced range (drop-oldest): form afresh.
+                        forced = None;
+                    } else {
+                        // It dropped the range's tail: close the batch at what was there.
+                        self.carry = Some(record);
+                        return Ok(Some(batch));
+                    }
+                }
+            }
+            self.add(&mut batch, record);
+        }
+    }
+
+    /// Processes one record into the batch.
+    fn add(&self, batch: &mut Batch, record: Record) {
+        let Record { lsn, payload, .. } = record;
+        batch.started.get_or_insert_with(Instant::now);
+        batch.range = Some(match batch.range {
+            None => BatchRange {
+                first: lsn,
+                last: lsn,
+            },
+            Some(r) => BatchRange { last: lsn, ..r },
+        });
+        batch.bytes += payload.len() as u64;
+        let mut failures = Vec::new();
+        let received_at_ms = replay::process_record(
+            &*self.shared.processor,
+            &payload,
+            self.partition,
+            lsn,
+            &mut batch.rows,
+            &mut failures,
+        );
+        batch
+            .failures
+            .extend(failures.into_iter().map(|f| (lsn, f)));
+        batch.requests.insert(
+            lsn,
+            Stored {
+                received_at_ms,
+                payload,
+            },
+        );
     }
 }
 
