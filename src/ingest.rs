@@ -12,9 +12,10 @@
 //! A request goes to partition `fnv1a64(identity) % N`, where the identity is the best one the
 //! request offers *without parsing its body* (the hot path only looks at the head):
 //!
-//! 1. the `sp` cookie (the Snowplow network user id the collector's domain cookie carries),
-//! 2. else a `nuid` query parameter (trackers that set the network user id explicitly),
-//! 3. else the client IP: the first `X-Forwarded-For` hop, else the TCP peer's address.
+//! 1. the network user id the collector resolved from the request — its `nuid` parameter or its
+//!    network-user-id cookie (`collector.cookie.name`, default `sp`); see [`crate::http::collector`],
+//! 2. else the client IP: the first `X-Forwarded-For` hop, else the TCP peer's address. (A
+//!    freshly generated id would scatter a cookieless client's requests, so it is not used.)
 //!
 //! The same user therefore always lands in the same partition, and the log keeps that user's
 //! events in arrival order. The hash is FNV-1a 64 with its fixed offset basis — unsalted on
@@ -51,10 +52,6 @@ pub const MAX_PARTITIONS: usize = 256;
 pub const ENVELOPE_OVERHEAD_BYTES: u64 = 4096;
 /// Group-commit batch size cap (payload bytes), unless one record needs more.
 const MAX_BATCH_BYTES: u64 = 16 << 20;
-/// The cookie that carries Snowplow's network user id.
-const NUID_COOKIE: &str = "sp";
-/// The query parameter that carries an explicit network user id.
-const NUID_PARAM: &str = "nuid";
 
 /// `data_dir/wal/partition-{index:03}`.
 pub fn partition_dir(data_dir: &Path, index: usize) -> PathBuf {
@@ -144,10 +141,8 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// What a request offers to route it by, best first (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Identity<'a> {
-    /// The `sp` cookie's value.
+    /// The network user id the request carried (parameter or cookie).
     NetworkUserId(&'a str),
-    /// The `nuid` query parameter's raw value.
-    QueryNuid(&'a str),
     /// The client's IP address.
     Ip(IpAddr),
     /// An `X-Forwarded-For` first hop that is not an IP address, taken verbatim.
@@ -157,25 +152,15 @@ pub enum Identity<'a> {
 }
 
 impl<'a> Identity<'a> {
-    /// Picks the identity from the request head's parts.
+    /// Picks the identity: the network user id the request carried (as the collector resolved
+    /// it), else the client IP.
     pub fn of(
-        cookies: impl IntoIterator<Item = &'a str>,
-        query: Option<&'a str>,
+        network_user_id: Option<&'a str>,
         forwarded_for: Option<&'a str>,
         peer: Option<SocketAddr>,
     ) -> Identity<'a> {
-        if let Some(v) = cookies
-            .into_iter()
-            .find_map(|header| cookie_value(header, NUID_COOKIE))
-            .filter(|v| !v.is_empty())
-        {
+        if let Some(v) = network_user_id.filter(|v| !v.is_empty()) {
             return Identity::NetworkUserId(v);
-        }
-        if let Some(v) = query
-            .and_then(|q| query_param(q, NUID_PARAM))
-            .filter(|v| !v.is_empty())
-        {
-            return Identity::QueryNuid(v);
         }
         if let Some(hop) = forwarded_for
             .and_then(|h| h.split(',').next())
@@ -196,9 +181,7 @@ impl<'a> Identity<'a> {
     /// The stable hash routing uses.
     pub fn hash(&self) -> u64 {
         match self {
-            Identity::NetworkUserId(v) | Identity::QueryNuid(v) | Identity::ForwardedFor(v) => {
-                fnv1a64(v.as_bytes())
-            }
+            Identity::NetworkUserId(v) | Identity::ForwardedFor(v) => fnv1a64(v.as_bytes()),
             // The canonical (IPv4-mapped addresses unwrapped) octets, so the same client hashes
             // alike whether it came through a proxy header or directly.
             Identity::Ip(ip) => match ip.to_canonical() {
@@ -208,22 +191,6 @@ impl<'a> Identity<'a> {
             Identity::Unknown => fnv1a64(&[]),
         }
     }
-}
-
-/// The value of cookie `name` in one `Cookie` header (`a=1; sp=xyz`), if present.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// The raw (still percent-encoded) value of parameter `name` in a query string.
-pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
 }
 
 /// Why the logs could not be opened or closed.
@@ -534,29 +501,22 @@ mod tests {
     }
 
     #[test]
-    fn the_sp_cookie_wins_over_the_nuid_parameter_and_the_ip() {
+    fn the_network_user_id_wins_over_the_forwarded_ip_and_the_peer() {
         let peer: SocketAddr = "10.0.0.1:1234".parse().unwrap();
-        let id = Identity::of(
-            ["a=1; sp=user-1; b=2"],
-            Some("nuid=user-2"),
-            Some("1.2.3.4"),
-            Some(peer),
-        );
+        let id = Identity::of(Some("user-1"), Some("1.2.3.4"), Some(peer));
         assert_eq!(id, Identity::NetworkUserId("user-1"));
-        let id = Identity::of(["a=1"], Some("e=pv&nuid=user-2"), None, Some(peer));
-        assert_eq!(id, Identity::QueryNuid("user-2"));
-        let id = Identity::of([], Some("e=pv"), Some(" 1.2.3.4 , 5.6.7.8"), Some(peer));
+        let id = Identity::of(Some(""), Some(" 1.2.3.4 , 5.6.7.8"), Some(peer));
         assert_eq!(id, Identity::Ip("1.2.3.4".parse().unwrap()));
-        let id = Identity::of([], None, None, Some(peer));
+        let id = Identity::of(None, None, Some(peer));
         assert_eq!(id, Identity::Ip("10.0.0.1".parse().unwrap()));
-        assert_eq!(Identity::of([], None, None, None), Identity::Unknown);
+        assert_eq!(Identity::of(None, None, None), Identity::Unknown);
     }
 
     #[test]
     fn a_client_hashes_alike_through_a_proxy_header_and_directly() {
-        let direct = Identity::of([], None, None, Some("1.2.3.4:80".parse().unwrap()));
-        let proxied = Identity::of([], None, Some("1.2.3.4"), None);
-        let mapped = Identity::of([], None, None, Some("[::ffff:1.2.3.4]:80".parse().unwrap()));
+        let direct = Identity::of(None, None, Some("1.2.3.4:80".parse().unwrap()));
+        let proxied = Identity::of(None, Some("1.2.3.4"), None);
+        let mapped = Identity::of(None, None, Some("[::ffff:1.2.3.4]:80".parse().unwrap()));
         assert_eq!(direct.hash(), proxied.hash());
         assert_eq!(direct.hash(), mapped.hash());
     }

@@ -61,7 +61,6 @@ use http::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{ByteSize, HumanDuration, Violation};
-use crate::ingest::{cookie_value, query_param};
 
 use super::{PIXEL_PATHS, TP1, TP2};
 
@@ -695,6 +694,10 @@ fn push_http_date(out: &mut String, t: SystemTime) {
 pub struct Visitor {
     /// The network user id to store (see the module docs).
     pub nuid: Option<String>,
+    /// `nuid` came from the request (a `nuid` parameter or the cookie), so it names the same
+    /// user on every request; a freshly generated or anonymous one does not. Routing uses it
+    /// only then.
+    pub from_request: bool,
     /// The `Set-Cookie` of a successful answer.
     pub set_cookie: Option<HeaderValue>,
     /// The request carried `SP-Anonymous`.
@@ -930,6 +933,7 @@ impl Collector {
             if opted_out {
                 return Visitor {
                     nuid: None,
+                    from_request: false,
                     set_cookie: None,
                     anonymous: false,
                     do_not_track: true,
@@ -940,6 +944,7 @@ impl Collector {
         let Some(rules) = &self.cookie else {
             return Visitor {
                 nuid: anonymous.then(|| ANONYMOUS_NUID.to_owned()),
+                from_request: false,
                 set_cookie: None,
                 anonymous,
                 do_not_track: false,
@@ -955,19 +960,22 @@ impl Collector {
             });
             return Visitor {
                 nuid: Some(ANONYMOUS_NUID.to_owned()),
+                from_request: false,
                 set_cookie,
                 anonymous,
                 do_not_track: false,
             };
         }
-        let nuid = query
+        let known = query
             .and_then(|q| query_param(q, "nuid"))
             .and_then(|v| usable_nuid(&percent_decode(v)))
-            .or_else(|| from_cookie.and_then(usable_nuid))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .or_else(|| from_cookie.and_then(usable_nuid));
+        let from_request = known.is_some();
+        let nuid = known.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let set_cookie = rules.header(&nuid, now + rules.expiration, rules.attributes(origin));
         Visitor {
             nuid: Some(nuid),
+            from_request,
             set_cookie: Some(set_cookie),
             anonymous,
             do_not_track: false,
@@ -993,6 +1001,22 @@ impl Collector {
         }
         Ok(location)
     }
+}
+
+/// The value of cookie `name` in one `Cookie` header (`a=1; sp=xyz`), if present.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The raw (still percent-encoded) value of parameter `name` in a query string.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
 }
 
 /// `Some(value)` when it can be the network user id (and so be echoed in `Set-Cookie`).

@@ -418,17 +418,12 @@ impl App {
         }
 
         let partition = {
-            let cookies = parts
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok());
             let forwarded_for = parts
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok());
-            let identity = Identity::of(cookies, query, forwarded_for, peer);
-            self.ingest.route(&identity)
+            let user = visitor.nuid.as_deref().filter(|_| visitor.from_request);
+            self.ingest.route(&Identity::of(user, forwarded_for, peer))
         };
         let (headers, peer) = if visitor.anonymous {
             (anonymous_headers(&parts.headers), None)
