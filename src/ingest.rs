@@ -422,27 +422,19 @@ impl Ingest {
 
 impl Drop for Ingest {
     /// The normal path is [`Ingest::close`]; this covers an `Ingest` dropped without it (an
-    /// error path, or a server dropped without `shutdown`). Closing a log blocks on its writer,
-    /// which is not allowed on an async runtime's thread, so it happens on a scoped plain thread
-    /// that is joined before `drop` returns.
+    /// error path, or a server dropped without `shutdown`), so a failed close is still logged.
+    /// Closing a log joins its writer thread, which is fine on an async runtime's thread too.
     fn drop(&mut self) {
         let partitions =
             std::mem::take(self.partitions.get_mut().unwrap_or_else(|e| e.into_inner()));
-        if partitions.is_empty() {
-            return;
+        for p in partitions {
+            let Ok(wal) = Arc::try_unwrap(p.wal) else {
+                continue;
+            };
+            if let Err(e) = wal.close() {
+                tracing::error!(partition = p.index, error = %e, "closing the log failed");
+            }
         }
-        std::thread::scope(|scope| {
-            scope.spawn(move || {
-                for p in partitions {
-                    let Ok(wal) = Arc::try_unwrap(p.wal) else {
-                        continue;
-                    };
-                    if let Err(e) = wal.close() {
-                        tracing::error!(partition = p.index, error = %e, "closing the log failed");
-                    }
-                }
-            });
-        });
     }
 }
 
