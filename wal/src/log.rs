@@ -389,7 +389,7 @@ impl Wal {
                 Error::io("lock", &lock_path, e)
             }
         })?;
-        let Recovered { state, torn } = recovery::recover(&*fs, &dir, &config, true)?;
+        let Recovered { state, torn } = recovery::recover(&*fs, &dir, true)?;
         if let Some(t) = torn {
             tracing::warn!(dir = %dir.display(), segment = %t.segment, offset = t.offset, reason = %t.reason,
                 "truncated the unacknowledged torn tail of the newest segment");

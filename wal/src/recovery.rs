@@ -17,7 +17,7 @@ use crate::fs::{File, FileSystem, OpenMode};
 use crate::log::{SegmentInfo, State};
 use crate::view::Problem;
 use crate::{
-    parse_segment_file_name, segment_file_name, Error, Lsn, Result, WalConfig, CHECKPOINT_FILE,
+    parse_segment_file_name, segment_file_name, Error, Lsn, Result, CHECKPOINT_FILE,
     CHECKPOINT_TMP_FILE,
 };
 
@@ -33,13 +33,7 @@ pub(crate) struct Recovered {
 
 /// Opens the log's files and rebuilds its state. With `writable`, a torn tail is zeroed and a
 /// leftover temporary checkpoint removed; without, nothing on disk changes.
-pub(crate) fn recover(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    config: &WalConfig,
-    writable: bool,
-) -> Result<Recovered> {
-    let _ = config;
+pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, writable: bool) -> Result<Recovered> {
     let survey = survey(fs, dir, writable, false)?;
     if let Some(p) = survey.problems.into_iter().next() {
         return Err(Error::Corruption {

@@ -48,7 +48,7 @@ impl LogView {
             ));
         }
         let fs = Arc::new(StdFs);
-        let Recovered { state, torn } = recovery::recover(&*fs, &dir, config, false)?;
+        let Recovered { state, torn } = recovery::recover(&*fs, &dir, false)?;
         Ok(LogView {
             shared: Arc::new(Shared::new(
                 dir,
