@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::http::sources::{AuthConfig, CollectConfig, PycolyticsConfig, SegmentConfig};
+pub use crate::ratelimit::LimitsConfig;
 pub use crate::sink::clickhouse::ClickHouseConfig;
 
 /// The whole configuration.
@@ -31,6 +33,16 @@ pub struct Config {
     pub wal: WalSettings,
     /// Collector behaviour of the tracking routes (cookies, CORS, redirects, size rules).
     pub collector: crate::http::collector::CollectorConfig,
+    /// The Segment / RudderStack routes: write keys and JSON size limits.
+    pub segment: SegmentConfig,
+    /// The pycolytics routes: API keys.
+    pub pycolytics: PycolyticsConfig,
+    /// The generic `/collect` routes: API keys.
+    pub collect: CollectConfig,
+    /// The key header of the generic and Snowplow routes, and the Snowplow keys.
+    pub auth: AuthConfig,
+    /// Request rate limits per client IP and per key.
+    pub limits: LimitsConfig,
     /// How requests become enriched events.
     pub enrich: crate::publish::enrich::EnrichConfig,
     /// Batching from the log to the sink.
@@ -52,6 +64,11 @@ pub struct ServerConfig {
     /// Largest request body accepted; larger → 413 and nothing stored. Default `2MiB`;
     /// between `1KiB` and `64MiB`, and it must fit in one WAL segment with room to spare.
     pub max_body_bytes: ByteSize,
+    /// Largest decompressed body of a gzip request (`Content-Encoding: gzip`) on the JSON
+    /// routes (Segment, pycolytics, collect); decompression stops there and the request gets
+    /// 413 (gzip bombs cost at most this much memory). The publisher decompresses stored
+    /// bodies with the same cap. Default `4MiB`; `1KiB` to `256MiB`.
+    pub max_decompressed_bytes: ByteSize,
     /// Largest request head (request line plus headers); larger → 431. Default `40KiB`;
     /// between `8KiB` and `1MiB`.
     pub max_header_bytes: ByteSize,
@@ -139,6 +156,11 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             wal: WalSettings::default(),
             collector: Default::default(),
+            segment: SegmentConfig::default(),
+            pycolytics: PycolyticsConfig::default(),
+            collect: CollectConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
             enrich: Default::default(),
             publish: Default::default(),
             clickhouse: ClickHouseConfig::default(),
@@ -153,6 +175,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: ByteSize(2 << 20),
+            max_decompressed_bytes: ByteSize(4 << 20),
             max_header_bytes: ByteSize(40 << 10),
             request_timeout: HumanDuration(Duration::from_secs(30)),
             max_connections: 10_000,
@@ -491,6 +514,23 @@ impl Overrides {
     }
 }
 
+/// Where a configuration is read from: the file and the command-line flags. `serve` keeps it
+/// to read the configuration again on SIGHUP (the environment is read again too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    /// `--config FILE` or `SLUICE_CONFIG`.
+    pub file: Option<PathBuf>,
+    /// The flags given on the command line.
+    pub overrides: Overrides,
+}
+
+impl Origin {
+    /// Loads the configuration from this origin and the current environment ([`load`]).
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        load(self.file.as_deref(), &self.overrides)
+    }
+}
+
 /// A loaded configuration and where each of its values came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
@@ -806,6 +846,7 @@ pub fn is_secret_key(key: &str) -> bool {
             "write_keys",
             "auth_key",
             "auth_keys",
+            "snowplow_keys",
         ]
         .iter()
         .any(|w| leaf.ends_with(w))
@@ -864,6 +905,8 @@ impl Config {
         let s = &self.server;
         let (ok, m) = size_range(s.max_body_bytes, 1 << 10, 64 << 20);
         check(ok, "server.max_body_bytes", m);
+        let (ok, m) = size_range(s.max_decompressed_bytes, 1 << 10, 256 << 20);
+        check(ok, "server.max_decompressed_bytes", m);
         let (ok, m) = size_range(s.max_header_bytes, 8 << 10, 1 << 20);
         check(ok, "server.max_header_bytes", m);
         let (ok, m) = dur_range(s.request_timeout, SEC, 10 * MIN);
@@ -927,6 +970,11 @@ impl Config {
         }
         // Each component validates its own section.
         out.extend(self.collector.violations());
+        out.extend(self.segment.violations());
+        out.extend(self.pycolytics.violations());
+        out.extend(self.collect.violations());
+        out.extend(self.auth.violations());
+        out.extend(self.limits.violations());
         out.extend(self.enrich.violations());
         out.extend(self.publish.violations());
         out.extend(self.clickhouse.violations());
@@ -1054,6 +1102,61 @@ mod tests {
         );
         assert_eq!(c.wal.segment_size, ByteSize(1 << 20));
         assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn key_lists_and_rate_limits_come_from_the_environment() {
+        let vars = env(&[
+            ("SLUICE_SEGMENT__WRITE_KEYS", r#"["k1","k2"]"#),
+            ("SLUICE_PYCOLYTICS__API_KEYS", r#"["123"]"#),
+            ("SLUICE_COLLECT__API_KEYS", "[]"),
+            ("SLUICE_LIMITS__PER_IP", "1000/s"),
+            ("SLUICE_LIMITS__PER_KEY", "60/min"),
+            ("SLUICE_LIMITS__BURST", "20"),
+            ("SLUICE_AUTH__HEADER", "X-Sluice-Key"),
+            ("SLUICE_SERVER__MAX_DECOMPRESSED_BYTES", "8MiB"),
+        ]);
+        let loaded = load_from(None, &vars, &Overrides::default()).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.segment.write_keys, ["k1", "k2"]);
+        assert_eq!(c.pycolytics.api_keys, ["123"]);
+        assert!(c.collect.api_keys.is_empty());
+        assert_eq!(c.limits.per_ip.to_string(), "1000/s");
+        assert_eq!(c.limits.per_ip.per_second(), Some(1000.0));
+        assert_eq!(c.limits.per_key.per_second(), Some(1.0));
+        assert_eq!(c.limits.burst, 20);
+        assert_eq!(c.auth.header, "X-Sluice-Key");
+        assert_eq!(c.server.max_decompressed_bytes, ByteSize(8 << 20));
+        assert_eq!(
+            loaded.sources["segment.write_keys"],
+            "env SLUICE_SEGMENT__WRITE_KEYS"
+        );
+        c.validate().unwrap();
+        // A rate that does not parse names the key and the accepted forms.
+        let msg = load_err(None, &[("SLUICE_LIMITS__PER_IP", "fast")]).to_string();
+        assert!(
+            msg.contains("`limits.per_ip`") && msg.contains("60/min"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_key_list_is_a_secret_and_the_key_header_is_not() {
+        for key in [
+            "segment.write_keys",
+            "pycolytics.api_keys",
+            "collect.api_keys",
+            "auth.snowplow_keys",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        assert!(!is_secret_key("auth.header"));
+        assert!(!is_secret_key("limits.per_key"));
+        assert!(!is_secret_key("segment.max_batch_items"));
+        // Every secret key that exists is recognised as one.
+        let keys = flatten(&Config::default());
+        let secrets: Vec<_> = keys.keys().filter(|k| is_secret_key(k)).collect();
+        assert!(secrets.len() >= 4, "{secrets:?}");
     }
 
     #[test]
@@ -1262,6 +1365,37 @@ mod tests {
         });
         assert_rejected("clickhouse.url", |c| c.clickhouse.url = "ch:8123".into());
         assert_rejected("log.level", |c| c.log.level = "sluice=loud".into());
+        assert_rejected("server.max_decompressed_bytes", |c| {
+            c.server.max_decompressed_bytes = ByteSize((256 << 20) + 1)
+        });
+        assert_rejected("segment.max_event_bytes", |c| {
+            c.segment.max_event_bytes = ByteSize(1023)
+        });
+        assert_rejected("segment.max_batch_bytes", |c| {
+            c.segment.max_batch_bytes = ByteSize((64 << 20) + 1)
+        });
+        assert_rejected("segment.max_batch_items", |c| c.segment.max_batch_items = 0);
+        assert_rejected("segment.write_keys", |c| {
+            c.segment.write_keys = vec!["".into()]
+        });
+        assert_rejected("pycolytics.api_keys", |c| {
+            c.pycolytics.api_keys = vec!["a b".into()]
+        });
+        assert_rejected("collect.api_keys", |c| {
+            c.collect.api_keys = vec!["x".repeat(513)]
+        });
+        assert_rejected("auth.header", |c| c.auth.header = "X Key".into());
+        assert_rejected("auth.snowplow_keys", |c| {
+            c.auth.snowplow_keys = vec!["\u{7f}".into()]
+        });
+        assert_rejected("limits.burst", |c| c.limits.burst = u64::MAX);
+        assert_rejected("limits.max_buckets", |c| c.limits.max_buckets = 999);
+        assert_rejected("limits.per_key", |c| {
+            c.limits.per_key = crate::ratelimit::RateSetting::Limit {
+                count: 0,
+                per: crate::ratelimit::Period::Second,
+            }
+        });
     }
 
     #[test]

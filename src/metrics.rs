@@ -9,6 +9,7 @@
 //! | `sluice_http_requests_total` | counter | route, status | answered requests |
 //! | `sluice_http_request_duration_seconds` | histogram | route | head received → answer ready |
 //! | `sluice_http_requests_in_flight` | gauge | | requests being handled right now |
+//! | `sluice_http_rejections_total` | counter | reason, source | tracking requests refused before storing: `reason` is `auth` (401), `rate` (429), `size` (413, too many batch items) or `invalid` (400, 415, 422); `source` is `snowplow`, `segment`, `pycolytics` or `collect` |
 //! | `sluice_wal_append_duration_seconds` | histogram | | append submitted → durable, as the handler waits for it |
 //! | `sluice_wal_commit_records` | histogram | | records per group commit |
 //! | `sluice_wal_fsync_duration_seconds` | histogram | | one group commit's fdatasync time |
@@ -59,6 +60,8 @@ pub const HTTP_REQUESTS_TOTAL: &str = "sluice_http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "sluice_http_request_duration_seconds";
 /// Requests being handled right now.
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "sluice_http_requests_in_flight";
+/// Tracking requests refused before storing, by reason and source.
+pub const HTTP_REJECTIONS_TOTAL: &str = "sluice_http_rejections_total";
 /// Append latency as the handler sees it (queueing, group commit and fdatasync).
 pub const WAL_APPEND_DURATION_SECONDS: &str = "sluice_wal_append_duration_seconds";
 /// Records per group commit.
@@ -187,6 +190,10 @@ fn describe() {
         "Time from request head to answer, by route template"
     );
     describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "Requests being handled right now");
+    describe_counter!(
+        HTTP_REJECTIONS_TOTAL,
+        "Tracking requests refused before storing, by reason (auth, rate, size, invalid) and source"
+    );
     describe_histogram!(
         WAL_APPEND_DURATION_SECONDS,
         Unit::Seconds,
@@ -244,6 +251,13 @@ pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration
         .record(elapsed.as_secs_f64());
 }
 
+/// Counts one refused tracking request. `reason` is `auth`, `rate`, `size` or `invalid`;
+/// `source` is `snowplow`, `segment`, `pycolytics` or `collect`.
+pub fn record_rejection(reason: &'static str, source: &'static str) {
+    handle();
+    metrics::counter!(HTTP_REJECTIONS_TOTAL, "reason" => reason, "source" => source).increment(1);
+}
+
 /// Counts a request as in flight until the guard is dropped (also when the request's task is
 /// cancelled).
 #[derive(Debug)]
@@ -280,10 +294,14 @@ fn status_label(status: StatusCode) -> &'static str {
         202 => "202",
         204 => "204",
         400 => "400",
+        401 => "401",
         404 => "404",
         405 => "405",
         408 => "408",
         413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
         431 => "431",
         500 => "500",
         503 => "503",

@@ -3,6 +3,7 @@
 
 mod cli_support;
 
+use clap::CommandFactory;
 use cli_support::{run, sluice};
 use std::path::Path;
 
@@ -19,22 +20,66 @@ fn version_prints_the_package_version() {
     assert_eq!(out.trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
 }
 
+/// Every visible subcommand of the grammar, as the words after `sluice`.
+fn subcommands() -> Vec<Vec<String>> {
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            out.push(p.clone());
+            walk(sub, p, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&sluice::cli::Cli::command(), Vec::new(), &mut out);
+    out
+}
+
 #[test]
-fn every_subcommand_has_help_with_a_description_and_an_example() {
-    for args in [
-        &["serve"][..],
-        &["wal"],
-        &["wal", "status"],
-        &["wal", "inspect"],
-        &["wal", "verify"],
-        &["config"],
-        &["config", "show"],
+fn every_subcommand_has_help_with_a_description_and_examples() {
+    let all = subcommands();
+    for expected in [
+        "serve",
+        "db init",
+        "db check",
+        "wal status",
+        "wal inspect",
+        "wal tail",
+        "wal verify",
+        "wal replay",
+        "dlq list",
+        "dlq show",
+        "dlq replay",
+        "dlq purge",
+        "config show",
     ] {
-        let (code, out, err) = run(sluice().args(args).arg("--help"));
+        assert!(
+            all.iter().any(|p| p.join(" ") == expected),
+            "{expected} is missing from {all:?}"
+        );
+    }
+    for args in all {
+        let (code, out, err) = run(sluice().args(&args).arg("--help"));
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(out.contains("Usage: sluice"), "{args:?}: {out}");
-        assert!(out.contains("Example"), "{args:?} has no example: {out}");
         assert!(out.contains("--config <FILE>"), "{args:?}: {out}");
+        let examples = out
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("{args:?} has no Examples section: {out}"))
+            .1;
+        assert!(
+            examples
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .starts_with("  sluice ")
+                || examples
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .starts_with("  SLUICE_"),
+            "{args:?}: {examples}"
+        );
     }
     let (_, out, _) = run(sluice().args(["serve", "--help"]));
     for flag in [
@@ -58,6 +103,24 @@ fn every_subcommand_has_help_with_a_description_and_an_example() {
 }
 
 #[test]
+fn top_level_help_lists_the_exit_codes_and_examples() {
+    for flag in ["--help", "-h"] {
+        let (code, out, _) = run(sluice().arg(flag));
+        assert_eq!(code, 0);
+        for line in [
+            "Exit codes:",
+            "  0  success",
+            "  1  failure",
+            "  2  usage or configuration error",
+            "  3  problems found in the data",
+            "Examples:\n  sluice db init",
+        ] {
+            assert!(out.contains(line), "{flag}: no `{line}` in {out}");
+        }
+    }
+}
+
+#[test]
 fn a_usage_error_exits_2() {
     let (code, _, err) = run(sluice().args(["wal", "status", "--bogus"]));
     assert_eq!(code, 2, "{err}");
@@ -65,6 +128,125 @@ fn a_usage_error_exits_2() {
     assert_eq!(code, 2);
     let (code, _, _) = run(&mut sluice());
     assert_eq!(code, 2);
+    let (code, _, err) =
+        run(sluice().args(["db", "init", "--print-ddl", "--server-version", "banana"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--server-version"), "{err}");
+}
+
+#[test]
+fn bad_dead_letter_selections_exit_2_and_a_locked_store_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = |args: &[&str]| {
+        run(sluice()
+            .arg("dlq")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path()))
+    };
+    let (code, _, err) = dlq(&["list", "--reason", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown reason `nope`"), "{err}");
+    let (code, _, err) = dlq(&["show", "not-an-id"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = dlq(&["purge"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("purge needs"), "{err}");
+    let (code, out, err) = dlq(&["purge", "--older-than", "1d", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), r#"{"purged":0}"#);
+
+    // Another process holds the store: a failure, not a usage error.
+    let config = sluice::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let _held =
+        sluice::deadletter::Store::open(&config.dead_letter.path(&config.data_dir)).unwrap();
+    let (code, _, err) = dlq(&["list"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("sluice: error: "), "{err}");
+}
+
+#[test]
+fn an_unreachable_clickhouse_exits_1() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = run(sluice()
+        .args(["db", "check", "--clickhouse-url"])
+        .arg(format!("http://127.0.0.1:{port}")));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("sluice: error: "), "{err}");
+}
+
+#[test]
+fn config_show_never_prints_a_credential() {
+    // Every key whose name marks a credential, given a value through the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(sluice().args(["config", "show", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let defaults: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let mut cmd = sluice();
+    cmd.args(["config", "show", "--json", "--data-dir"])
+        .arg(dir.path());
+    let mut secrets = Vec::new();
+    for (key, entry) in &defaults {
+        if !sluice::commands::config_show::is_credential(key) {
+            continue;
+        }
+        let secret = format!("sentinel-{}", secrets.len());
+        let var = format!("SLUICE_{}", key.replace('.', "__").to_ascii_uppercase());
+        match &entry["value"] {
+            serde_json::Value::String(_) => cmd.env(&var, &secret),
+            serde_json::Value::Array(_) => cmd.env(&var, format!("[\"{secret}\"]")),
+            _ => continue,
+        };
+        secrets.push((key.clone(), secret));
+    }
+    assert!(
+        secrets.iter().any(|(k, _)| k == "clickhouse.password"),
+        "{secrets:?}"
+    );
+    cmd.env(
+        "SLUICE_CLICKHOUSE__URL",
+        "http://sluice:sentinel-url@127.0.0.1:8123",
+    );
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("sentinel"), "a credential leaked: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for (key, _) in &secrets {
+        assert!(
+            v[key]["value"].to_string().contains("<redacted>"),
+            "{key}: {}",
+            v[key]
+        );
+        assert!(
+            v[key]["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("env SLUICE_"),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        v["clickhouse.url"]["value"],
+        "http://sluice:<redacted>@127.0.0.1:8123"
+    );
+
+    // The TOML form too.
+    let (_, out, _) = run(sluice()
+        .args(["config", "show"])
+        .env("SLUICE_CLICKHOUSE__PASSWORD", "sentinel-x"));
+    assert!(
+        out.contains("password = \"<redacted>\"  # from: env SLUICE_CLICKHOUSE__PASSWORD"),
+        "{out}"
+    );
+    assert!(!out.contains("sentinel"), "{out}");
 }
 
 #[test]
@@ -181,4 +363,27 @@ fn serve_refuses_to_start_on_an_invalid_configuration() {
     let (code, _, err) = run(sluice().args(["serve", "--clickhouse-url", "not-a-url"]));
     assert_eq!(code, 2);
     assert!(err.contains("`clickhouse.url`"), "{err}");
+}
+
+#[test]
+fn key_lists_and_rate_limits_from_the_environment_are_shown_with_keys_redacted() {
+    let (code, out, err) = run(sluice()
+        .args(["config", "show", "--json"])
+        .env(
+            "SLUICE_SEGMENT__WRITE_KEYS",
+            r#"["wk-secret-1","wk-secret-2"]"#,
+        )
+        .env("SLUICE_PYCOLYTICS__API_KEYS", r#"["pk-secret"]"#)
+        .env("SLUICE_LIMITS__PER_IP", "1000/s"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("secret"), "a key was printed: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(v["segment.write_keys"]["value"], serde_json::json!([]));
+    assert_eq!(
+        v["segment.write_keys"]["source"],
+        "env SLUICE_SEGMENT__WRITE_KEYS"
+    );
+    assert_eq!(v["limits.per_ip"]["value"], "1000/s");
+    assert_eq!(v["limits.per_ip"]["source"], "env SLUICE_LIMITS__PER_IP");
+    assert_eq!(v["collect.api_keys"]["value"], serde_json::json!([]));
 }

@@ -158,7 +158,7 @@ async fn cors_echoes_the_origin_and_preflights_allow_the_configured_extra_header
     );
     assert_eq!(
         preflight.header("access-control-allow-headers"),
-        Some("Content-Type, SP-Anonymous, traceparent, X-Acme")
+        Some("Content-Type, SP-Anonymous, Authorization, X-API-Key, traceparent, X-Acme")
     );
     assert_eq!(preflight.header("access-control-max-age"), Some("600"));
     assert_eq!(preflight.header("vary"), Some("Origin"));

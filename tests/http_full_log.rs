@@ -29,7 +29,8 @@ async fn a_full_log_answers_503_with_retry_after_and_ready_flips_while_health_st
     let mut accepted = Vec::new();
     let mut refusal = None;
     for i in 0..100u32 {
-        let body = format!("{i:08}").repeat(1024); // 8 KiB, unique per request
+        // About 8 KiB of JSON, unique per request (/collect takes JSON objects).
+        let body = format!("{{\"n\":\"{}\"}}", format!("{i:08}").repeat(1023));
         let resp = http
             .post(format!("{base}/collect/full"))
             .body(body.clone())

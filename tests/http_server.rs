@@ -64,6 +64,11 @@ fn cases() -> Vec<Case> {
             br#"{"success":true}"#,
         )
     };
+    // Each JSON route checks its body's shape before storing it.
+    let with_body = |case: Case, body: &'static [u8]| Case { body, ..case };
+    const BATCH: &[u8] = br#"{"batch":[{"type":"track","event":"E","userId":"u"}]}"#;
+    const PY_EVENT: &[u8] = br#"{"event_type":"e","application":"a","version":"1","platform":"p","user_id":"u","session_id":"s"}"#;
+    const PY_EVENTS: &[u8] = br#"[{"event_type":"e","application":"a","version":"1","platform":"p","user_id":"u","session_id":"s","value":{"n":1}}]"#;
     vec![
         pixel(Method::GET, "/i", "/i"),
         pixel(Method::GET, "/ice.png", "/ice.png"),
@@ -76,21 +81,29 @@ fn cases() -> Vec<Case> {
         segment("/v1/screen"),
         segment("/v1/group"),
         segment("/v1/alias"),
-        segment("/v1/batch"),
-        segment("/v1/import"),
-        post(
-            "/v1.0/event",
-            "/v1.0/event",
-            StatusCode::NO_CONTENT,
-            None,
-            b"",
+        with_body(segment("/v1/batch"), BATCH),
+        with_body(segment("/v1/import"), BATCH),
+        segment("/v1/t"),
+        with_body(segment("/v1/b"), BATCH),
+        with_body(
+            post(
+                "/v1.0/event",
+                "/v1.0/event",
+                StatusCode::NO_CONTENT,
+                None,
+                b"",
+            ),
+            PY_EVENT,
         ),
-        post(
-            "/v1.0/events",
-            "/v1.0/events",
-            StatusCode::NO_CONTENT,
-            None,
-            b"",
+        with_body(
+            post(
+                "/v1.0/events",
+                "/v1.0/events",
+                StatusCode::NO_CONTENT,
+                None,
+                b"",
+            ),
+            PY_EVENTS,
         ),
         post("/collect", "/collect", StatusCode::ACCEPTED, None, b""),
         post(
@@ -281,7 +294,7 @@ async fn preflight_health_unknown_paths_and_wrong_methods_store_nothing() {
     assert_eq!(h["access-control-allow-credentials"], "true");
     assert_eq!(
         h["access-control-allow-headers"],
-        "Content-Type, SP-Anonymous"
+        "Content-Type, SP-Anonymous, Authorization, X-API-Key"
     );
     assert_eq!(h["access-control-max-age"], "3600");
     assert!(resp.bytes().await.unwrap().is_empty());
@@ -355,8 +368,11 @@ async fn a_body_declared_larger_than_the_limit_is_refused_with_413_before_it_is_
     assert!(String::from_utf8_lossy(&resp.body).contains("server.max_body_bytes"));
     assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
 
-    // Exactly at the limit is fine.
-    let body = vec![b'a'; 16 << 10];
+    // Exactly at the limit is fine (a JSON object of 16 KiB: /collect takes JSON objects).
+    let mut body = b"{\"a\":\"".to_vec();
+    body.resize((16 << 10) - 2, b'a');
+    body.extend_from_slice(b"\"}");
+    assert_eq!(body.len(), 16 << 10);
     let ok = client()
         .post(format!("http://{}/collect", srv.collector_addr))
         .body(body.clone())
@@ -398,7 +414,7 @@ async fn a_chunked_body_that_grows_past_the_limit_is_refused_with_413_and_not_st
     let mut conn = connect(srv.collector_addr).await;
     send(
         &mut conn,
-        b"POST /v1/batch HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /v1/batch HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n7\r\n{\"batch\r\n7\r\n\":[{}]}\r\n0\r\n\r\n",
     )
     .await;
     let resp = read_response(&mut conn).await;
@@ -408,7 +424,7 @@ async fn a_chunked_body_that_grows_past_the_limit_is_refused_with_413_and_not_st
 
     let stored = stored(&config);
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].1.body, b"hello");
+    assert_eq!(stored[0].1.body, br#"{"batch":[{}]}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,3 +123,42 @@ async fn a_server_dropped_without_shutdown_stops_and_releases_its_logs() {
     again.shutdown().await.unwrap();
     assert_eq!(stored(&config).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_finishes_is_cut_off_after_the_shutdown_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    // The body timeout is far beyond the test's bound: only the grace period can end the
+    // stalled request, so a shutdown that finishes proves the grace period is applied.
+    config.server.request_timeout = sluice::config::HumanDuration(Duration::from_secs(600));
+    config.server.shutdown_grace = sluice::config::HumanDuration(Duration::from_millis(200));
+    let srv = server::start(config.clone()).await.unwrap();
+
+    let mut conn = connect(srv.collector_addr).await;
+    send(
+        &mut conn,
+        b"POST /com.snowplowanalytics.snowplow/tp2 HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n01234",
+    )
+    .await;
+    wait_for_in_flight(srv.metrics_addr, 1).await;
+
+    tokio::time::timeout(IO_BOUND, srv.shutdown())
+        .await
+        .expect("shutdown waited for a request that never finishes")
+        .unwrap();
+
+    // The server closed the stalled connection: the client reads the end of the stream (or
+    // a reset), never an answer.
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(IO_BOUND, conn.read_to_end(&mut buf))
+        .await
+        .expect("the stalled connection was left open");
+    assert!(
+        read.is_err() || buf.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    // Half a body was never acknowledged, so nothing was stored.
+    assert!(stored(&config).is_empty());
+}

@@ -761,11 +761,28 @@ impl Collector {
     /// rather than trusted: an unusable origin rule or alias is ignored, an invalid extra header
     /// name is left out of the preflight answer.
     pub fn new(c: &CollectorConfig) -> Collector {
+        Collector::with_allowed_headers(c, &[])
+    }
+
+    /// [`Collector::new`], with preflights also allowing `headers` (before the configured
+    /// extra ones): the headers that carry keys (`Authorization` for Segment's Basic auth and
+    /// `auth.header`), so browsers may send them cross-origin.
+    pub fn with_allowed_headers(c: &CollectorConfig, headers: &[&str]) -> Collector {
         let mut allow_headers = String::from(BASE_ALLOW_HEADERS);
-        for h in &c.cors.extra_allowed_headers {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_ok() {
+        let mut listed: Vec<String> = BASE_ALLOW_HEADERS
+            .split(", ")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for h in headers
+            .iter()
+            .copied()
+            .chain(c.cors.extra_allowed_headers.iter().map(String::as_str))
+        {
+            let lower = h.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(h.as_bytes()).is_ok() && !listed.contains(&lower) {
                 allow_headers.push_str(", ");
                 allow_headers.push_str(h);
+                listed.push(lower);
             }
         }
         let cors = Cors {
@@ -1052,7 +1069,7 @@ fn url_host(url: &str) -> Option<&str> {
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept literally and invalid
 /// UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return s.to_owned();
     }

@@ -12,7 +12,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::collector::RedirectRefusal;
-use super::response::{message, Body};
+use super::response::{message, with_body, Body};
+use super::sources::Source;
+use crate::ratelimit::retry_after_secs;
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,76 @@ pub enum HttpError {
         /// The target's host.
         host: String,
     },
+    /// A key is required on this route and the request carried none, or a wrong one.
+    #[error("{}", unauthorized_message(*.protocol))]
+    Unauthorized {
+        /// The route's protocol (each has its own place for the key).
+        protocol: Source,
+    },
+    /// The client's (IP's or key's) token bucket is empty. Nothing is stored.
+    #[error("too many requests from this {scope} (limits.{setting}); retry after {}s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        /// How long until a token is back.
+        retry_after: Duration,
+        /// `client IP` or `key`.
+        scope: &'static str,
+        /// `per_ip` or `per_key`.
+        setting: &'static str,
+    },
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is JSON of a shape the route does not take.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// A pycolytics body of the wrong shape (pycolytics answers these with 422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A Segment single call over `segment.max_event_bytes`.
+    #[error("the message is {} over the limit of {limit} bytes (segment.max_event_bytes); send smaller messages", size_text(*.size))]
+    EventTooLarge {
+        /// The (decompressed) body's size, when known.
+        size: Option<u64>,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A Segment batch over `segment.max_batch_bytes`.
+    #[error("the batch is {} over the limit of {limit} bytes (segment.max_batch_bytes); send smaller batches", size_text(*.size))]
+    BatchTooLarge {
+        /// The (decompressed) body's size, when known.
+        size: Option<u64>,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A Segment batch with more than `segment.max_batch_items` messages.
+    #[error("the batch has {count} messages, more than {limit} (segment.max_batch_items); send smaller batches")]
+    TooManyEvents {
+        /// Messages in the batch.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A gzip body that decompresses to more than `server.max_decompressed_bytes`.
+    #[error("the gzip body decompresses to more than {limit} bytes (server.max_decompressed_bytes); send smaller batches")]
+    DecompressedTooLarge {
+        /// The configured cap.
+        limit: u64,
+    },
+    /// `Content-Encoding: gzip` but the body is not gzip.
+    #[error("the body is not valid gzip (Content-Encoding: gzip): {0}")]
+    InvalidGzip(String),
+    /// A `Content-Encoding` other than `gzip` or `identity`.
+    #[error("Content-Encoding {encoding:?} is not supported; send gzip or an uncompressed body")]
+    UnsupportedEncoding {
+        /// The offending coding.
+        encoding: String,
+    },
+    /// A `Content-Type` that is not JSON or text.
+    #[error("Content-Type {content_type:?} is not supported; send JSON as application/json or text/plain")]
+    UnsupportedMediaType {
+        /// The request's content type (truncated).
+        content_type: String,
+    },
     /// The encoded envelope is larger than one log record may be.
     #[error(
         "the request is too large to store ({size} bytes, at most {max}); send smaller batches"
@@ -96,6 +168,32 @@ pub enum HttpError {
         /// The log's record limit.
         max: u64,
     },
+}
+
+fn unauthorized_message(source: Source) -> &'static str {
+    match source {
+        // pycolytics' own answer, word for word (its clients may match on it).
+        Source::Pycolytics => "Invalid or missing API Key",
+        Source::Segment => {
+            "missing or wrong write key: send a configured key (segment.write_keys) as the HTTP \
+             Basic username, as `writeKey` in the body, or as ?writeKey="
+        }
+        Source::Collect => {
+            "missing or wrong API key: send a configured key (collect.api_keys) in the auth.header \
+             header (default X-API-Key)"
+        }
+        Source::Snowplow => {
+            "missing or wrong API key: send a configured key (auth.snowplow_keys) in the \
+             auth.header header (default X-API-Key)"
+        }
+    }
+}
+
+fn size_text(size: Option<u64>) -> String {
+    match size {
+        Some(n) => format!("{n} bytes,"),
+        None => "(decompressed)".into(),
+    }
 }
 
 impl From<RedirectRefusal> for HttpError {
@@ -154,6 +252,42 @@ impl HttpError {
             HttpError::RedirectMissing => "redirect_missing",
             HttpError::RedirectInvalid { .. } => "redirect_invalid",
             HttpError::RedirectDisallowed { .. } => "redirect_disallowed",
+            HttpError::Unauthorized { .. } => "unauthorized",
+            HttpError::RateLimited { .. } => "rate_limited",
+            HttpError::InvalidJson(_) => "invalid_request",
+            HttpError::InvalidBody(_) => "invalid_body",
+            HttpError::Unprocessable(_) => "invalid_shape",
+            HttpError::EventTooLarge { .. } => "event_too_large",
+            HttpError::BatchTooLarge { .. } => "batch_too_large",
+            HttpError::TooManyEvents { .. } => "too_many_events",
+            HttpError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            HttpError::InvalidGzip(_) => "invalid_gzip",
+            HttpError::UnsupportedEncoding { .. } => "unsupported_encoding",
+            HttpError::UnsupportedMediaType { .. } => "unsupported_media_type",
+        }
+    }
+
+    /// The `reason` label of `sluice_http_rejections_total` for a refused request: `auth`,
+    /// `rate`, `size` or `invalid`; `None` for errors that are not the client's request being
+    /// refused (routing, the log's state, timeouts).
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            HttpError::Unauthorized { .. } => Some("auth"),
+            HttpError::RateLimited { .. } => Some("rate"),
+            HttpError::BodyTooLarge { .. }
+            | HttpError::RecordTooLarge { .. }
+            | HttpError::EventTooLarge { .. }
+            | HttpError::BatchTooLarge { .. }
+            | HttpError::TooManyEvents { .. }
+            | HttpError::DecompressedTooLarge { .. } => Some("size"),
+            HttpError::InvalidJson(_)
+            | HttpError::InvalidBody(_)
+            | HttpError::Unprocessable(_)
+            | HttpError::InvalidGzip(_)
+            | HttpError::UnsupportedEncoding { .. }
+            | HttpError::UnsupportedMediaType { .. }
+            | HttpError::BodyRead(_) => Some("invalid"),
+            _ => None,
         }
     }
 
@@ -171,7 +305,20 @@ impl HttpError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             HttpError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            HttpError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            HttpError::BodyRead(_)
+            | HttpError::InvalidJson(_)
+            | HttpError::InvalidBody(_)
+            | HttpError::InvalidGzip(_)
+            | HttpError::TooManyEvents { .. } => StatusCode::BAD_REQUEST,
+            HttpError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HttpError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            HttpError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::EventTooLarge { .. }
+            | HttpError::BatchTooLarge { .. }
+            | HttpError::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::UnsupportedEncoding { .. } | HttpError::UnsupportedMediaType { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             HttpError::LogFull { .. }
             | HttpError::LogBusy { .. }
             | HttpError::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -182,10 +329,27 @@ impl HttpError {
     /// status calls for (`Allow`, `Retry-After`, `Connection: close` when the rest of the
     /// request was not read).
     pub fn into_response(self) -> Response<Body> {
+        self.into_response_for(Source::Snowplow)
+    }
+
+    /// [`HttpError::into_response`] in the error format of `source`'s clients: Segment's
+    /// `{"code":"…","message":"…"}` (analytics-python 2.3.4 reads `code` to decide whether to
+    /// retry), also for the generic JSON routes; pycolytics' (FastAPI's) `{"detail":"…"}`;
+    /// plain text for Snowplow trackers.
+    pub fn into_response_for(self, source: Source) -> Response<Body> {
         let status = self.status();
-        let mut text = self.to_string();
-        text.push('\n');
-        let mut resp = message(status, text);
+        let mut resp = match source {
+            Source::Segment | Source::Collect => json(
+                status,
+                &serde_json::json!({"code": self.code(), "message": self.to_string()}),
+            ),
+            Source::Pycolytics => json(status, &serde_json::json!({"detail": self.to_string()})),
+            Source::Snowplow => {
+                let mut text = self.to_string();
+                text.push('\n');
+                message(status, text)
+            }
+        };
         let headers = resp.headers_mut();
         match self {
             HttpError::MethodNotAllowed { allow, .. } => {
@@ -199,6 +363,12 @@ impl HttpError {
                     HeaderValue::from(retry_after.as_secs()),
                 );
             }
+            HttpError::RateLimited { retry_after, .. } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(retry_after)),
+                );
+            }
             // The body was not (fully) read: the connection cannot carry another request.
             HttpError::BodyTooLarge { .. }
             | HttpError::BodyTimeout { .. }
@@ -209,6 +379,16 @@ impl HttpError {
         }
         resp
     }
+}
+
+/// A JSON error body.
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = with_body(status, bytes::Bytes::from(value.to_string()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 #[cfg(test)]
@@ -239,5 +419,47 @@ mod tests {
             Duration::from_secs(1),
         );
         assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn segment_errors_are_json_with_code_and_message() {
+        let resp = HttpError::InvalidJson("EOF".into()).into_response_for(Source::Segment);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let body = resp.into_body();
+        let bytes = futures_body(body);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["code"], "invalid_request");
+        assert!(v["message"].as_str().unwrap().contains("EOF"));
+    }
+
+    #[test]
+    fn pycolytics_401_is_its_own_detail_and_429_carries_retry_after() {
+        let resp = HttpError::Unauthorized {
+            protocol: Source::Pycolytics,
+        }
+        .into_response_for(Source::Pycolytics);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            futures_body(resp.into_body()),
+            br#"{"detail":"Invalid or missing API Key"}"#
+        );
+        let limited = HttpError::RateLimited {
+            retry_after: Duration::from_millis(1200),
+            scope: "client IP",
+            setting: "per_ip",
+        };
+        assert_eq!(limited.rejection(), Some("rate"));
+        let resp = limited.into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+    }
+
+    fn futures_body(body: Body) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(body.collect()).unwrap().to_bytes().to_vec()
     }
 }

@@ -10,8 +10,8 @@
 //! | OPTIONS | any | no | 200, CORS preflight headers |
 //! | GET, HEAD | `/i`, `/ice.png`, `/com.snowplowanalytics.snowplow/tp1`, `…/tp2` | yes | 200 `image/gif`, 43-byte pixel, no-cache |
 //! | POST | `/com.snowplowanalytics.snowplow/tp2` | yes | 200 `text/plain` `ok` |
-//! | POST | `/v1/{track,identify,page,screen,group,alias,batch,import}` | yes | 200 `application/json` `{"success":true}` |
-//! | POST | `/v1.0/event`, `/v1.0/events` | yes | 204 |
+//! | POST | `/v1/{track,identify,page,screen,group,alias,batch,import}`, analytics.js' `/v1/{t,i,p,s,g,a,b}` | yes | 200 `application/json` `{"success":true}`; errors `{"code","message"}` |
+//! | POST | `/v1.0/event`, `/v1.0/events` | yes | 204; errors `{"detail"}` |
 //! | POST | `/collect`, `/collect/{stream}` | yes | 202 |
 //! | GET, HEAD, POST | `/r/tp2`, `/r/{path}` when `collector.redirects.enabled` | yes | 302 `Location: <u>`; 400 for a missing, invalid or disallowed target (nothing stored) |
 //! | any | `/r/{path}` otherwise | no | 404 `redirects disabled` |
@@ -25,24 +25,41 @@
 //! (including their errors) carry CORS headers; successful ones the network-user-id cookie
 //! ([`collector`] describes both, the do-not-track cookie and `SP-Anonymous`).
 //!
+//! Short aliases store their own template (`/v1/t` is stored as `/v1/t`; the publisher maps
+//! `t`→track, `p`→page, `i`→identify, `g`→group, `a`→alias, `s`→screen, `b`→batch).
+//!
 //! # Status codes
 //!
 //! Trackers drop a batch on 400, 401, 403, 410 and 422 and retry anything else. So a 2xx (or
 //! the redirect's 302) is only sent once the request is durable; 400 only for requests that can
-//! never succeed (a bad redirect target, unreadable framing); every transient refusal (log
-//! full, writer queue full, log unavailable or closing) is a 503 with `Retry-After`. 413 (body
-//! over `server.max_body_bytes`) and 408 (body too slow) store nothing.
+//! never succeed (a bad redirect target, unreadable framing, a body that is not JSON or not the
+//! route's shape, a Segment batch over `segment.max_batch_items`); every transient refusal (log
+//! full, writer queue full, log unavailable or closing) is a 503 with `Retry-After`. These
+//! store nothing: 401 (missing or wrong key, [`auth`]), 413 (body over
+//! `server.max_body_bytes`, a Segment message or batch over its limit, a gzip body over
+//! `server.max_decompressed_bytes`), 415 (a `Content-Type` or `Content-Encoding` the JSON
+//! routes do not take), 422 (a pycolytics body of the wrong shape), 429 with `Retry-After`
+//! (rate limited, [`crate::ratelimit`]) and 408 (body too slow). Segment routes answer errors
+//! as `{"code":"…","message":"…"}`, pycolytics routes as `{"detail":"…"}` (its 401 is exactly
+//! `{"detail":"Invalid or missing API Key"}`), the others as text. Every refusal of a tracking
+//! request is counted in `sluice_http_rejections_total{reason,source}`.
 //!
 //! # The hot path
 //!
-//! For a tracking route the handler reads the body (bounded by `server.max_body_bytes` and
-//! `server.request_timeout`), builds the [`Envelope`], picks the partition from the request head
-//! ([`crate::ingest`]), submits the record and awaits its durability. It never touches the disk
-//! and answers only after the log acknowledged the record: a 2xx means the bytes are synced.
+//! For a tracking route the handler takes a token from the client IP's bucket (when
+//! `limits.per_ip` is set), reads the body (bounded by `server.max_body_bytes` and
+//! `server.request_timeout`), and for the JSON routes checks it ([`sources`]: decompress within
+//! the cap, one validating parse into borrowed structs, the key, the per-key bucket). Then it
+//! builds the [`Envelope`] with the body exactly as received, picks the partition from the
+//! request head ([`crate::ingest`]), submits the record and awaits its durability. It never
+//! touches the disk and answers only after the log acknowledged the record: a 2xx means the
+//! bytes are synced.
 
+pub mod auth;
 pub mod collector;
 pub mod error;
 pub mod response;
+pub mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,7 +74,9 @@ use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::ingest::{Identity, Ingest};
 use crate::metrics;
+use auth::{Access, Policy};
 use collector::Extra;
+use sources::Shape;
 
 pub use collector::Collector;
 pub use error::HttpError;
@@ -69,7 +88,7 @@ pub const PIXEL_PATHS: [&str; 2] = ["/i", "/ice.png"];
 pub const TP1: &str = "/com.snowplowanalytics.snowplow/tp1";
 /// Snowplow tracker protocol v2 (GET pixel, POST batches).
 pub const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// Segment's HTTP tracking API.
+/// Segment's HTTP tracking API: single calls (one message per request).
 pub const SEGMENT_PATHS: [&str; 8] = [
     "/v1/track",
     "/v1/identify",
@@ -80,6 +99,13 @@ pub const SEGMENT_PATHS: [&str; 8] = [
     "/v1/batch",
     "/v1/import",
 ];
+/// analytics.js' short aliases: `t`rack, `p`age, `i`dentify, `g`roup, `a`lias, `s`creen and
+/// `b`atch.
+pub const SEGMENT_SHORT_PATHS: [&str; 7] = [
+    "/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s", "/v1/b",
+];
+/// The Segment routes whose body is a batch (`{"batch":[…]}`).
+pub const SEGMENT_BATCH_PATHS: [&str; 3] = ["/v1/batch", "/v1/import", "/v1/b"];
 /// pycolytics' endpoints.
 pub const PYCOLYTICS_PATHS: [&str; 2] = ["/v1.0/event", "/v1.0/events"];
 /// The generic endpoint without a stream.
@@ -118,13 +144,15 @@ pub const LOGGED_HEADERS: [&str; 10] = [
     "sp-anonymous",
 ];
 
-/// A tracking route: the template that names it and how it answers.
+/// A tracking route: the template that names it, what its body must be, and how it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// The route template, stored in the envelope and used as the metric label.
     pub template: &'static str,
     /// The answer once the request is durable.
     pub answer: Answer,
+    /// What is checked in the body before it is stored (and the route's protocol).
+    pub shape: Shape,
 }
 
 /// What a request's method and path resolve to.
@@ -140,28 +168,69 @@ pub enum Target {
 
 /// Matches a method and path against the route table (OPTIONS is handled before this).
 pub fn resolve(method: &Method, path: &str) -> Result<Target, HttpError> {
-    let (template, allow, answer) = if let Some(t) = PIXEL_PATHS.iter().find(|p| **p == path) {
-        (*t, ALLOW_PIXEL, get_only(method, Answer::Pixel))
+    let (template, allow, answer, shape) = if let Some(t) = PIXEL_PATHS.iter().find(|p| **p == path)
+    {
+        (
+            *t,
+            ALLOW_PIXEL,
+            get_only(method, Answer::Pixel),
+            Shape::Opaque,
+        )
     } else if path == TP2 {
         let answer = match *method {
             Method::GET | Method::HEAD => Some(Answer::Pixel),
             Method::POST => Some(Answer::TextOk),
             _ => None,
         };
-        (TP2, ALLOW_TP2, answer)
+        (TP2, ALLOW_TP2, answer, Shape::Opaque)
     } else if path == TP1 {
-        (TP1, ALLOW_PIXEL, get_only(method, Answer::Pixel))
-    } else if let Some(t) = SEGMENT_PATHS.iter().find(|p| **p == path) {
-        (*t, ALLOW_POST, post_only(method, Answer::SegmentSuccess))
+        (
+            TP1,
+            ALLOW_PIXEL,
+            get_only(method, Answer::Pixel),
+            Shape::Opaque,
+        )
+    } else if let Some(t) = path
+        .starts_with("/v1/")
+        .then(|| {
+            SEGMENT_PATHS
+                .iter()
+                .chain(&SEGMENT_SHORT_PATHS)
+                .find(|p| **p == path)
+        })
+        .flatten()
+    {
+        let shape = if SEGMENT_BATCH_PATHS.contains(t) {
+            Shape::SegmentBatch
+        } else {
+            Shape::SegmentMessage
+        };
+        (
+            *t,
+            ALLOW_POST,
+            post_only(method, Answer::SegmentSuccess),
+            shape,
+        )
     } else if let Some(t) = PYCOLYTICS_PATHS.iter().find(|p| **p == path) {
-        (*t, ALLOW_POST, post_only(method, Answer::NoContent))
+        let shape = if *t == PYCOLYTICS_PATHS[1] {
+            Shape::PycolyticsEvents
+        } else {
+            Shape::PycolyticsEvent
+        };
+        (*t, ALLOW_POST, post_only(method, Answer::NoContent), shape)
     } else if path == COLLECT {
-        (COLLECT, ALLOW_POST, post_only(method, Answer::Accepted))
+        (
+            COLLECT,
+            ALLOW_POST,
+            post_only(method, Answer::Accepted),
+            Shape::Collect,
+        )
     } else if is_collect_stream(path) {
         (
             COLLECT_STREAM,
             ALLOW_POST,
             post_only(method, Answer::Accepted),
+            Shape::Collect,
         )
     } else if path == HEALTH || path == READY {
         let template = if path == HEALTH { HEALTH } else { READY };
@@ -178,7 +247,11 @@ pub fn resolve(method: &Method, path: &str) -> Result<Target, HttpError> {
         return Err(HttpError::NotFound { path: path.into() });
     };
     match answer {
-        Some(answer) => Ok(Target::Track(Route { template, answer })),
+        Some(answer) => Ok(Target::Track(Route {
+            template,
+            answer,
+            shape,
+        })),
         None => Err(HttpError::MethodNotAllowed {
             method: method.clone(),
             route: template,
@@ -201,8 +274,8 @@ fn is_collect_stream(path: &str) -> bool {
         .is_some_and(|stream| !stream.is_empty() && !stream.contains('/'))
 }
 
-/// The limits the handler enforces, from `server.*`, and the collector behaviour from
-/// `[collector]`.
+/// The limits the handler enforces, from `server.*`, the collector behaviour from
+/// `[collector]`, and the reloadable access rules (keys, rate limits, JSON sizes).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// `server.max_body_bytes`.
@@ -213,6 +286,8 @@ pub struct Limits {
     pub retry_after: Duration,
     /// The compiled `[collector]` section.
     pub collector: Arc<Collector>,
+    /// Keys, rate limits and JSON size limits; [`Access::reload`] swaps them while serving.
+    pub access: Arc<Access>,
 }
 
 impl Limits {
@@ -222,7 +297,11 @@ impl Limits {
             max_body_bytes: config.server.max_body_bytes.bytes(),
             request_timeout: config.server.request_timeout.get(),
             retry_after: config.server.retry_after.get(),
-            collector: Arc::new(Collector::new(&config.collector)),
+            collector: Arc::new(Collector::with_allowed_headers(
+                &config.collector,
+                &["Authorization", config.auth.header.as_str()],
+            )),
+            access: Arc::new(Access::new(config)),
         }
     }
 }
@@ -244,6 +323,11 @@ impl App {
     /// The logs this application writes to.
     pub fn ingest(&self) -> &Arc<Ingest> {
         &self.ingest
+    }
+
+    /// The reloadable access rules (keys, rate limits, JSON size limits).
+    pub fn access(&self) -> &Arc<Access> {
+        &self.limits.access
     }
 
     /// Answers one request. `peer` is the TCP peer's address, when there is one.
@@ -307,7 +391,13 @@ impl App {
                 }
                 resp
             }
-            Err(e) => e.into_response(),
+            Err(e) => {
+                let source = plan.route.shape.source();
+                if let Some(reason) = e.rejection() {
+                    metrics::record_rejection(reason, source.as_str());
+                }
+                e.into_response_for(source)
+            }
         };
         collector.add_cors(resp.headers_mut(), origin.as_ref());
         (plan.route.template, resp)
@@ -358,6 +448,7 @@ impl App {
                         route: Route {
                             template,
                             answer: Answer::Found,
+                            shape: Shape::Opaque,
                         },
                         mapped,
                         redirect: true,
@@ -403,6 +494,11 @@ impl App {
         let (parts, body) = req.into_parts();
         let query = parts.uri.query();
         let collector = &*self.limits.collector;
+        let access = &*self.limits.access;
+        let policy = access.policy();
+        // Rate limits come first: a refused client costs no body read.
+        let ip = auth::client_ip(peer, &parts.headers, &policy.trusted_proxies);
+        access.limit_ip(&policy, ip)?;
         let location = if plan.redirect {
             Some(collector.redirect_target(query).map_err(HttpError::from)?)
         } else {
@@ -410,7 +506,8 @@ impl App {
         };
         let visitor = collector.visitor(&parts.headers, query);
         let body = self.read_body(body, &parts.headers).await?;
-        if visitor.do_not_track {
+        let store = self.admit(&policy, plan.route.shape, &parts.headers, query, &body)?;
+        if visitor.do_not_track || !store {
             return Ok(Accepted {
                 location,
                 set_cookie: None,
@@ -453,6 +550,115 @@ impl App {
                 location,
                 set_cookie: visitor.set_cookie,
             })
+    }
+
+    /// The checks between reading the body and storing it: the key (401), the per-key rate
+    /// limit (429) and, on the JSON routes, the body ([`sources`]: 400, 413, 415, 422). Returns
+    /// whether there is anything to store (an empty batch is answered but not stored).
+    fn admit(
+        &self,
+        policy: &Policy,
+        shape: Shape,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<bool, HttpError> {
+        let access = &*self.limits.access;
+        let source = shape.source();
+        let unauthorized = || HttpError::Unauthorized { protocol: source };
+        match shape {
+            Shape::Opaque => {
+                let key = auth::header_key(headers, &policy.key_header);
+                if !policy.snowplow_keys.admits(key) {
+                    return Err(unauthorized());
+                }
+                access.limit_key(policy, key)?;
+                Ok(true)
+            }
+            Shape::Collect => {
+                let key = auth::header_key(headers, &policy.key_header);
+                if !policy.collect_keys.admits(key) {
+                    return Err(unauthorized());
+                }
+                sources::check_content_type(headers)?;
+                let cap = policy.max_decompressed_bytes;
+                let json = sources::decoded_body(headers, body, cap, cap, |_| {
+                    HttpError::DecompressedTooLarge { limit: cap }
+                })?;
+                let inspected = sources::inspect_collect(&json)?;
+                access.limit_key(policy, key)?;
+                Ok(!inspected.empty)
+            }
+            Shape::SegmentMessage | Shape::SegmentBatch => {
+                sources::check_content_type(headers)?;
+                let batch = shape == Shape::SegmentBatch;
+                let json = if batch {
+                    let limit = policy.max_batch_bytes;
+                    sources::decoded_body(
+                        headers,
+                        body,
+                        limit,
+                        policy.max_decompressed_bytes,
+                        |size| HttpError::BatchTooLarge { size, limit },
+                    )?
+                } else {
+                    let limit = policy.max_event_bytes;
+                    sources::decoded_body(
+                        headers,
+                        body,
+                        limit,
+                        policy.max_decompressed_bytes,
+                        |size| HttpError::EventTooLarge { size, limit },
+                    )?
+                };
+                let inspected = sources::inspect_segment(batch, &json)?;
+                // Basic auth, else the body's writeKey, else ?writeKey=.
+                let from_query;
+                let key: Option<std::borrow::Cow<'_, str>> = match auth::basic_username(headers) {
+                    Some(k) => Some(k.into()),
+                    None => match inspected.keys.into_iter().next().flatten() {
+                        Some(k) => Some(k),
+                        None => {
+                            from_query = auth::query_write_key(query);
+                            from_query.as_deref().map(Into::into)
+                        }
+                    },
+                };
+                if !policy.segment_keys.admits(key.as_deref()) {
+                    return Err(unauthorized());
+                }
+                if inspected.items > policy.max_batch_items {
+                    return Err(HttpError::TooManyEvents {
+                        count: inspected.items,
+                        limit: policy.max_batch_items,
+                    });
+                }
+                access.limit_key(policy, key.as_deref())?;
+                Ok(!inspected.empty)
+            }
+            Shape::PycolyticsEvent | Shape::PycolyticsEvents => {
+                sources::check_content_type(headers)?;
+                let cap = policy.max_decompressed_bytes;
+                let json = sources::decoded_body(headers, body, cap, cap, |_| {
+                    HttpError::DecompressedTooLarge { limit: cap }
+                })?;
+                let inspected =
+                    sources::inspect_pycolytics(shape == Shape::PycolyticsEvents, &json)?;
+                // Every event must carry a valid key; a missing one never passes. (An empty
+                // batch stores nothing and is answered 204 whatever its key.)
+                if !policy.pycolytics_keys.is_open()
+                    && !inspected.keys.iter().all(|k| {
+                        k.as_deref()
+                            .is_some_and(|k| policy.pycolytics_keys.accepts(k))
+                    })
+                {
+                    return Err(unauthorized());
+                }
+                let key = inspected.keys.first().and_then(|k| k.as_deref());
+                access.limit_key(policy, key)?;
+                Ok(!inspected.empty)
+            }
+        }
     }
 
     /// Reads the whole body within the size and time limits. A declared `Content-Length` over
@@ -582,15 +788,29 @@ mod tests {
         assert_eq!(track(Method::GET, TP1).answer, Answer::Pixel);
         assert_eq!(track(Method::GET, TP2).answer, Answer::Pixel);
         assert_eq!(track(Method::POST, TP2).answer, Answer::TextOk);
-        for p in SEGMENT_PATHS {
+        for p in SEGMENT_PATHS.iter().chain(&SEGMENT_SHORT_PATHS) {
+            let batch = ["/v1/batch", "/v1/import", "/v1/b"].contains(p);
             assert_eq!(
                 track(Method::POST, p),
                 Route {
                     template: p,
-                    answer: Answer::SegmentSuccess
-                }
+                    answer: Answer::SegmentSuccess,
+                    shape: if batch {
+                        Shape::SegmentBatch
+                    } else {
+                        Shape::SegmentMessage
+                    },
+                },
+                "{p}"
             );
         }
+        assert_eq!(track(Method::POST, "/v1/t").template, "/v1/t");
+        assert_eq!(
+            track(Method::POST, "/v1.0/event").shape,
+            Shape::PycolyticsEvent
+        );
+        assert_eq!(track(Method::GET, "/i").shape, Shape::Opaque);
+        assert_eq!(track(Method::POST, "/collect/x").shape, Shape::Collect);
         assert_eq!(
             track(Method::POST, "/v1.0/events").answer,
             Answer::NoContent
@@ -609,13 +829,22 @@ mod tests {
             (Method::PUT, TP2),
             (Method::POST, TP1),
             (Method::GET, "/v1/track"),
+            (Method::GET, "/v1/t"),
             (Method::GET, "/collect/x"),
             (Method::POST, "/health"),
         ] {
             let err = resolve(&m, p).unwrap_err();
             assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
         }
-        for p in ["/", "/collect/", "/collect/a/b", "/v1/unknown", "/i/"] {
+        for p in [
+            "/",
+            "/collect/",
+            "/collect/a/b",
+            "/v1/unknown",
+            "/v1/x",
+            "/v1/",
+            "/i/",
+        ] {
             let err = resolve(&Method::POST, p).unwrap_err();
             assert_eq!(err.status(), StatusCode::NOT_FOUND, "{p}");
         }
