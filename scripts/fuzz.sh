@@ -4,7 +4,9 @@
 #   scripts/fuzz.sh [SECONDS]      # default 20 seconds per target; 0 = build only
 #
 # Targets: tp2_body (the tp2 POST body decoder + processor), query_string (query-string and
-# base64 decoding + processor), envelope (the WAL record decoder). cargo-fuzz needs nightly
+# base64 decoding + processor), envelope (the WAL record decoder), segment (Segment single
+# calls and batches, plain and gzip, + processor), pycolytics (validate/parse agreement +
+# processor), collect (/collect bodies and stream names + processor). cargo-fuzz needs nightly
 # compiler flags; a stable toolchain is told to accept them with RUSTC_BOOTSTRAP=1. cargo-fuzz
 # itself is installed from crates.io when missing. A crash leaves its input in
 # fuzz/artifacts/<target>/ and makes this script exit non-zero. The corpus grows in
@@ -17,7 +19,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-targets=(tp2_body query_string envelope)
+targets=(tp2_body query_string envelope segment pycolytics collect)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

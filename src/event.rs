@@ -58,12 +58,32 @@ pub const COLUMNS: &[Column] = &[
         required: true,
     },
     Column {
+        name: "message_id",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
         name: "app_id",
         kind: Kind::LowCardinalityText,
         required: false,
     },
     Column {
+        name: "app_version",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
         name: "platform",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "source",
+        kind: Kind::LowCardinalityText,
+        required: false,
+    },
+    Column {
+        name: "stream",
         kind: Kind::LowCardinalityText,
         required: false,
     },
@@ -144,6 +164,11 @@ pub const COLUMNS: &[Column] = &[
     },
     Column {
         name: "user_id",
+        kind: Kind::Text,
+        required: false,
+    },
+    Column {
+        name: "anonymous_id",
         kind: Kind::Text,
         required: false,
     },
@@ -294,6 +319,21 @@ pub const COLUMNS: &[Column] = &[
     },
     Column {
         name: "unstruct_event",
+        kind: Kind::Json,
+        required: false,
+    },
+    Column {
+        name: "properties",
+        kind: Kind::Json,
+        required: false,
+    },
+    Column {
+        name: "traits",
+        kind: Kind::Json,
+        required: false,
+    },
+    Column {
+        name: "context",
         kind: Kind::Json,
         required: false,
     },
@@ -559,45 +599,55 @@ pub enum Value<'a> {
 /// An enriched event: one future row of `sluice.events`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// `eid`, or a generated v4 UUID; lower-case.
+    /// Snowplow `eid`; Segment `messageId` when it is a UUID, else a UUID derived from it; else a v4-shaped UUID derived from the event's place in the log. Lower-case.
     pub event_id: Option<Uuid>,
-    /// `aid`: the application id.
+    /// Segment `messageId` (the sender's dedup key), kept as sent.
+    pub message_id: Option<String>,
+    /// The application id: Snowplow `aid`, Segment `context.app.name`, pycolytics `application`.
     pub app_id: Option<String>,
-    /// `p`: web, mob, pc, srv, app, tv, cnsl, iot, headset.
+    /// The application's version: Segment `context.app.version`, pycolytics `version`.
+    pub app_version: Option<String>,
+    /// Snowplow `p` (web, mob, pc, srv, app, tv, cnsl, iot, headset); Segment `channel` (browser → web, server → srv, mobile → mob); pycolytics `platform` (free text).
     pub platform: Option<String>,
+    /// Which API the event came in by: `snowplow`, `segment` (also RudderStack), `pycolytics` or `collect`.
+    pub source: Option<String>,
+    /// The `/collect/{stream}` stream name (percent-decoded); no value for `/collect` without one and for other routes.
+    pub stream: Option<String>,
     /// When sluice received the request (the envelope's receive time).
     pub collector_tstamp: Option<i64>,
-    /// `dtm`: when the device created the event.
+    /// When the device created the event: Snowplow `dtm`, Segment `originalTimestamp` (else `timestamp`).
     pub dvce_created_tstamp: Option<i64>,
-    /// `stm`: when the device sent it.
+    /// When the device sent it: Snowplow `stm`, Segment `sentAt`.
     pub dvce_sent_tstamp: Option<i64>,
     /// `ttm`: a user-supplied "true" time.
     pub true_tstamp: Option<i64>,
     /// `true_tstamp`, else collector time corrected for device clock skew (`collector − (sent − created)`), else collector time.
     pub derived_tstamp: Option<i64>,
-    /// page_view, page_ping, struct, unstruct, transaction, transaction_item, ad_impression.
+    /// Snowplow: page_view, page_ping, struct, unstruct, transaction, transaction_item, ad_impression; Segment: track, page, screen, identify, group, alias; `pycolytics`; `collect`.
     pub event: Option<String>,
     /// Vendor of the event's schema (e.g. `com.google.analytics` for `se`).
     pub event_vendor: Option<String>,
-    /// Name of the event's schema (e.g. `page_view`, or the self-describing event's name).
+    /// Name of the event's schema (e.g. `page_view`, or the self-describing event's name); Segment track `event`, page/screen `name`; pycolytics `event_type`.
     pub event_name: Option<String>,
     /// Format of the event's schema (`jsonschema`).
     pub event_format: Option<String>,
     /// Version of the event's schema (e.g. `1-0-0`).
     pub event_version: Option<String>,
-    /// Hash of the raw parameters (see enrich config).
+    /// Hash of the raw parameters (see enrich config), or of a JSON source's message without its per-send keys.
     pub event_fingerprint: Option<String>,
-    /// `tna`: the tracker namespace.
+    /// The tracker namespace (`tna`), or Segment `context.library.name`.
     pub name_tracker: Option<String>,
-    /// `tv`: the tracker version.
+    /// The tracker version (`tv`), or Segment `context.library.version`.
     pub v_tracker: Option<String>,
     /// The collector's name and version (`sluice-<version>`), or `cv`.
     pub v_collector: Option<String>,
     /// The enrichment's name and version.
     pub v_etl: Option<String>,
-    /// `uid`: the business user id.
+    /// The business user id: Snowplow `uid`, Segment `userId`, pycolytics `user_id`.
     pub user_id: Option<String>,
-    /// `ip`, else forwarded headers from trusted proxies, else the peer address; optionally anonymised.
+    /// Segment `anonymousId`.
+    pub anonymous_id: Option<String>,
+    /// `ip` (Segment `context.ip`), else forwarded headers from trusted proxies, else the peer address; optionally anonymised.
     pub user_ipaddress: Option<String>,
     /// `fp`.
     pub user_fingerprint: Option<String>,
@@ -605,15 +655,15 @@ pub struct Event {
     pub domain_userid: Option<String>,
     /// `vid`: the session index.
     pub domain_sessionidx: Option<i64>,
-    /// `sid`: the session id.
+    /// The session id: Snowplow `sid`, Segment (RudderStack) `context.sessionId`, pycolytics `session_id`.
     pub domain_sessionid: Option<String>,
-    /// The collector's `sp` cookie id, overridden by `nuid` then `tnuid`.
+    /// The collector's `sp` cookie id, overridden by `nuid` then `tnuid` (Snowplow only).
     pub network_userid: Option<String>,
-    /// `url`, else the Referer header.
+    /// Snowplow `url`, else the Referer header; Segment `context.page.url` (page calls: else `properties.url`).
     pub page_url: Option<String>,
-    /// `page`.
+    /// Snowplow `page`, Segment `context.page.title`.
     pub page_title: Option<String>,
-    /// `refr`.
+    /// Snowplow `refr`, Segment `context.page.referrer`.
     pub page_referrer: Option<String>,
     /// Scheme of page_url.
     pub page_urlscheme: Option<String>,
@@ -639,7 +689,7 @@ pub struct Event {
     pub refr_urlquery: Option<String>,
     /// Fragment of page_referrer.
     pub refr_urlfragment: Option<String>,
-    /// `utm_medium` of page_url.
+    /// `utm_medium` of page_url; Segment `context.campaign.medium` wins. Likewise the other `mkt_*` (Segment `context.campaign.{source,term,content,name}`).
     pub mkt_medium: Option<String>,
     /// `utm_source`.
     pub mkt_source: Option<String>,
@@ -657,6 +707,12 @@ pub struct Event {
     pub contexts: Option<String>,
     /// The self-describing event (`ue_pr`/`ue_px`) as JSON text.
     pub unstruct_event: Option<String>,
+    /// JSON text: Segment `properties`, pycolytics `value`, a `/collect` object.
+    pub properties: Option<String>,
+    /// JSON text: Segment `traits` (identify, group).
+    pub traits: Option<String>,
+    /// JSON text: Segment `context` (batch-level context merged in).
+    pub context: Option<String>,
     /// `se_ca`.
     pub se_category: Option<String>,
     /// `se_ac`.
@@ -707,7 +763,7 @@ pub struct Event {
     pub pp_yoffset_min: Option<i64>,
     /// `pp_may`.
     pub pp_yoffset_max: Option<i64>,
-    /// `ua`, else the User-Agent header.
+    /// Snowplow `ua`, else the User-Agent header; Segment `context.userAgent`; pycolytics and `/collect`: the User-Agent header.
     pub useragent: Option<String>,
     /// Browser name and major version, parsed from the user agent.
     pub br_name: Option<String>,
@@ -715,7 +771,7 @@ pub struct Event {
     pub br_family: Option<String>,
     /// Browser version.
     pub br_version: Option<String>,
-    /// `lang`.
+    /// Snowplow `lang`, Segment `context.locale`.
     pub br_lang: Option<String>,
     /// `cookie`.
     pub br_cookies: Option<bool>,
@@ -729,15 +785,15 @@ pub struct Event {
     pub os_name: Option<String>,
     /// Operating system family.
     pub os_family: Option<String>,
-    /// `tz`.
+    /// Snowplow `tz`, Segment `context.timezone`.
     pub os_timezone: Option<String>,
     /// Device type (Computer, Mobile, Tablet, Spider, …) from the user agent.
     pub dvce_type: Option<String>,
     /// True for mobile and tablet devices.
     pub dvce_ismobile: Option<bool>,
-    /// From `res`.
+    /// From Snowplow `res`, Segment `context.screen.width`.
     pub dvce_screenwidth: Option<i64>,
-    /// From `res`.
+    /// From Snowplow `res`, Segment `context.screen.height`.
     pub dvce_screenheight: Option<i64>,
     /// `cs`.
     pub doc_charset: Option<String>,
@@ -753,111 +809,149 @@ pub struct Event {
     pub wal_index: Option<u64>,
 }
 
+/// Reads one column's value from an [`Event`]: see [`Event::accessor`].
+pub type Accessor = for<'a> fn(&'a Event) -> Value<'a>;
+
 impl Event {
     /// The value of column `name`, or `None` when sluice has no such column.
     pub fn value(&self, name: &str) -> Option<Value<'_>> {
-        fn opt(v: Option<Value<'_>>) -> Option<Value<'_>> {
-            Some(v.unwrap_or(Value::Null))
-        }
-        match name {
-            "event_id" => opt(self.event_id.as_ref().map(Value::Uuid)),
-            "app_id" => opt(self.app_id.as_deref().map(Value::Text)),
-            "platform" => opt(self.platform.as_deref().map(Value::Text)),
-            "collector_tstamp" => opt(self.collector_tstamp.map(Value::TimestampMs)),
-            "dvce_created_tstamp" => opt(self.dvce_created_tstamp.map(Value::TimestampMs)),
-            "dvce_sent_tstamp" => opt(self.dvce_sent_tstamp.map(Value::TimestampMs)),
-            "true_tstamp" => opt(self.true_tstamp.map(Value::TimestampMs)),
-            "derived_tstamp" => opt(self.derived_tstamp.map(Value::TimestampMs)),
-            "event" => opt(self.event.as_deref().map(Value::Text)),
-            "event_vendor" => opt(self.event_vendor.as_deref().map(Value::Text)),
-            "event_name" => opt(self.event_name.as_deref().map(Value::Text)),
-            "event_format" => opt(self.event_format.as_deref().map(Value::Text)),
-            "event_version" => opt(self.event_version.as_deref().map(Value::Text)),
-            "event_fingerprint" => opt(self.event_fingerprint.as_deref().map(Value::Text)),
-            "name_tracker" => opt(self.name_tracker.as_deref().map(Value::Text)),
-            "v_tracker" => opt(self.v_tracker.as_deref().map(Value::Text)),
-            "v_collector" => opt(self.v_collector.as_deref().map(Value::Text)),
-            "v_etl" => opt(self.v_etl.as_deref().map(Value::Text)),
-            "user_id" => opt(self.user_id.as_deref().map(Value::Text)),
-            "user_ipaddress" => opt(self.user_ipaddress.as_deref().map(Value::Text)),
-            "user_fingerprint" => opt(self.user_fingerprint.as_deref().map(Value::Text)),
-            "domain_userid" => opt(self.domain_userid.as_deref().map(Value::Text)),
-            "domain_sessionidx" => opt(self.domain_sessionidx.map(Value::Int)),
-            "domain_sessionid" => opt(self.domain_sessionid.as_deref().map(Value::Text)),
-            "network_userid" => opt(self.network_userid.as_deref().map(Value::Text)),
-            "page_url" => opt(self.page_url.as_deref().map(Value::Text)),
-            "page_title" => opt(self.page_title.as_deref().map(Value::Text)),
-            "page_referrer" => opt(self.page_referrer.as_deref().map(Value::Text)),
-            "page_urlscheme" => opt(self.page_urlscheme.as_deref().map(Value::Text)),
-            "page_urlhost" => opt(self.page_urlhost.as_deref().map(Value::Text)),
-            "page_urlport" => opt(self.page_urlport.map(Value::Int)),
-            "page_urlpath" => opt(self.page_urlpath.as_deref().map(Value::Text)),
-            "page_urlquery" => opt(self.page_urlquery.as_deref().map(Value::Text)),
-            "page_urlfragment" => opt(self.page_urlfragment.as_deref().map(Value::Text)),
-            "refr_urlscheme" => opt(self.refr_urlscheme.as_deref().map(Value::Text)),
-            "refr_urlhost" => opt(self.refr_urlhost.as_deref().map(Value::Text)),
-            "refr_urlport" => opt(self.refr_urlport.map(Value::Int)),
-            "refr_urlpath" => opt(self.refr_urlpath.as_deref().map(Value::Text)),
-            "refr_urlquery" => opt(self.refr_urlquery.as_deref().map(Value::Text)),
-            "refr_urlfragment" => opt(self.refr_urlfragment.as_deref().map(Value::Text)),
-            "mkt_medium" => opt(self.mkt_medium.as_deref().map(Value::Text)),
-            "mkt_source" => opt(self.mkt_source.as_deref().map(Value::Text)),
-            "mkt_term" => opt(self.mkt_term.as_deref().map(Value::Text)),
-            "mkt_content" => opt(self.mkt_content.as_deref().map(Value::Text)),
-            "mkt_campaign" => opt(self.mkt_campaign.as_deref().map(Value::Text)),
-            "mkt_clickid" => opt(self.mkt_clickid.as_deref().map(Value::Text)),
-            "mkt_network" => opt(self.mkt_network.as_deref().map(Value::Text)),
-            "contexts" => opt(self.contexts.as_deref().map(Value::Text)),
-            "unstruct_event" => opt(self.unstruct_event.as_deref().map(Value::Text)),
-            "se_category" => opt(self.se_category.as_deref().map(Value::Text)),
-            "se_action" => opt(self.se_action.as_deref().map(Value::Text)),
-            "se_label" => opt(self.se_label.as_deref().map(Value::Text)),
-            "se_property" => opt(self.se_property.as_deref().map(Value::Text)),
-            "se_value" => opt(self.se_value.map(Value::Float)),
-            "tr_orderid" => opt(self.tr_orderid.as_deref().map(Value::Text)),
-            "tr_affiliation" => opt(self.tr_affiliation.as_deref().map(Value::Text)),
-            "tr_total" => opt(self.tr_total.map(Value::Float)),
-            "tr_tax" => opt(self.tr_tax.map(Value::Float)),
-            "tr_shipping" => opt(self.tr_shipping.map(Value::Float)),
-            "tr_city" => opt(self.tr_city.as_deref().map(Value::Text)),
-            "tr_state" => opt(self.tr_state.as_deref().map(Value::Text)),
-            "tr_country" => opt(self.tr_country.as_deref().map(Value::Text)),
-            "tr_currency" => opt(self.tr_currency.as_deref().map(Value::Text)),
-            "ti_orderid" => opt(self.ti_orderid.as_deref().map(Value::Text)),
-            "ti_sku" => opt(self.ti_sku.as_deref().map(Value::Text)),
-            "ti_name" => opt(self.ti_name.as_deref().map(Value::Text)),
-            "ti_category" => opt(self.ti_category.as_deref().map(Value::Text)),
-            "ti_price" => opt(self.ti_price.map(Value::Float)),
-            "ti_quantity" => opt(self.ti_quantity.map(Value::Int)),
-            "ti_currency" => opt(self.ti_currency.as_deref().map(Value::Text)),
-            "pp_xoffset_min" => opt(self.pp_xoffset_min.map(Value::Int)),
-            "pp_xoffset_max" => opt(self.pp_xoffset_max.map(Value::Int)),
-            "pp_yoffset_min" => opt(self.pp_yoffset_min.map(Value::Int)),
-            "pp_yoffset_max" => opt(self.pp_yoffset_max.map(Value::Int)),
-            "useragent" => opt(self.useragent.as_deref().map(Value::Text)),
-            "br_name" => opt(self.br_name.as_deref().map(Value::Text)),
-            "br_family" => opt(self.br_family.as_deref().map(Value::Text)),
-            "br_version" => opt(self.br_version.as_deref().map(Value::Text)),
-            "br_lang" => opt(self.br_lang.as_deref().map(Value::Text)),
-            "br_cookies" => opt(self.br_cookies.map(Value::Bool)),
-            "br_colordepth" => opt(self.br_colordepth.as_deref().map(Value::Text)),
-            "br_viewwidth" => opt(self.br_viewwidth.map(Value::Int)),
-            "br_viewheight" => opt(self.br_viewheight.map(Value::Int)),
-            "os_name" => opt(self.os_name.as_deref().map(Value::Text)),
-            "os_family" => opt(self.os_family.as_deref().map(Value::Text)),
-            "os_timezone" => opt(self.os_timezone.as_deref().map(Value::Text)),
-            "dvce_type" => opt(self.dvce_type.as_deref().map(Value::Text)),
-            "dvce_ismobile" => opt(self.dvce_ismobile.map(Value::Bool)),
-            "dvce_screenwidth" => opt(self.dvce_screenwidth.map(Value::Int)),
-            "dvce_screenheight" => opt(self.dvce_screenheight.map(Value::Int)),
-            "doc_charset" => opt(self.doc_charset.as_deref().map(Value::Text)),
-            "doc_width" => opt(self.doc_width.map(Value::Int)),
-            "doc_height" => opt(self.doc_height.map(Value::Int)),
-            "wal_partition" => opt(self.wal_partition.map(Value::UInt)),
-            "wal_lsn" => opt(self.wal_lsn.map(Value::UInt)),
-            "wal_index" => opt(self.wal_index.map(Value::UInt)),
-            _ => None,
-        }
+        Event::accessor(name).map(|get| get(self))
+    }
+
+    /// The reader of column `name`, or `None` when sluice has no such column. Resolve it once
+    /// per column and call it per row (the encoder does), instead of matching the name per row.
+    pub fn accessor(name: &str) -> Option<Accessor> {
+        let get: Accessor = match name {
+            "event_id" => |e| e.event_id.as_ref().map_or(Value::Null, Value::Uuid),
+            "message_id" => |e| e.message_id.as_deref().map_or(Value::Null, Value::Text),
+            "app_id" => |e| e.app_id.as_deref().map_or(Value::Null, Value::Text),
+            "app_version" => |e| e.app_version.as_deref().map_or(Value::Null, Value::Text),
+            "platform" => |e| e.platform.as_deref().map_or(Value::Null, Value::Text),
+            "source" => |e| e.source.as_deref().map_or(Value::Null, Value::Text),
+            "stream" => |e| e.stream.as_deref().map_or(Value::Null, Value::Text),
+            "collector_tstamp" => |e| e.collector_tstamp.map_or(Value::Null, Value::TimestampMs),
+            "dvce_created_tstamp" => |e| {
+                e.dvce_created_tstamp
+                    .map_or(Value::Null, Value::TimestampMs)
+            },
+            "dvce_sent_tstamp" => |e| e.dvce_sent_tstamp.map_or(Value::Null, Value::TimestampMs),
+            "true_tstamp" => |e| e.true_tstamp.map_or(Value::Null, Value::TimestampMs),
+            "derived_tstamp" => |e| e.derived_tstamp.map_or(Value::Null, Value::TimestampMs),
+            "event" => |e| e.event.as_deref().map_or(Value::Null, Value::Text),
+            "event_vendor" => |e| e.event_vendor.as_deref().map_or(Value::Null, Value::Text),
+            "event_name" => |e| e.event_name.as_deref().map_or(Value::Null, Value::Text),
+            "event_format" => |e| e.event_format.as_deref().map_or(Value::Null, Value::Text),
+            "event_version" => |e| e.event_version.as_deref().map_or(Value::Null, Value::Text),
+            "event_fingerprint" => |e| {
+                e.event_fingerprint
+                    .as_deref()
+                    .map_or(Value::Null, Value::Text)
+            },
+            "name_tracker" => |e| e.name_tracker.as_deref().map_or(Value::Null, Value::Text),
+            "v_tracker" => |e| e.v_tracker.as_deref().map_or(Value::Null, Value::Text),
+            "v_collector" => |e| e.v_collector.as_deref().map_or(Value::Null, Value::Text),
+            "v_etl" => |e| e.v_etl.as_deref().map_or(Value::Null, Value::Text),
+            "user_id" => |e| e.user_id.as_deref().map_or(Value::Null, Value::Text),
+            "anonymous_id" => |e| e.anonymous_id.as_deref().map_or(Value::Null, Value::Text),
+            "user_ipaddress" => |e| e.user_ipaddress.as_deref().map_or(Value::Null, Value::Text),
+            "user_fingerprint" => |e| {
+                e.user_fingerprint
+                    .as_deref()
+                    .map_or(Value::Null, Value::Text)
+            },
+            "domain_userid" => |e| e.domain_userid.as_deref().map_or(Value::Null, Value::Text),
+            "domain_sessionidx" => |e| e.domain_sessionidx.map_or(Value::Null, Value::Int),
+            "domain_sessionid" => |e| {
+                e.domain_sessionid
+                    .as_deref()
+                    .map_or(Value::Null, Value::Text)
+            },
+            "network_userid" => |e| e.network_userid.as_deref().map_or(Value::Null, Value::Text),
+            "page_url" => |e| e.page_url.as_deref().map_or(Value::Null, Value::Text),
+            "page_title" => |e| e.page_title.as_deref().map_or(Value::Null, Value::Text),
+            "page_referrer" => |e| e.page_referrer.as_deref().map_or(Value::Null, Value::Text),
+            "page_urlscheme" => |e| e.page_urlscheme.as_deref().map_or(Value::Null, Value::Text),
+            "page_urlhost" => |e| e.page_urlhost.as_deref().map_or(Value::Null, Value::Text),
+            "page_urlport" => |e| e.page_urlport.map_or(Value::Null, Value::Int),
+            "page_urlpath" => |e| e.page_urlpath.as_deref().map_or(Value::Null, Value::Text),
+            "page_urlquery" => |e| e.page_urlquery.as_deref().map_or(Value::Null, Value::Text),
+            "page_urlfragment" => |e| {
+                e.page_urlfragment
+                    .as_deref()
+                    .map_or(Value::Null, Value::Text)
+            },
+            "refr_urlscheme" => |e| e.refr_urlscheme.as_deref().map_or(Value::Null, Value::Text),
+            "refr_urlhost" => |e| e.refr_urlhost.as_deref().map_or(Value::Null, Value::Text),
+            "refr_urlport" => |e| e.refr_urlport.map_or(Value::Null, Value::Int),
+            "refr_urlpath" => |e| e.refr_urlpath.as_deref().map_or(Value::Null, Value::Text),
+            "refr_urlquery" => |e| e.refr_urlquery.as_deref().map_or(Value::Null, Value::Text),
+            "refr_urlfragment" => |e| {
+                e.refr_urlfragment
+                    .as_deref()
+                    .map_or(Value::Null, Value::Text)
+            },
+            "mkt_medium" => |e| e.mkt_medium.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_source" => |e| e.mkt_source.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_term" => |e| e.mkt_term.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_content" => |e| e.mkt_content.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_campaign" => |e| e.mkt_campaign.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_clickid" => |e| e.mkt_clickid.as_deref().map_or(Value::Null, Value::Text),
+            "mkt_network" => |e| e.mkt_network.as_deref().map_or(Value::Null, Value::Text),
+            "contexts" => |e| e.contexts.as_deref().map_or(Value::Null, Value::Text),
+            "unstruct_event" => |e| e.unstruct_event.as_deref().map_or(Value::Null, Value::Text),
+            "properties" => |e| e.properties.as_deref().map_or(Value::Null, Value::Text),
+            "traits" => |e| e.traits.as_deref().map_or(Value::Null, Value::Text),
+            "context" => |e| e.context.as_deref().map_or(Value::Null, Value::Text),
+            "se_category" => |e| e.se_category.as_deref().map_or(Value::Null, Value::Text),
+            "se_action" => |e| e.se_action.as_deref().map_or(Value::Null, Value::Text),
+            "se_label" => |e| e.se_label.as_deref().map_or(Value::Null, Value::Text),
+            "se_property" => |e| e.se_property.as_deref().map_or(Value::Null, Value::Text),
+            "se_value" => |e| e.se_value.map_or(Value::Null, Value::Float),
+            "tr_orderid" => |e| e.tr_orderid.as_deref().map_or(Value::Null, Value::Text),
+            "tr_affiliation" => |e| e.tr_affiliation.as_deref().map_or(Value::Null, Value::Text),
+            "tr_total" => |e| e.tr_total.map_or(Value::Null, Value::Float),
+            "tr_tax" => |e| e.tr_tax.map_or(Value::Null, Value::Float),
+            "tr_shipping" => |e| e.tr_shipping.map_or(Value::Null, Value::Float),
+            "tr_city" => |e| e.tr_city.as_deref().map_or(Value::Null, Value::Text),
+            "tr_state" => |e| e.tr_state.as_deref().map_or(Value::Null, Value::Text),
+            "tr_country" => |e| e.tr_country.as_deref().map_or(Value::Null, Value::Text),
+            "tr_currency" => |e| e.tr_currency.as_deref().map_or(Value::Null, Value::Text),
+            "ti_orderid" => |e| e.ti_orderid.as_deref().map_or(Value::Null, Value::Text),
+            "ti_sku" => |e| e.ti_sku.as_deref().map_or(Value::Null, Value::Text),
+            "ti_name" => |e| e.ti_name.as_deref().map_or(Value::Null, Value::Text),
+            "ti_category" => |e| e.ti_category.as_deref().map_or(Value::Null, Value::Text),
+            "ti_price" => |e| e.ti_price.map_or(Value::Null, Value::Float),
+            "ti_quantity" => |e| e.ti_quantity.map_or(Value::Null, Value::Int),
+            "ti_currency" => |e| e.ti_currency.as_deref().map_or(Value::Null, Value::Text),
+            "pp_xoffset_min" => |e| e.pp_xoffset_min.map_or(Value::Null, Value::Int),
+            "pp_xoffset_max" => |e| e.pp_xoffset_max.map_or(Value::Null, Value::Int),
+            "pp_yoffset_min" => |e| e.pp_yoffset_min.map_or(Value::Null, Value::Int),
+            "pp_yoffset_max" => |e| e.pp_yoffset_max.map_or(Value::Null, Value::Int),
+            "useragent" => |e| e.useragent.as_deref().map_or(Value::Null, Value::Text),
+            "br_name" => |e| e.br_name.as_deref().map_or(Value::Null, Value::Text),
+            "br_family" => |e| e.br_family.as_deref().map_or(Value::Null, Value::Text),
+            "br_version" => |e| e.br_version.as_deref().map_or(Value::Null, Value::Text),
+            "br_lang" => |e| e.br_lang.as_deref().map_or(Value::Null, Value::Text),
+            "br_cookies" => |e| e.br_cookies.map_or(Value::Null, Value::Bool),
+            "br_colordepth" => |e| e.br_colordepth.as_deref().map_or(Value::Null, Value::Text),
+            "br_viewwidth" => |e| e.br_viewwidth.map_or(Value::Null, Value::Int),
+            "br_viewheight" => |e| e.br_viewheight.map_or(Value::Null, Value::Int),
+            "os_name" => |e| e.os_name.as_deref().map_or(Value::Null, Value::Text),
+            "os_family" => |e| e.os_family.as_deref().map_or(Value::Null, Value::Text),
+            "os_timezone" => |e| e.os_timezone.as_deref().map_or(Value::Null, Value::Text),
+            "dvce_type" => |e| e.dvce_type.as_deref().map_or(Value::Null, Value::Text),
+            "dvce_ismobile" => |e| e.dvce_ismobile.map_or(Value::Null, Value::Bool),
+            "dvce_screenwidth" => |e| e.dvce_screenwidth.map_or(Value::Null, Value::Int),
+            "dvce_screenheight" => |e| e.dvce_screenheight.map_or(Value::Null, Value::Int),
+            "doc_charset" => |e| e.doc_charset.as_deref().map_or(Value::Null, Value::Text),
+            "doc_width" => |e| e.doc_width.map_or(Value::Null, Value::Int),
+            "doc_height" => |e| e.doc_height.map_or(Value::Null, Value::Int),
+            "wal_partition" => |e| e.wal_partition.map_or(Value::Null, Value::UInt),
+            "wal_lsn" => |e| e.wal_lsn.map_or(Value::Null, Value::UInt),
+            "wal_index" => |e| e.wal_index.map_or(Value::Null, Value::UInt),
+            _ => return None,
+        };
+        Some(get)
     }
 }
 

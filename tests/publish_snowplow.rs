@@ -12,7 +12,11 @@ const RECEIVED: i64 = 1_720_000_000_500;
 const NUID: &str = "8f7cd1e5-4c1e-4f4a-9b5e-2a1b3c4d5e6f";
 
 fn processor() -> Processor {
-    Processor::new(&Config::default()).expect("default config builds a processor")
+    Processor::new(
+        &Config::default(),
+        sluice::instance::InstanceId::from_u64(0),
+    )
+    .expect("default config builds a processor")
 }
 
 fn run(env: &Envelope) -> (Vec<Event>, Vec<Failure>) {
@@ -450,8 +454,8 @@ fn every_kind_of_bad_input_gets_its_category() {
             FailureCategory::AdapterFailure,
         ),
         (
-            "not yet supported protocol",
-            envelope("/v1/batch", "POST", None, PY_HEADERS, b"{}"),
+            "unknown Segment route",
+            envelope("/v1/merge", "POST", None, PY_HEADERS, b"{}"),
             FailureCategory::AdapterFailure,
         ),
         (

@@ -52,12 +52,19 @@ fn db_init_is_idempotent_and_records_its_migrations() {
     let config = fresh("t_init");
     let rt = rt();
     let first = rt.block_on(migrate::init(&config)).unwrap();
-    assert_eq!(first.applied, vec![(1, "create_events".to_string())]);
+    assert_eq!(
+        first.applied,
+        vec![
+            (1, "create_events".to_string()),
+            (2, "add_source_columns".to_string())
+        ]
+    );
     let second = rt.block_on(migrate::init(&config)).unwrap();
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1]);
-    let recorded = shared().query("SELECT version, name FROM t_init.schema_migrations FORMAT TSV");
-    assert_eq!(recorded, "1\tcreate_events\n");
+    assert_eq!(second.already_applied, vec![1, 2]);
+    let recorded = shared()
+        .query("SELECT version, name FROM t_init.schema_migrations ORDER BY version FORMAT TSV");
+    assert_eq!(recorded, "1\tcreate_events\n2\tadd_source_columns\n");
     let engine = shared().query(
         "SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = 't_init' AND name = 'events' FORMAT TSV",
     );

@@ -9,8 +9,11 @@ use std::sync::OnceLock;
 fn processor() -> &'static sluice::publish::enrich::Processor {
     static P: OnceLock<sluice::publish::enrich::Processor> = OnceLock::new();
     P.get_or_init(|| {
-        sluice::publish::enrich::Processor::new(&sluice::config::Config::default())
-            .expect("default config")
+        sluice::publish::enrich::Processor::new(
+            &sluice::config::Config::default(),
+            sluice::instance::InstanceId::from_u64(0),
+        )
+        .expect("default config")
     })
 }
 

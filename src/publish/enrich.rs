@@ -1,13 +1,25 @@
 //! Enrichment: one stored request becomes [`Event`] rows and [`Failure`]s.
 //!
-//! [`Processor::process`] decodes the request with [`crate::publish::snowplow`] and fills the
-//! canonical event from each event's parameters, following Snowplow's enrich (protocol
-//! reference §2 and §4.2): parameter parsing, event type and schema, timestamps, URL parts,
-//! campaign fields, IP address (trusted proxies, optional anonymisation), network user id,
-//! user-agent parsing, fingerprint, entities and the self-describing event (kept as JSON text).
+//! [`Processor::process`] picks the decoder by the envelope's route:
 //!
-//! Processing is pure and deterministic: an event without `eid` gets a v4-shaped UUID derived
-//! from (partition, lsn, index), so a replay produces identical rows and the sink's dedup works.
+//! | Routes | Decoder | `source` |
+//! |---|---|---|
+//! | `/v1/{track,identify,page,screen,group,alias,batch,import}`, `/v1/{t,i,p,s,g,a,b}` | [`crate::publish::segment`] | `segment` |
+//! | `/v1.0/event`, `/v1.0/events` | [`crate::publish::pycolytics`] | `pycolytics` |
+//! | `/collect`, `/collect/{stream}` | [`crate::publish::collect`] | `collect` |
+//! | everything else | [`crate::publish::snowplow`] | `snowplow` |
+//!
+//! For Snowplow it fills the canonical event from each event's parameters, following
+//! Snowplow's enrich (protocol reference §2 and §4.2): parameter parsing, event type and schema,
+//! timestamps, URL parts, campaign fields, IP address (trusted proxies, optional
+//! anonymisation), network user id, user-agent parsing, fingerprint, entities and the
+//! self-describing event (kept as JSON text). The JSON sources reuse the same steps for what
+//! they share (URL parts and campaign fields, the client IP, user-agent families, the
+//! fingerprint); their field mapping is documented in their modules.
+//!
+//! Processing is pure and deterministic: an event without `eid` (or Segment `messageId`) gets a
+//! v4-shaped UUID derived from (partition, lsn, index), so a replay produces identical rows and
+//! the sink's dedup works.
 //!
 //! # `[enrich]` configuration
 //!
@@ -33,7 +45,9 @@
 mod ip;
 mod ua;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -44,7 +58,9 @@ use uuid::Uuid;
 use crate::config::Violation;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::event::{Event, Failure, FailureCategory};
+use crate::instance::InstanceId;
 use crate::publish::snowplow::{self, event_failure, request_failure, Decoded, RawEvent};
+use crate::publish::{collect, pycolytics, segment};
 
 pub use ip::anonymise as anonymise_ip;
 pub use ua::{UaParser, UserAgentInfo};
@@ -55,8 +71,8 @@ pub const COLLECTOR_VERSION: &str = concat!("sluice-", env!("CARGO_PKG_VERSION")
 pub const ETL_VERSION: &str = concat!("sluice-enrich-", env!("CARGO_PKG_VERSION"));
 
 /// The earliest and latest timestamps Snowplow accepts (years 0–9999), in ms.
-const MIN_TSTAMP_MS: i64 = -62_167_219_200_000;
-const MAX_TSTAMP_MS: i64 = 253_402_300_799_999;
+pub(crate) const MIN_TSTAMP_MS: i64 = -62_167_219_200_000;
+pub(crate) const MAX_TSTAMP_MS: i64 = 253_402_300_799_999;
 
 const PLATFORMS: [&str; 9] = [
     "web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset",
@@ -294,12 +310,23 @@ pub struct Processor {
     config: EnrichConfig,
     trusted: Vec<IpNet>,
     max_payload_bytes: u64,
+    /// `segment.max_event_bytes`: a larger Segment batch item is a size violation.
+    pub(crate) max_event_bytes: u64,
+    /// `server.max_decompressed_bytes`: the cap on a stored gzip body, decompressed again here.
+    max_decompressed_bytes: u64,
+    /// The data directory's instance id, part of every generated event id.
+    instance: InstanceId,
     ua: UaParser,
 }
 
 impl Processor {
-    /// Builds the processor from the `[enrich]` (and `[collector]`) settings.
-    pub fn new(config: &crate::config::Config) -> Result<Processor, EnrichError> {
+    /// Builds the processor from the `[enrich]` settings, `collector.max_payload_bytes`,
+    /// `segment.max_event_bytes` and `server.max_decompressed_bytes`; generated event ids name
+    /// `instance` (the data directory's id), so two instances never generate the same one.
+    pub fn new(
+        config: &crate::config::Config,
+        instance: InstanceId,
+    ) -> Result<Processor, EnrichError> {
         let enrich = config.enrich.clone();
         if let Some(v) = enrich
             .violations()
@@ -318,6 +345,9 @@ impl Processor {
             ua: UaParser::new(enrich.user_agent.cache_entries),
             trusted,
             max_payload_bytes,
+            max_event_bytes: config.segment.max_event_bytes.bytes(),
+            max_decompressed_bytes: config.server.max_decompressed_bytes.bytes(),
+            instance,
             config: enrich,
         })
     }
@@ -335,11 +365,28 @@ impl Processor {
         failures: &mut Vec<Failure>,
     ) {
         let route = envelope.route.as_str();
-        if route.starts_with("/v1/") || route.starts_with("/v1.0/") || route.starts_with("/collect")
-        {
+        let at = Position {
+            instance: self.instance,
+            partition,
+            lsn,
+            index: 0,
+        };
+        if let Some(call) = segment::Route::of(route) {
+            segment::process(self, envelope, call, at, events, failures);
+            return;
+        }
+        if let Some(shape) = pycolytics::Shape::of_route(route) {
+            pycolytics::process(self, envelope, shape, at, events, failures);
+            return;
+        }
+        if collect::is_route(route) {
+            collect::process(self, envelope, at, events, failures);
+            return;
+        }
+        if route.starts_with("/v1/") || route.starts_with("/v1.0/") {
             failures.push(request_failure(
                 FailureCategory::AdapterFailure,
-                format!("no adapter for {route} yet"),
+                format!("no adapter for {route}"),
             ));
             return;
         }
@@ -401,10 +448,12 @@ impl Processor {
         let mut schema_errors: Vec<String> = Vec::new();
         let mut protocol_errors: Vec<String> = Vec::new();
         let mut enrichment_errors: Vec<String> = Vec::new();
-        let get = |k: &str| params.get(k).map(String::as_str);
-        let text = |k: &str| get(k).and_then(tsv_safe);
+        let known = Known::of(params);
+        let get = |slot: usize| known.0[slot];
+        let text = |slot: usize| get(slot).and_then(tsv_safe);
 
         let mut ev = Event {
+            source: Some(SOURCE.to_owned()),
             wal_partition: Some(partition as u64),
             wal_lsn: Some(lsn.0),
             wal_index: Some(index as u64),
@@ -413,7 +462,7 @@ impl Processor {
         };
 
         // Event type and id.
-        let e = get("e").unwrap_or("");
+        let e = get(k!("e")).unwrap_or("");
         let event = match e {
             "pv" => Some("page_view"),
             "pp" => Some("page_ping"),
@@ -428,7 +477,7 @@ impl Processor {
             }
         };
         ev.event = event.map(str::to_owned);
-        ev.event_id = match get("eid") {
+        ev.event_id = match get(k!("eid")) {
             Some(eid) => match Uuid::parse_str(eid.trim()) {
                 Ok(u) => Some(u),
                 Err(_) => {
@@ -436,9 +485,9 @@ impl Processor {
                     None
                 }
             },
-            None => Some(derived_event_id(partition, lsn, index)),
+            None => Some(derived_event_id(self.instance, partition, lsn, index)),
         };
-        match get("p") {
+        match get(k!("p")) {
             Some(p) if PLATFORMS.contains(&p) => ev.platform = Some(p.to_owned()),
             Some(p) => schema_errors.push(format!(
                 "`p` = {p:?} is not a platform (one of {})",
@@ -448,21 +497,24 @@ impl Processor {
         }
 
         // Timestamps.
-        let mut tstamp = |k: &str| match get(k) {
-            None | Some("null") | Some("") => None,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(ms) if (MIN_TSTAMP_MS..=MAX_TSTAMP_MS).contains(&ms) => Some(ms),
-                _ => {
-                    schema_errors.push(format!(
-                        "`{k}` = {v:?} is not a timestamp in milliseconds between years 0 and 9999"
-                    ));
-                    None
-                }
-            },
+        let mut tstamp = |slot: usize| {
+            let k = KNOWN[slot];
+            match get(slot) {
+                None | Some("null") | Some("") => None,
+                Some(v) => match v.trim().parse::<i64>() {
+                    Ok(ms) if (MIN_TSTAMP_MS..=MAX_TSTAMP_MS).contains(&ms) => Some(ms),
+                    _ => {
+                        schema_errors.push(format!(
+                            "`{k}` = {v:?} is not a timestamp in milliseconds between years 0 and 9999"
+                        ));
+                        None
+                    }
+                },
+            }
         };
-        ev.dvce_created_tstamp = tstamp("dtm");
-        ev.dvce_sent_tstamp = tstamp("stm");
-        ev.true_tstamp = tstamp("ttm");
+        ev.dvce_created_tstamp = tstamp(k!("dtm"));
+        ev.dvce_sent_tstamp = tstamp(k!("stm"));
+        ev.true_tstamp = tstamp(k!("ttm"));
         ev.derived_tstamp = derived_tstamp(
             ev.collector_tstamp,
             ev.dvce_created_tstamp,
@@ -471,94 +523,103 @@ impl Processor {
         );
 
         // Simple strings.
-        ev.app_id = text("aid");
-        ev.name_tracker = text("tna");
-        ev.v_tracker = text("tv");
-        ev.v_collector = text("cv").or_else(|| Some(COLLECTOR_VERSION.to_owned()));
+        ev.app_id = text(k!("aid"));
+        ev.name_tracker = text(k!("tna"));
+        ev.v_tracker = text(k!("tv"));
+        ev.v_collector = text(k!("cv")).or_else(|| Some(COLLECTOR_VERSION.to_owned()));
         ev.v_etl = Some(ETL_VERSION.to_owned());
-        ev.user_id = text("uid");
-        ev.user_fingerprint = text("fp");
-        ev.domain_userid = text("duid");
-        ev.domain_sessionid = text("sid");
-        ev.page_title = text("page");
-        ev.os_timezone = text("tz");
-        ev.br_lang = text("lang");
-        ev.br_colordepth = text("cd");
-        ev.doc_charset = text("cs");
+        ev.user_id = text(k!("uid"));
+        ev.user_fingerprint = text(k!("fp"));
+        ev.domain_userid = text(k!("duid"));
+        ev.domain_sessionid = text(k!("sid"));
+        ev.page_title = text(k!("page"));
+        ev.os_timezone = text(k!("tz"));
+        ev.br_lang = text(k!("lang"));
+        ev.br_colordepth = text(k!("cd"));
+        ev.doc_charset = text(k!("cs"));
 
         // Numbers.
-        let mut int = |k: &str| match get(k) {
-            None | Some("null") | Some("") => None,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    schema_errors.push(format!("`{k}` = {v:?} is not an integer"));
-                    None
-                }
-            },
+        let mut int = |slot: usize| {
+            let k = KNOWN[slot];
+            match get(slot) {
+                None | Some("null") | Some("") => None,
+                Some(v) => match v.trim().parse::<i64>() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        schema_errors.push(format!("`{k}` = {v:?} is not an integer"));
+                        None
+                    }
+                },
+            }
         };
-        ev.domain_sessionidx = int("vid");
-        ev.pp_xoffset_min = int("pp_mix");
-        ev.pp_xoffset_max = int("pp_max");
-        ev.pp_yoffset_min = int("pp_miy");
-        ev.pp_yoffset_max = int("pp_may");
-        ev.ti_quantity = int("ti_qu");
-        let mut float = |k: &str| match get(k) {
-            None | Some("null") | Some("") => None,
-            Some(v) => match v.trim().parse::<f64>() {
-                Ok(n) if n.is_finite() => Some(n),
-                _ => {
-                    schema_errors.push(format!("`{k}` = {v:?} is not a decimal number"));
-                    None
-                }
-            },
+        ev.domain_sessionidx = int(k!("vid"));
+        ev.pp_xoffset_min = int(k!("pp_mix"));
+        ev.pp_xoffset_max = int(k!("pp_max"));
+        ev.pp_yoffset_min = int(k!("pp_miy"));
+        ev.pp_yoffset_max = int(k!("pp_may"));
+        ev.ti_quantity = int(k!("ti_qu"));
+        let mut float = |slot: usize| {
+            let k = KNOWN[slot];
+            match get(slot) {
+                None | Some("null") | Some("") => None,
+                Some(v) => match v.trim().parse::<f64>() {
+                    Ok(n) if n.is_finite() => Some(n),
+                    _ => {
+                        schema_errors.push(format!("`{k}` = {v:?} is not a decimal number"));
+                        None
+                    }
+                },
+            }
         };
-        ev.se_value = if get("se_va").is_some() {
-            float("se_va")
+        ev.se_value = if get(k!("se_va")).is_some() {
+            float(k!("se_va"))
         } else {
-            float("ev_va")
+            float(k!("ev_va"))
         };
-        ev.tr_total = float("tr_tt");
-        ev.tr_tax = float("tr_tx");
-        ev.tr_shipping = float("tr_sh");
-        ev.ti_price = float("ti_pr");
-        match get("cookie") {
+        ev.tr_total = float(k!("tr_tt"));
+        ev.tr_tax = float(k!("tr_tx"));
+        ev.tr_shipping = float(k!("tr_sh"));
+        ev.ti_price = float(k!("ti_pr"));
+        match get(k!("cookie")) {
             None => {}
             Some("1") => ev.br_cookies = Some(true),
             Some("0") => ev.br_cookies = Some(false),
             Some(v) => schema_errors.push(format!("`cookie` = {v:?} is not 1 or 0")),
         }
-        let mut dims = |k: &str| match get(k) {
-            None | Some("") => (None, None),
-            Some(v) => match parse_dimensions(v) {
-                Some((w, h)) => (Some(w), Some(h)),
-                None => {
-                    schema_errors.push(format!("`{k}` = {v:?} is not WIDTHxHEIGHT"));
-                    (None, None)
-                }
-            },
+        let mut dims = |slot: usize| {
+            let k = KNOWN[slot];
+            match get(slot) {
+                None | Some("") => (None, None),
+                Some(v) => match parse_dimensions(v) {
+                    Some((w, h)) => (Some(w), Some(h)),
+                    None => {
+                        schema_errors.push(format!("`{k}` = {v:?} is not WIDTHxHEIGHT"));
+                        (None, None)
+                    }
+                },
+            }
         };
-        (ev.dvce_screenwidth, ev.dvce_screenheight) = dims("res");
-        (ev.br_viewwidth, ev.br_viewheight) = dims("vp");
-        (ev.doc_width, ev.doc_height) = dims("ds");
+        (ev.dvce_screenwidth, ev.dvce_screenheight) = dims(k!("res"));
+        (ev.br_viewwidth, ev.br_viewheight) = dims(k!("vp"));
+        (ev.doc_width, ev.doc_height) = dims(k!("ds"));
 
         // Structured event (legacy `ev_*` accepted), transaction, item.
-        let either = |a: &str, b: &str| text(a).or_else(|| text(b));
-        ev.se_category = either("se_ca", "ev_ca");
-        ev.se_action = either("se_ac", "ev_ac");
-        ev.se_label = either("se_la", "ev_la");
-        ev.se_property = either("se_pr", "ev_pr");
-        ev.tr_orderid = text("tr_id");
-        ev.tr_affiliation = text("tr_af");
-        ev.tr_city = text("tr_ci");
-        ev.tr_state = text("tr_st");
-        ev.tr_country = text("tr_co");
-        ev.tr_currency = text("tr_cu");
-        ev.ti_orderid = text("ti_id");
-        ev.ti_sku = text("ti_sk");
-        ev.ti_name = either("ti_nm", "ti_na");
-        ev.ti_category = text("ti_ca");
-        ev.ti_currency = text("ti_cu");
+        let either = |a: usize, b: usize| text(a).or_else(|| text(b));
+        ev.se_category = either(k!("se_ca"), k!("ev_ca"));
+        ev.se_action = either(k!("se_ac"), k!("ev_ac"));
+        ev.se_label = either(k!("se_la"), k!("ev_la"));
+        ev.se_property = either(k!("se_pr"), k!("ev_pr"));
+        ev.tr_orderid = text(k!("tr_id"));
+        ev.tr_affiliation = text(k!("tr_af"));
+        ev.tr_city = text(k!("tr_ci"));
+        ev.tr_state = text(k!("tr_st"));
+        ev.tr_country = text(k!("tr_co"));
+        ev.tr_currency = text(k!("tr_cu"));
+        ev.ti_orderid = text(k!("ti_id"));
+        ev.ti_sku = text(k!("ti_sk"));
+        ev.ti_name = either(k!("ti_nm"), k!("ti_na"));
+        ev.ti_category = text(k!("ti_ca"));
+        ev.ti_currency = text(k!("ti_cu"));
 
         // Entities and the self-describing event.
         match json_param(params, "co", "cx") {
@@ -602,7 +663,7 @@ impl Processor {
                 "1-0-0".into(),
             )),
             Some("unstruct") => {
-                if unstruct.is_none() && get("ue_pr").is_none() && get("ue_px").is_none() {
+                if unstruct.is_none() && get(k!("ue_pr")).is_none() && get(k!("ue_px")).is_none() {
                     enrichment_errors.push(
                         "an `e=ue` event needs a self-describing event in `ue_pr` or `ue_px`"
                             .into(),
@@ -626,69 +687,22 @@ impl Processor {
         }
 
         // Page and referrer.
-        ev.page_url = text("url").or_else(|| request.referer.and_then(tsv_safe));
-        ev.page_referrer = text("refr");
-        if let Some(u) = ev.page_url.clone() {
-            match url::Url::parse(&u) {
-                Ok(parsed) => {
-                    let parts = UrlParts::of(&parsed);
-                    ev.page_urlscheme = parts.scheme;
-                    ev.page_urlhost = parts.host;
-                    ev.page_urlport = parts.port;
-                    ev.page_urlpath = parts.path;
-                    ev.page_urlquery = parts.query;
-                    ev.page_urlfragment = parts.fragment;
-                    self.campaign(&parsed, &mut ev);
-                }
-                Err(err) => enrichment_errors.push(format!("page URL {u:?} does not parse: {err}")),
-            }
+        ev.page_url = text(k!("url")).or_else(|| request.referer.and_then(tsv_safe));
+        ev.page_referrer = text(k!("refr"));
+        if let Err(m) = self.page_url_parts(&mut ev) {
+            enrichment_errors.push(m);
         }
-        if let Some(u) = ev.page_referrer.clone() {
-            match url::Url::parse(&u) {
-                Ok(parsed) => {
-                    let parts = UrlParts::of(&parsed);
-                    ev.refr_urlscheme = parts.scheme;
-                    ev.refr_urlhost = parts.host;
-                    ev.refr_urlport = parts.port;
-                    ev.refr_urlpath = parts.path;
-                    ev.refr_urlquery = parts.query;
-                    ev.refr_urlfragment = parts.fragment;
-                }
-                Err(err) => {
-                    enrichment_errors.push(format!("referrer URL {u:?} does not parse: {err}"))
-                }
-            }
+        if let Err(m) = referrer_parts(&mut ev) {
+            enrichment_errors.push(m);
         }
 
         // The user: IP, network id, user agent.
-        ev.user_ipaddress = get("ip")
-            .and_then(ip::ip_param)
-            .or_else(|| request.client_ip.clone())
-            .and_then(|s| tsv_safe(&s));
-        if self.config.anonymise_ip.octets > 0 || self.config.anonymise_ip.segments.unwrap_or(0) > 0
-        {
-            let octets = self.config.anonymise_ip.octets;
-            let segments = self.config.anonymise_ip.segments.unwrap_or(octets);
-            ev.user_ipaddress = ev
-                .user_ipaddress
-                .map(|ip| ip::anonymise(&ip, octets, segments));
-        }
-        ev.network_userid = text("tnuid")
-            .or_else(|| text("nuid"))
+        self.user_ip(&mut ev, get(k!("ip")), request);
+        ev.network_userid = text(k!("tnuid"))
+            .or_else(|| text(k!("nuid")))
             .or_else(|| request.envelope.nuid.as_deref().and_then(tsv_safe));
-        ev.useragent = text("ua").or_else(|| request.user_agent.and_then(tsv_safe));
-        if self.config.user_agent.parse {
-            if let Some(agent) = ev.useragent.as_deref() {
-                let info = self.ua.parse(agent);
-                ev.br_family = info.br_family.clone();
-                ev.br_name = info.br_name.clone();
-                ev.br_version = info.br_version.clone();
-                ev.os_family = info.os_family.clone();
-                ev.os_name = info.os_name.clone();
-                ev.dvce_type = info.dvce_type.clone();
-                ev.dvce_ismobile = info.dvce_ismobile;
-            }
-        }
+        ev.useragent = text(k!("ua")).or_else(|| request.user_agent.and_then(tsv_safe));
+        self.user_agent_families(&mut ev);
         if self.config.fingerprint.enabled {
             ev.event_fingerprint = Some(fingerprint(
                 params,
@@ -709,6 +723,140 @@ impl Processor {
             return Err((FailureCategory::EnrichmentFailure, enrichment_errors));
         }
         Ok(ev)
+    }
+
+    /// What the events of `envelope` share (its client address, headers).
+    pub(crate) fn request<'e>(&self, envelope: &'e Envelope) -> RequestContext<'e> {
+        RequestContext::new(envelope, &self.trusted)
+    }
+
+    /// A new event for the JSON sources: its place in the log, `source`, the collector time
+    /// (also the derived time until the source knows better) and the versions.
+    pub(crate) fn base_event(&self, envelope: &Envelope, source: &str, at: Position) -> Event {
+        Event {
+            source: Some(source.to_owned()),
+            wal_partition: Some(at.partition as u64),
+            wal_lsn: Some(at.lsn.0),
+            wal_index: Some(at.index as u64),
+            collector_tstamp: Some(envelope.received_at_ms),
+            derived_tstamp: Some(envelope.received_at_ms),
+            v_collector: Some(COLLECTOR_VERSION.to_owned()),
+            v_etl: Some(ETL_VERSION.to_owned()),
+            ..Event::default()
+        }
+    }
+
+    /// Splits `ev.page_url` into its parts and fills the campaign fields from its query.
+    /// `Err` names the URL when it does not parse (the parts stay empty).
+    pub(crate) fn page_url_parts(&self, ev: &mut Event) -> Result<(), String> {
+        let Some(u) = ev.page_url.as_deref() else {
+            return Ok(());
+        };
+        let parsed =
+            url::Url::parse(u).map_err(|err| format!("page URL {u:?} does not parse: {err}"))?;
+        let parts = UrlParts::of(&parsed);
+        ev.page_urlscheme = parts.scheme;
+        ev.page_urlhost = parts.host;
+        ev.page_urlport = parts.port;
+        ev.page_urlpath = parts.path;
+        ev.page_urlquery = parts.query;
+        ev.page_urlfragment = parts.fragment;
+        self.campaign(&parsed, ev);
+        Ok(())
+    }
+
+    /// `user_ipaddress`: the first address in `explicit` (Snowplow `ip`, Segment
+    /// `context.ip`), else the request's client address; anonymised as configured.
+    pub(crate) fn user_ip(
+        &self,
+        ev: &mut Event,
+        explicit: Option<&str>,
+        request: &RequestContext<'_>,
+    ) {
+        ev.user_ipaddress = explicit
+            .and_then(ip::ip_param)
+            .or_else(|| request.client_ip.clone())
+            .and_then(|s| tsv_safe(&s));
+        if self.config.anonymise_ip.octets > 0 || self.config.anonymise_ip.segments.unwrap_or(0) > 0
+        {
+            let octets = self.config.anonymise_ip.octets;
+            let segments = self.config.anonymise_ip.segments.unwrap_or(octets);
+            ev.user_ipaddress = ev
+                .user_ipaddress
+                .take()
+                .map(|ip| ip::anonymise(&ip, octets, segments));
+        }
+    }
+
+    /// The browser, OS and device fields parsed from `ev.useragent` (when parsing is on).
+    pub(crate) fn user_agent_families(&self, ev: &mut Event) {
+        if !self.config.user_agent.parse {
+            return;
+        }
+        if let Some(agent) = ev.useragent.as_deref() {
+            let info = self.ua.parse(agent);
+            ev.br_family = info.br_family.clone();
+            ev.br_name = info.br_name.clone();
+            ev.br_version = info.br_version.clone();
+            ev.os_family = info.os_family.clone();
+            ev.os_name = info.os_name.clone();
+            ev.dvce_type = info.dvce_type.clone();
+            ev.dvce_ismobile = info.dvce_ismobile;
+        }
+    }
+
+    /// The event fingerprint of a JSON source's message (its canonical JSON text with the
+    /// sender-varying keys left out by the caller), or `None` when fingerprints are off.
+    pub(crate) fn fingerprint_json(&self, json: &str) -> Option<String> {
+        self.config
+            .fingerprint
+            .enabled
+            .then(|| hash_hex(json.as_bytes(), self.config.fingerprint.algorithm))
+    }
+
+    /// The stored body as JSON bytes: as stored, or decompressed again when the request had
+    /// `Content-Encoding: gzip` (stopped past `server.max_decompressed_bytes`, as at ingest).
+    pub(crate) fn json_body<'e>(&self, envelope: &'e Envelope) -> Result<Cow<'e, [u8]>, Failure> {
+        let mut gzip = false;
+        for (name, value) in &envelope.headers {
+            if name != "content-encoding" {
+                continue;
+            }
+            for coding in value.split(',').map(str::trim) {
+                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                    gzip = true;
+                } else if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
+                    return Err(request_failure(
+                        FailureCategory::CollectorPayloadFormatViolation,
+                        format!("Content-Encoding {coding:?} is not supported (gzip or none)"),
+                    ));
+                }
+            }
+        }
+        if !gzip {
+            return Ok(Cow::Borrowed(&envelope.body));
+        }
+        let max = self.max_decompressed_bytes;
+        let mut out =
+            Vec::with_capacity((envelope.body.len().saturating_mul(4) as u64).min(max) as usize);
+        flate2::read::MultiGzDecoder::new(envelope.body.as_slice())
+            .take(max.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                request_failure(
+                    FailureCategory::CollectorPayloadFormatViolation,
+                    format!("the gzip body does not decompress: {e}"),
+                )
+            })?;
+        if out.len() as u64 > max {
+            return Err(request_failure(
+                FailureCategory::SizeViolation,
+                format!(
+                    "the gzip body decompresses to more than server.max_decompressed_bytes ({max} bytes)"
+                ),
+            ));
+        }
+        Ok(Cow::Owned(out))
     }
 
     /// Campaign attribution from the page URL's (decoded) query parameters.
@@ -740,16 +888,141 @@ impl Processor {
     }
 }
 
+/// Splits `ev.page_referrer` into its parts; `Err` names the URL when it does not parse.
+pub(crate) fn referrer_parts(ev: &mut Event) -> Result<(), String> {
+    let Some(u) = ev.page_referrer.as_deref() else {
+        return Ok(());
+    };
+    let parsed =
+        url::Url::parse(u).map_err(|err| format!("referrer URL {u:?} does not parse: {err}"))?;
+    let parts = UrlParts::of(&parsed);
+    ev.refr_urlscheme = parts.scheme;
+    ev.refr_urlhost = parts.host;
+    ev.refr_urlport = parts.port;
+    ev.refr_urlpath = parts.path;
+    ev.refr_urlquery = parts.query;
+    ev.refr_urlfragment = parts.fragment;
+    Ok(())
+}
+
+/// The parameters [`Processor::enrich`] reads, in the order of their [`pack`]ed names (so a
+/// parameter finds its slot by a binary search over integers).
+const KNOWN: [&str; 63] = [
+    "e", "p", "cd", "cs", "cv", "ds", "fp", "ip", "tv", "tz", "ua", "vp", "aid", "dtm", "eid",
+    "res", "sid", "stm", "tna", "ttm", "uid", "url", "vid", "duid", "lang", "nuid", "page", "refr",
+    "ev_ac", "ev_ca", "ev_la", "ev_pr", "ev_va", "se_ac", "se_ca", "se_la", "se_pr", "se_va",
+    "ti_ca", "ti_cu", "ti_id", "ti_na", "ti_nm", "ti_pr", "ti_qu", "ti_sk", "tnuid", "tr_af",
+    "tr_ci", "tr_co", "tr_cu", "tr_id", "tr_sh", "tr_st", "tr_tt", "tr_tx", "ue_pr", "ue_px",
+    "cookie", "pp_max", "pp_may", "pp_mix", "pp_miy",
+];
+
+/// [`KNOWN`], packed.
+const PACKED: [u64; KNOWN.len()] = {
+    let mut out = [0; KNOWN.len()];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        out[i] = pack(KNOWN[i]);
+        i += 1;
+    }
+    out
+};
+
+/// A parameter name of at most 7 bytes as one integer (its bytes, then its length in the low
+/// byte: distinct names give distinct integers); `u64::MAX` (no such name) for longer ones.
+const fn pack(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    if bytes.len() > 7 {
+        return u64::MAX;
+    }
+    let mut out = 0u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        out = out << 8 | bytes[i] as u64;
+        i += 1;
+    }
+    out << 8 | bytes.len() as u64
+}
+
+/// The slot of `key` in [`KNOWN`], for [`k!`] at compile time (a key not listed does not compile).
+const fn known_slot(key: &str) -> usize {
+    let packed = pack(key);
+    let mut i = 0;
+    while i < PACKED.len() {
+        if PACKED[i] == packed {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a KNOWN parameter")
+}
+
+/// The [`KNOWN`] slot of a parameter name, computed at compile time.
+macro_rules! k {
+    ($key:literal) => {
+        const { known_slot($key) }
+    };
+}
+use k;
+
+/// One event's [`KNOWN`] parameters, gathered in one pass over its map: `enrich` reads ~100
+/// of them (most absent), each then an array read instead of a search of the map.
+struct Known<'p>([Option<&'p str>; KNOWN.len()]);
+
+impl<'p> Known<'p> {
+    fn of(params: &'p RawEvent) -> Known<'p> {
+        let mut known = Known([None; KNOWN.len()]);
+        for (key, value) in params {
+            if let Ok(slot) = PACKED.binary_search(&pack(key)) {
+                known.0[slot] = Some(value.as_str());
+            }
+        }
+        known
+    }
+}
+
+/// `source` of Snowplow rows.
+const SOURCE: &str = "snowplow";
+
+/// Where an event is stored: its request's place in the log and its index in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The data directory's instance id.
+    pub instance: InstanceId,
+    /// The log partition.
+    pub partition: usize,
+    /// The request's LSN in it.
+    pub lsn: Lsn,
+    /// The event's index within the request.
+    pub index: usize,
+}
+
+impl Position {
+    /// The same request, event `index`.
+    pub fn at(self, index: usize) -> Position {
+        Position { index, ..self }
+    }
+
+    /// [`derived_event_id`] of this position.
+    pub fn derived_event_id(self) -> Uuid {
+        derived_event_id(self.instance, self.partition, self.lsn, self.index)
+    }
+}
+
 /// What every event of one request shares.
-struct RequestContext<'a> {
-    envelope: &'a Envelope,
-    referer: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    client_ip: Option<String>,
+pub(crate) struct RequestContext<'a> {
+    /// The stored request.
+    pub envelope: &'a Envelope,
+    /// Its `Referer` header.
+    pub referer: Option<&'a str>,
+    /// Its `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// The client's address (see [`client_ip`]).
+    pub client_ip: Option<String>,
 }
 
 impl<'a> RequestContext<'a> {
-    fn new(envelope: &'a Envelope, trusted: &[IpNet]) -> RequestContext<'a> {
+    /// What a request's events share, with `trusted` proxies' forwarded headers believed.
+    pub fn new(envelope: &'a Envelope, trusted: &[IpNet]) -> RequestContext<'a> {
         RequestContext {
             envelope,
             referer: envelope.header("referer"),
@@ -784,11 +1057,17 @@ fn client_ip(envelope: &Envelope, trusted: &[IpNet]) -> Option<String> {
     peer.map(|p| p.to_string())
 }
 
-/// A v4-shaped UUID derived from where the event is stored: replays give the same id.
-pub fn derived_event_id(partition: usize, lsn: Lsn, index: usize) -> Uuid {
+/// The instance id unit tests process with.
+#[cfg(test)]
+pub(crate) const TEST_INSTANCE: InstanceId = InstanceId::from_u64(0x5eed);
+
+/// A v4-shaped UUID derived from where the event is stored (the instance, partition, LSN and
+/// index): replays give the same id, and other instances other ids.
+pub fn derived_event_id(instance: InstanceId, partition: usize, lsn: Lsn, index: usize) -> Uuid {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     h.update(b"sluice-event-id\x00");
+    h.update(instance.as_u64().to_le_bytes());
     h.update((partition as u64).to_le_bytes());
     h.update(lsn.0.to_le_bytes());
     h.update((index as u64).to_le_bytes());
@@ -818,6 +1097,12 @@ pub fn derived_tstamp(
 /// Snowplow's `toTsvSafe`: tabs become four spaces, other control characters are removed,
 /// an empty result is no value.
 pub fn tsv_safe(s: &str) -> Option<String> {
+    // Clean text (the common case) is copied whole. Every control character (U+0000–U+001F,
+    // U+007F–U+009F) is one of these bytes in UTF-8: < 0x20, 0x7F, or the lead byte 0xC2 of
+    // U+0080–U+00BF (which also covers harmless characters: those take the slow path).
+    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return (!s.is_empty()).then(|| s.to_owned());
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '\t' {
@@ -970,26 +1255,52 @@ impl UrlParts {
 /// Snowplow's event fingerprint: parameters sorted by key, excluded keys dropped, each as
 /// `key␟value␟` (U+001F), hashed, lower-case hex.
 pub fn fingerprint(params: &RawEvent, exclude: &[String], algorithm: HashAlgorithm) -> String {
-    use sha2::Digest as _;
-    let mut input = String::new();
+    match algorithm {
+        HashAlgorithm::Md5 => fingerprint_with::<md5::Md5>(params, exclude),
+        HashAlgorithm::Sha1 => fingerprint_with::<sha1::Sha1>(params, exclude),
+        HashAlgorithm::Sha256 => fingerprint_with::<sha2::Sha256>(params, exclude),
+        HashAlgorithm::Sha384 => fingerprint_with::<sha2::Sha384>(params, exclude),
+        HashAlgorithm::Sha512 => fingerprint_with::<sha2::Sha512>(params, exclude),
+    }
+}
+
+/// [`fingerprint`] with hash `D`: the pieces are fed to the hash one by one (the same bytes
+/// as the joined text, so the same digest, without building the text).
+fn fingerprint_with<D: sha2::Digest>(params: &RawEvent, exclude: &[String]) -> String {
+    let mut h = D::new();
     for (k, v) in params {
         if exclude.iter().any(|e| e == k) {
             continue;
         }
-        input.push_str(k);
-        input.push('\u{1f}');
-        input.push_str(v);
-        input.push('\u{1f}');
+        h.update(k.as_bytes());
+        h.update("\u{1f}".as_bytes());
+        h.update(v.as_bytes());
+        h.update("\u{1f}".as_bytes());
     }
-    let bytes = input.as_bytes();
-    let digest: Vec<u8> = match algorithm {
-        HashAlgorithm::Md5 => md5::Md5::digest(bytes).to_vec(),
-        HashAlgorithm::Sha1 => sha1::Sha1::digest(bytes).to_vec(),
-        HashAlgorithm::Sha256 => sha2::Sha256::digest(bytes).to_vec(),
-        HashAlgorithm::Sha384 => sha2::Sha384::digest(bytes).to_vec(),
-        HashAlgorithm::Sha512 => sha2::Sha512::digest(bytes).to_vec(),
-    };
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize())
+}
+
+/// `bytes` hashed with `algorithm`, lower-case hex.
+fn hash_hex(bytes: &[u8], algorithm: HashAlgorithm) -> String {
+    use sha2::Digest as _;
+    match algorithm {
+        HashAlgorithm::Md5 => hex(&md5::Md5::digest(bytes)),
+        HashAlgorithm::Sha1 => hex(&sha1::Sha1::digest(bytes)),
+        HashAlgorithm::Sha256 => hex(&sha2::Sha256::digest(bytes)),
+        HashAlgorithm::Sha384 => hex(&sha2::Sha384::digest(bytes)),
+        HashAlgorithm::Sha512 => hex(&sha2::Sha512::digest(bytes)),
+    }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1000,7 +1311,7 @@ mod tests {
     fn processor(f: impl FnOnce(&mut EnrichConfig)) -> Processor {
         let mut config = Config::default();
         f(&mut config.enrich);
-        Processor::new(&config).expect("valid config")
+        Processor::new(&config, TEST_INSTANCE).expect("valid config")
     }
 
     fn get(query: &str) -> Envelope {
@@ -1036,6 +1347,7 @@ mod tests {
     fn a_page_view_gets_its_schema_timestamps_versions_and_storage_position() {
         let ev = one(&processor(|_| {}), &get(&format!("{BASE}&eid=0B5E4D3C-1A2B-4C3D-8E9F-0123456789AB&dtm=1700000000000&stm=1700000001000&aid=shop"))).unwrap();
         assert_eq!(ev.event.as_deref(), Some("page_view"));
+        assert_eq!(ev.source.as_deref(), Some("snowplow"));
         assert_eq!(
             ev.event_id.unwrap().to_string(),
             "0b5e4d3c-1a2b-4c3d-8e9f-0123456789ab"
@@ -1080,15 +1392,18 @@ mod tests {
 
     #[test]
     fn an_event_without_eid_gets_a_v4_id_derived_from_its_position() {
-        let a = derived_event_id(1, Lsn(5), 0);
-        assert_eq!(a, derived_event_id(1, Lsn(5), 0));
-        assert_ne!(a, derived_event_id(1, Lsn(5), 1));
-        assert_ne!(a, derived_event_id(2, Lsn(5), 0));
-        assert_ne!(a, derived_event_id(1, Lsn(6), 0));
+        let a = derived_event_id(TEST_INSTANCE, 1, Lsn(5), 0);
+        assert_eq!(a, derived_event_id(TEST_INSTANCE, 1, Lsn(5), 0));
+        assert_ne!(a, derived_event_id(TEST_INSTANCE, 1, Lsn(5), 1));
+        assert_ne!(a, derived_event_id(TEST_INSTANCE, 2, Lsn(5), 0));
+        assert_ne!(a, derived_event_id(TEST_INSTANCE, 1, Lsn(6), 0));
         assert_eq!(a.get_version_num(), 4);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         let ev = one(&processor(|_| {}), &get(BASE)).unwrap();
-        assert_eq!(ev.event_id, Some(derived_event_id(2, Lsn(9), 0)));
+        assert_eq!(
+            ev.event_id,
+            Some(derived_event_id(TEST_INSTANCE, 2, Lsn(9), 0))
+        );
     }
 
     #[test]
@@ -1562,6 +1877,85 @@ mod tests {
     }
 
     #[test]
+    fn tsv_safe_gives_what_the_char_by_char_rule_gives_for_every_character_up_to_u_0800() {
+        let rule = |s: &str| {
+            let out: String = s
+                .chars()
+                .flat_map(|c| match c {
+                    '\t' => vec![' '; 4],
+                    c if c.is_control() => vec![],
+                    c => vec![c],
+                })
+                .collect();
+            (!out.is_empty()).then_some(out)
+        };
+        for c in (0u32..0x800).filter_map(char::from_u32) {
+            for s in [format!("{c}"), format!("a{c}b"), format!("\u{a3}{c}\u{85}")] {
+                assert_eq!(tsv_safe(&s), rule(&s), "{:?}", s);
+            }
+        }
+    }
+
+    #[test]
+    fn fingerprints_hash_the_joined_parameters_in_lower_case_hex_with_every_algorithm() {
+        let mut params = RawEvent::new();
+        params.insert("e".into(), "pv".into());
+        params.insert("url".into(), "https://a.example/\u{e9}".into());
+        params.insert("eid".into(), "x".into());
+        let exclude = FingerprintConfig::default().exclude;
+        let joined = "e\u{1f}pv\u{1f}url\u{1f}https://a.example/\u{e9}\u{1f}";
+        use sha2::Digest as _;
+        let hex_of = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        for (algorithm, want) in [
+            (HashAlgorithm::Md5, hex_of(&md5::Md5::digest(joined))),
+            (HashAlgorithm::Sha1, hex_of(&sha1::Sha1::digest(joined))),
+            (HashAlgorithm::Sha256, hex_of(&sha2::Sha256::digest(joined))),
+            (HashAlgorithm::Sha384, hex_of(&sha2::Sha384::digest(joined))),
+            (HashAlgorithm::Sha512, hex_of(&sha2::Sha512::digest(joined))),
+        ] {
+            assert_eq!(
+                fingerprint(&params, &exclude, algorithm),
+                want,
+                "{algorithm:?}"
+            );
+            assert_eq!(
+                hash_hex(joined.as_bytes(), algorithm),
+                want,
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn known_parameters_pack_to_distinct_sorted_integers_and_each_finds_its_own_slot() {
+        assert!(
+            PACKED.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        for (i, key) in KNOWN.iter().enumerate() {
+            assert_eq!(known_slot(key), i);
+            assert_eq!(PACKED.binary_search(&pack(key)), Ok(i));
+        }
+        let names = [
+            "", "e", "e\0", "\0e", "ab", "ba", "abcdefg", "abcdefgh", "ti_nm", "ti_na",
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert!(pack(a) != pack(b) || pack(a) == u64::MAX, "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(pack("abcdefgh"), u64::MAX);
+        let mut params = RawEvent::new();
+        params.insert("e".into(), "pv".into());
+        params.insert("zz".into(), "not read".into());
+        params.insert("url".into(), "https://a.example/".into());
+        let known = Known::of(&params);
+        assert_eq!(known.0[k!("e")], Some("pv"));
+        assert_eq!(known.0[k!("url")], Some("https://a.example/"));
+        assert_eq!(known.0.iter().flatten().count(), 2);
+    }
+
+    #[test]
     fn cv_overrides_the_collector_version() {
         let ev = one(
             &processor(|_| {}),
@@ -1572,16 +1966,16 @@ mod tests {
     }
 
     #[test]
-    fn other_protocols_and_oversized_requests_fail_as_a_whole() {
+    fn unknown_segment_routes_and_oversized_requests_fail_as_a_whole() {
         let p = processor(|_| {});
         let mut env = get(BASE);
-        env.route = "/v1/batch".into();
+        env.route = "/v1/merge".into();
         let f = one(&p, &env).unwrap_err();
         assert_eq!(
             (f.category, f.event_index),
             (FailureCategory::AdapterFailure, None)
         );
-        assert_eq!(f.messages, vec!["no adapter for /v1/batch yet".to_owned()]);
+        assert_eq!(f.messages, vec!["no adapter for /v1/merge".to_owned()]);
         let mut env = get(BASE);
         env.route = "/com.snowplowanalytics.snowplow/tp2".into();
         env.method = "POST".into();
@@ -1616,7 +2010,10 @@ mod tests {
         );
         let mut config = Config::default();
         config.enrich.trusted_proxies = vec!["bogus".into()];
-        assert_eq!(Processor::new(&config).unwrap_err().code(), "trusted_proxy");
+        assert_eq!(
+            Processor::new(&config, TEST_INSTANCE).unwrap_err().code(),
+            "trusted_proxy"
+        );
     }
 
     #[test]

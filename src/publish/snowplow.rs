@@ -287,6 +287,9 @@ pub fn decode_tp2_body(
         }
         Some(_) => {}
     }
+    if let Some(items) = decode_tp2_body_fast(body, options) {
+        return Ok(items);
+    }
     let json: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| tpv(format!("tp2 body is not valid JSON: {e}")))?;
     let obj = json.as_object().ok_or_else(|| {
@@ -322,6 +325,131 @@ pub fn decode_tp2_body(
         .collect())
 }
 
+/// A `payload_data` body exactly as the fast path takes it: `schema` and a `data` array of
+/// objects of strings, no other key, no key twice (anything else goes the general way).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tp2Body {
+    schema: String,
+    data: Vec<RawEvent>,
+}
+
+/// The common case of [`decode_tp2_body`] without the intermediate `serde_json::Value`: a valid
+/// `payload_data` body whose every event is an object of string values under allowed keys
+/// parses straight into the parameter maps, in one pass. `None` whenever anything is off (the
+/// body, any event, any key): the caller then takes the general path, which gives the same
+/// results for good bodies and the failures and messages for bad ones. Every value of a body
+/// taken here is a string, so the general path would parse it too (no number out of range, no
+/// deep nesting), and a key given twice keeps its last value on both paths.
+fn decode_tp2_body_fast(
+    body: &[u8],
+    options: DecodeOptions,
+) -> Option<Vec<Result<RawEvent, Failure>>> {
+    let parsed: Tp2Body = serde_json::from_slice(body).ok()?;
+    if parsed.data.is_empty()
+        || !parsed.schema.starts_with(PAYLOAD_DATA_PREFIX)
+        || !is_iglu_uri(&parsed.schema)
+    {
+        return None;
+    }
+    if options.strict_body_keys
+        && !parsed
+            .data
+            .iter()
+            .all(|params| params.keys().all(|k| is_payload_data_key(k)))
+    {
+        return None;
+    }
+    Some(parsed.data.into_iter().map(Ok).collect())
+}
+
+/// True for the keys of [`PAYLOAD_DATA_KEYS`] (a `match` rather than a scan of the list).
+pub fn is_payload_data_key(key: &str) -> bool {
+    matches!(
+        key,
+        "tna"
+            | "aid"
+            | "p"
+            | "dtm"
+            | "tz"
+            | "e"
+            | "tid"
+            | "eid"
+            | "tv"
+            | "duid"
+            | "nuid"
+            | "uid"
+            | "vid"
+            | "ip"
+            | "res"
+            | "url"
+            | "page"
+            | "refr"
+            | "fp"
+            | "ctype"
+            | "cookie"
+            | "lang"
+            | "f_pdf"
+            | "f_qt"
+            | "f_realp"
+            | "f_wma"
+            | "f_dir"
+            | "f_fla"
+            | "f_java"
+            | "f_gears"
+            | "f_ag"
+            | "cd"
+            | "ds"
+            | "cs"
+            | "vp"
+            | "mac"
+            | "pp_mix"
+            | "pp_max"
+            | "pp_miy"
+            | "pp_may"
+            | "ad_ba"
+            | "ad_ca"
+            | "ad_ad"
+            | "ad_uid"
+            | "tr_id"
+            | "tr_af"
+            | "tr_tt"
+            | "tr_tx"
+            | "tr_sh"
+            | "tr_ci"
+            | "tr_st"
+            | "tr_co"
+            | "tr_cu"
+            | "ti_id"
+            | "ti_sk"
+            | "ti_nm"
+            | "ti_na"
+            | "ti_ca"
+            | "ti_pr"
+            | "ti_qu"
+            | "ti_cu"
+            | "sa"
+            | "sn"
+            | "st"
+            | "sp"
+            | "se_ca"
+            | "se_ac"
+            | "se_la"
+            | "se_pr"
+            | "se_va"
+            | "ue_na"
+            | "ue_pr"
+            | "ue_px"
+            | "co"
+            | "cx"
+            | "ua"
+            | "tnuid"
+            | "stm"
+            | "sid"
+            | "ttm"
+    )
+}
+
 fn decode_item(
     index: usize,
     item: &serde_json::Value,
@@ -340,7 +468,7 @@ fn decode_item(
     let mut messages = Vec::new();
     let mut params = RawEvent::new();
     for (key, value) in obj {
-        if options.strict_body_keys && !PAYLOAD_DATA_KEYS.contains(&key.as_str()) {
+        if options.strict_body_keys && !is_payload_data_key(key) {
             messages.push(format!(
                 "event {index}: key `{key}` is not allowed by payload_data (additionalProperties: false)"
             ));
@@ -804,6 +932,73 @@ mod tests {
         }
         assert!(decode_base64("not*base64").is_err());
         assert!(decode_base64("a").is_err());
+    }
+
+    #[test]
+    fn the_payload_data_key_match_agrees_with_the_key_list() {
+        for key in PAYLOAD_DATA_KEYS {
+            assert!(is_payload_data_key(key), "{key}");
+        }
+        let listed = |k: &str| PAYLOAD_DATA_KEYS.contains(&k);
+        for key in ["cv", "ev_ca", "", "E", "tv ", "url2", "se_val", "u"] {
+            assert!(!listed(key), "{key}");
+            assert!(!is_payload_data_key(key), "{key}");
+        }
+        let mut unique = PAYLOAD_DATA_KEYS.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), PAYLOAD_DATA_KEYS.len());
+    }
+
+    /// The general path alone (what the fast path must agree with).
+    fn general_path(
+        body: &str,
+        options: DecodeOptions,
+    ) -> Result<Vec<Result<RawEvent, Failure>>, Failure> {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        let items = json["data"].as_array().unwrap();
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| decode_item(i, item, options))
+            .collect())
+    }
+
+    #[test]
+    fn the_fast_path_gives_what_the_general_path_gives_and_steps_aside_for_anything_else() {
+        let strict = DecodeOptions::default();
+        let relaxed = DecodeOptions {
+            strict_body_keys: false,
+        };
+        let schema = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+        let good = format!(
+            r#"{{"schema":"{schema}","data":[{{"e":"pv","tv":"js","p":"web","url":"https://a.example/\u00e9\t","e":"se"}},{{"e":"pp","tv":"js","p":"web","cv":"x"}}]}}"#
+        );
+        assert_eq!(
+            decode_tp2_body_fast(good.as_bytes(), relaxed),
+            Some(general_path(&good, relaxed).unwrap())
+        );
+        assert_eq!(
+            decode_tp2_body(JSON, good.as_bytes(), relaxed).unwrap(),
+            general_path(&good, relaxed).unwrap()
+        );
+        // `cv` is refused in strict mode: the general path names it.
+        assert_eq!(decode_tp2_body_fast(good.as_bytes(), strict), None);
+        let strict_items = decode_tp2_body(JSON, good.as_bytes(), strict).unwrap();
+        assert_eq!(strict_items, general_path(&good, strict).unwrap());
+        assert!(strict_items[1].is_err());
+        for off in [
+            format!(r#"{{"schema":"{schema}","data":[{{"e":"pv","vid":3}}]}}"#),
+            format!(r#"{{"schema":"{schema}","data":[{{"e":"pv","uid":null}}]}}"#),
+            format!(r#"{{"schema":"{schema}","data":["x"]}}"#),
+            format!(r#"{{"schema":"{schema}","data":[]}}"#),
+            format!(r#"{{"schema":"{schema}","data":[{{"e":"pv"}}],"other":1e999}}"#),
+            format!(r#"{{"schema":"{schema}","data":[{{"e":"pv"}}],"data":[{{"e":"pp"}}]}}"#),
+            r#"{"schema":"iglu:com.acme/other/jsonschema/1-0-0","data":[{"e":"pv"}]}"#.to_owned(),
+            r#"{"data":[{"e":"pv"}]}"#.to_owned(),
+        ] {
+            assert_eq!(decode_tp2_body_fast(off.as_bytes(), relaxed), None, "{off}");
+        }
     }
 
     #[test]

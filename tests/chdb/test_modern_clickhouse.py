@@ -88,3 +88,21 @@ def test_the_same_batch_with_the_same_token_is_stored_once(sess, sample):
             f"SELECT * FROM file('{sample['data']}', 'RowBinary', '{sample['structure']}')")
     # The repeated token is dropped; a new token is a new batch (stored again).
     assert str(sess.query("SELECT count() FROM sluice.events FORMAT TSV")).strip() == "120"
+
+
+def test_the_json_source_columns_get_modern_types(sess):
+    run_ddl(sess)
+    rows = str(sess.query(
+        "SELECT name, type FROM system.columns WHERE database='sluice' AND table='events' "
+        "ORDER BY position FORMAT TSV")).strip().splitlines()
+    types = dict(r.split("\t", 1) for r in rows)
+    for name in ["source", "stream", "app_version"]:
+        assert types[name] == "LowCardinality(Nullable(String))", (name, types[name])
+    for name in ["message_id", "anonymous_id", "properties", "traits", "context"]:
+        assert types[name] == "Nullable(String)", (name, types[name])
+    names = [r.split("\t", 1)[0] for r in rows]
+    # Each sits where migration 2 puts it on tables created before it (AFTER its neighbour).
+    for before, col in [("event_id", "message_id"), ("app_id", "app_version"), ("platform", "source"),
+                        ("source", "stream"), ("user_id", "anonymous_id"),
+                        ("unstruct_event", "properties"), ("properties", "traits"), ("traits", "context")]:
+        assert names.index(col) == names.index(before) + 1, (before, col)

@@ -6,8 +6,19 @@
 //! Each migration has a version and a name and is recorded in `<database>.schema_migrations`
 //! (`version UInt32, name String, applied_at DateTime`) after its statements succeed. `init`
 //! creates the database and that table if needed, then applies, in order, every migration not
-//! recorded yet; a second `init` changes nothing. Statements are written `IF NOT EXISTS`, so a
-//! migration interrupted before it was recorded is safe to re-run.
+//! recorded yet; a second `init` changes nothing. A migration interrupted before it was
+//! recorded is safe to re-run: `CREATE` statements are written `IF NOT EXISTS`, and `ALTER`s
+//! are computed from the table's columns as the server describes them just before (ClickHouse
+//! 18.16 has no `ADD COLUMN IF NOT EXISTS`), so a column already there is not added again.
+//!
+//! Migration 1 creates the table with every column of [`COLUMNS`] as this build knows them, so
+//! on a fresh server later migrations find nothing left to do; they exist for tables created by
+//! older builds.
+//!
+//! | Version | Name | What |
+//! |---|---|---|
+//! | 1 | `create_events` | the events table |
+//! | 2 | `add_source_columns` | the columns of the Segment / pycolytics / `/collect` sources ([`SOURCE_COLUMNS`]), each placed after the column it follows in [`COLUMNS`]; `source` gets `DEFAULT 'snowplow'` there, so rows stored before the migration (Snowplow was the only source) read as `snowplow` |
 //!
 //! # The events table (migration 1)
 //!
@@ -46,16 +57,88 @@ pub struct Migration {
     pub version: u32,
     /// Short, stable name.
     pub name: &'static str,
-    /// Its statements for a server with these features.
-    pub statements: fn(&ClickHouseConfig, Features) -> Vec<String>,
+    /// Its statements for a server with these features, given the events table as it is
+    /// before the migration (`None` when it does not exist).
+    pub statements: fn(&ClickHouseConfig, Features, Option<&TableInfo>) -> Vec<String>,
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create_events",
-    statements: |c, f| vec![events_ddl(c, f)],
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create_events",
+        statements: |c, f, _| vec![events_ddl(c, f)],
+    },
+    Migration {
+        version: 2,
+        name: "add_source_columns",
+        statements: |c, f, table| {
+            table
+                .and_then(|t| add_columns_ddl(c, f, &t.columns, SOURCE_COLUMNS))
+                .into_iter()
+                .collect()
+        },
+    },
+];
+
+/// The columns migration 2 adds to tables created before the JSON sources existed.
+pub const SOURCE_COLUMNS: &[&str] = &[
+    "message_id",
+    "app_version",
+    "source",
+    "stream",
+    "anonymous_id",
+    "properties",
+    "traits",
+    "context",
+];
+
+/// The `DEFAULT` an added column gets, so that rows stored before it read sensibly.
+fn added_default(name: &str) -> Option<&'static str> {
+    (name == "source").then_some("'snowplow'")
+}
+
+/// One `ALTER TABLE … ADD COLUMN …` adding those of `names` the table lacks, each `AFTER` the
+/// nearest column that precedes it in [`COLUMNS`] and exists by then (so a migrated table has
+/// the column order of a new one); `None` when nothing is missing.
+pub fn add_columns_ddl(
+    config: &ClickHouseConfig,
+    f: Features,
+    table: &[TableColumn],
+    names: &[&str],
+) -> Option<String> {
+    let mut present: Vec<&str> = table.iter().map(|c| c.name.as_str()).collect();
+    let mut clauses = Vec::new();
+    for (i, col) in COLUMNS.iter().enumerate() {
+        if !names.contains(&col.name) || present.contains(&col.name) {
+            continue;
+        }
+        let mut clause = format!(
+            "ADD COLUMN {} {}",
+            quote_ident(col.name),
+            column_type(col, f)
+        );
+        if let Some(default) = added_default(col.name) {
+            clause.push_str(&format!(" DEFAULT {default}"));
+        }
+        if let Some(prev) = COLUMNS[..i]
+            .iter()
+            .rev()
+            .find(|p| present.contains(&p.name))
+        {
+            clause.push_str(&format!(" AFTER {}", quote_ident(prev.name)));
+        }
+        present.push(col.name);
+        clauses.push(clause);
+    }
+    (!clauses.is_empty()).then(|| {
+        format!(
+            "ALTER TABLE {} {}",
+            config.qualified_table(),
+            clauses.join(", ")
+        )
+    })
+}
 
 /// A column of the table as the server describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -239,12 +322,26 @@ fn database_ddl(config: &ClickHouseConfig) -> String {
 }
 
 /// Every statement `init` would run on an empty server of `version`, in order (the
-/// bookkeeping INSERTs into `schema_migrations` left out): for `db init --print-ddl`.
+/// bookkeeping INSERTs into `schema_migrations` left out): for `db init --print-ddl`. Later
+/// migrations find the table migration 1 creates complete, so they add nothing here.
 pub fn ddl(config: &ClickHouseConfig, version: ServerVersion) -> Vec<String> {
     let f = version.features();
     let mut out = vec![database_ddl(config), migrations_table_ddl(config)];
+    let created = TableInfo {
+        columns: COLUMNS
+            .iter()
+            .map(|c| TableColumn {
+                name: c.name.to_string(),
+                type_name: column_type(c, f),
+                default_kind: String::new(),
+            })
+            .collect(),
+        engine: "MergeTree".into(),
+        engine_full: String::new(),
+    };
     for m in MIGRATIONS {
-        out.extend((m.statements)(config, f));
+        let table = (m.version > 1).then_some(&created);
+        out.extend((m.statements)(config, f, table));
     }
     out
 }
@@ -372,7 +469,8 @@ pub async fn init(config: &ClickHouseConfig) -> Result<InitReport, SinkError> {
             report.already_applied.push(m.version);
             continue;
         }
-        for sql in (m.statements)(config, f) {
+        let table = read_table(&client, config).await?;
+        for sql in (m.statements)(config, f, table.as_ref()) {
             run(sql).await?;
         }
         run(format!(
@@ -541,6 +639,84 @@ mod tests {
         assert_eq!(p.incompatible[0].column, "collector_tstamp");
         assert_eq!(p.extra, vec!["mine"]);
         assert_eq!(p.columns.len(), 1);
+    }
+
+    fn columns_except(skip: &[&str]) -> Vec<TableColumn> {
+        let f = ServerVersion::new(18, 16).features();
+        COLUMNS
+            .iter()
+            .filter(|c| !skip.contains(&c.name))
+            .map(|c| TableColumn {
+                name: c.name.into(),
+                type_name: column_type(c, f),
+                default_kind: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn migration_2_adds_the_source_columns_after_their_neighbours() {
+        let c = ClickHouseConfig::default();
+        let f = ServerVersion::new(18, 16).features();
+        let before = TableInfo {
+            columns: columns_except(SOURCE_COLUMNS),
+            engine: "MergeTree".into(),
+            engine_full: String::new(),
+        };
+        let stmts = (MIGRATIONS[1].statements)(&c, f, Some(&before));
+        assert_eq!(stmts.len(), 1, "{stmts:?}");
+        let sql = &stmts[0];
+        assert!(sql.starts_with(&format!("ALTER TABLE {} ADD COLUMN", c.qualified_table())));
+        for clause in [
+            "ADD COLUMN `message_id` Nullable(String) AFTER `event_id`",
+            "ADD COLUMN `app_version` Nullable(String) AFTER `app_id`",
+            "ADD COLUMN `source` Nullable(String) DEFAULT 'snowplow' AFTER `platform`",
+            "ADD COLUMN `stream` Nullable(String) AFTER `source`",
+            "ADD COLUMN `anonymous_id` Nullable(String) AFTER `user_id`",
+            "ADD COLUMN `properties` Nullable(String) AFTER `unstruct_event`",
+            "ADD COLUMN `traits` Nullable(String) AFTER `properties`",
+            "ADD COLUMN `context` Nullable(String) AFTER `traits`",
+        ] {
+            assert!(sql.contains(clause), "{clause}: {sql}");
+        }
+        assert_eq!(sql.matches("ADD COLUMN").count(), SOURCE_COLUMNS.len());
+        // Applying the ALTER gives a table whose columns match a new one's, in order.
+        let modern = ServerVersion::new(26, 1).features();
+        let sql = add_columns_ddl(&c, modern, &before.columns, SOURCE_COLUMNS).unwrap();
+        assert!(sql.contains(
+            "`source` LowCardinality(Nullable(String)) DEFAULT 'snowplow' AFTER `platform`"
+        ));
+    }
+
+    #[test]
+    fn migration_2_adds_only_what_is_missing_and_nothing_to_a_new_table() {
+        let c = ClickHouseConfig::default();
+        let f = ServerVersion::new(18, 16).features();
+        let partial = TableInfo {
+            columns: columns_except(&["traits", "stream"]),
+            engine: "MergeTree".into(),
+            engine_full: String::new(),
+        };
+        let stmts = (MIGRATIONS[1].statements)(&c, f, Some(&partial));
+        assert_eq!(
+            stmts,
+            vec![format!(
+                "ALTER TABLE {} ADD COLUMN `stream` Nullable(String) AFTER `source`, \
+                 ADD COLUMN `traits` Nullable(String) AFTER `properties`",
+                c.qualified_table()
+            )]
+        );
+        let full = TableInfo {
+            columns: columns_except(&[]),
+            ..partial
+        };
+        assert!((MIGRATIONS[1].statements)(&c, f, Some(&full)).is_empty());
+        assert!((MIGRATIONS[1].statements)(&c, f, None).is_empty());
+        let all = ddl(&c, ServerVersion::new(18, 16));
+        assert_eq!(all.len(), 3, "{all:?}");
+        for col in SOURCE_COLUMNS {
+            assert!(all[2].contains(&format!("`{col}` ")), "{col}");
+        }
     }
 
     #[test]
