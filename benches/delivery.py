@@ -1,7 +1,9 @@
 """Delivery benchmarks of the whole pipeline (issue 3 targets); run through benches/delivery.sh.
 
-  drain    Fill the log with N events (tp2 POSTs of EVENTS_PER_REQUEST events) while ClickHouse
-           is down, start ClickHouse, time until all N rows are in `sluice.events` → events/s.
+  drain    Fill the log with N events (tp2 POSTs of EVENTS_PER_REQUEST events, each request from
+           one of USERS network user ids, sent as the `sp` cookie, so the backlog spreads over
+           the partitions as real traffic does) while ClickHouse is down, start ClickHouse, time
+           until all N rows are in `sluice.events` (active parts' row counts) → events/s.
            Then ClickHouse's own rate for the same rows: they are dumped as RowBinary in batches
            of the publisher's batch size (one file per batch, encoded before the clock starts),
            re-inserted into an identical empty table with as many concurrent inserters as the
@@ -50,9 +52,13 @@ def body(n: int, label: str, action: str) -> bytes:
 
 
 def sender(port: int, bodies, out: list, lock: threading.Lock) -> None:
+    """POSTs each (label, body, user) — user is a network user id cookie, or None."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    for label, b in bodies:
-        conn.request("POST", TP2, body=b, headers={"Content-Type": "application/json; charset=utf-8"})
+    for label, b, user in bodies:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if user is not None:
+            headers["Cookie"] = f"sp={user}"
+        conn.request("POST", TP2, body=b, headers=headers)
         r = conn.getresponse()
         r.read()
         t = time.time()
@@ -60,6 +66,12 @@ def sender(port: int, bodies, out: list, lock: threading.Lock) -> None:
             raise SystemExit(f"collector answered {r.status}")
         with lock:
             out.append((label, t))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_pipeline(binary: Path, work: Path, env: dict) -> tuple[ClickHouse, Daemon]:
@@ -73,6 +85,12 @@ def start_pipeline(binary: Path, work: Path, env: dict) -> tuple[ClickHouse, Dae
 
 def drain(args, binary: Path, work: Path) -> None:
     env = {"SLUICE_LOG__LEVEL": "warn", "SLUICE_WAL__CAPACITY": "8GiB"}
+    if args.max_in_flight:
+        env["SLUICE_PUBLISH__MAX_IN_FLIGHT"] = str(args.max_in_flight)
+    if args.batch_rows != 20_000:
+        env["SLUICE_PUBLISH__BATCH_ROWS"] = str(args.batch_rows)
+    print(f"drain: {args.events} events from {args.users or 'one IP and no'} user ids, "
+          f"publish.max_in_flight {args.max_in_flight or 'default'}, batch_rows {args.batch_rows}")
     ch, daemon = start_pipeline(binary, work, env)
     try:
         ch.kill()  # the backlog builds up while ClickHouse is down
@@ -82,7 +100,11 @@ def drain(args, binary: Path, work: Path) -> None:
         lock = threading.Lock()
         acked: list = []
         t0 = time.monotonic()
-        per = [[("drain", payload)] * (requests_n // args.senders) for _ in range(args.senders)]
+        users = [str(uuid.uuid4()) for _ in range(args.users)] or [None]
+        per = [
+            [("drain", payload, users[(k + i * args.senders) % len(users)]) for i in range(requests_n // args.senders)]
+            for k in range(args.senders)
+        ]
         ts = [threading.Thread(target=sender, args=(daemon.port, p, acked, lock)) for p in per]
         for t in ts:
             t.start()
@@ -90,11 +112,12 @@ def drain(args, binary: Path, work: Path) -> None:
             t.join()
         total = len(acked) * args.per_request
         print(f"backlog: {total} events in {len(acked)} requests acknowledged in {time.monotonic() - t0:.1f} s")
+        sluice_cpu0 = cpu_seconds(daemon.proc.pid)
         restarted = time.monotonic()
         ch.restart()
         first = None
         while True:
-            n = ch.count(f"SELECT count() FROM {EVENTS_TABLE}")
+            n = ch.count(f"SELECT sum(rows) FROM system.parts WHERE database = 'sluice' AND table = 'events' AND active")
             if n and first is None:
                 first = (time.monotonic(), n)
             if n >= total:
@@ -103,10 +126,15 @@ def drain(args, binary: Path, work: Path) -> None:
                 raise SystemExit(f"only {n} of {total} rows after {args.timeout} s\n{daemon.log_tail()}")
             time.sleep(0.05)
         done = time.monotonic()
+        sluice_cpu = cpu_seconds(daemon.proc.pid) - sluice_cpu0
+        ch_cpu = cpu_seconds(ch.proc.pid)
         drain_rate = (total - first[1]) / max(done - first[0], 1e-9)
         print(f"drain: {total} rows {done - restarted:.2f} s after ClickHouse restarted "
               f"(first rows after {first[0] - restarted:.2f} s); {total / (done - restarted):,.0f} events/s overall, "
               f"{drain_rate:,.0f} events/s from first row to last")
+        print(f"drain CPU: sluice {sluice_cpu:.1f} s = {sluice_cpu / total * 1e6:.1f} µs/event, "
+              f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart); "
+              f"load average {os.getloadavg()[0]:.1f}")
         daemon.terminate()
 
         # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency.
@@ -122,6 +150,7 @@ def drain(args, binary: Path, work: Path) -> None:
             for data in lane:
                 ch.execute(f"INSERT INTO {EVENTS_TABLE}_copy FORMAT RowBinary", data=data, timeout=300)
 
+        ch_cpu0 = cpu_seconds(ch.proc.pid)
         t0 = time.monotonic()
         ts = [threading.Thread(target=insert, args=(lane,)) for lane in lanes]
         for t in ts:
@@ -129,10 +158,12 @@ def drain(args, binary: Path, work: Path) -> None:
         for t in ts:
             t.join()
         took = time.monotonic() - t0
+        alone_cpu = cpu_seconds(ch.proc.pid) - ch_cpu0
         copied = ch.count(f"SELECT count() FROM {EVENTS_TABLE}_copy")
         base_rate = copied / took
         print(f"clickhouse alone: {copied} rows ({size / 1e6:.1f} MB RowBinary, {len(files)} batches of "
               f"{args.batch_rows}, {args.partitions} concurrent) in {took:.2f} s = {base_rate:,.0f} events/s")
+        print(f"clickhouse alone CPU: {alone_cpu:.1f} s = {alone_cpu / copied * 1e6:.1f} µs/event")
         print(f"ratio: sluice drain {drain_rate:,.0f} / clickhouse alone {base_rate:,.0f} = {drain_rate / base_rate:.0%}")
     finally:
         daemon.kill()
@@ -214,6 +245,10 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--batch-rows", type=int, default=int(os.environ.get("BATCH_ROWS", 20_000)))
     ap.add_argument("--partitions", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--users", type=int, default=1000,
+                    help="distinct network user ids the drain's requests come from (0: none, all from one IP)")
+    ap.add_argument("--max-in-flight", type=int, default=0,
+                    help="publish.max_in_flight for the daemon (0: its default)")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=20)

@@ -32,6 +32,12 @@
 //! 5. Flush the dead-letter store.
 //! 6. Close every log: each writer commits what is queued and exits.
 //!
+//! # Reloading
+//!
+//! [`RunningServer::reload`] applies a new configuration's keys, rate limits, trusted proxies
+//! and JSON size limits to the running collector (see [`crate::http::auth`]); nothing else is
+//! reloaded. The daemon calls it on SIGHUP.
+//!
 //! Nothing outlives [`RunningServer::shutdown`]. Dropping a `RunningServer` without calling it
 //! drops the stop flag's sender, which stops the tasks too, but nothing waits for them and the
 //! logs are only closed when the last task holding them ends.
@@ -55,8 +61,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
 use crate::deadletter::Store;
+use crate::http::auth::Access;
 use crate::http::{App, Limits};
 use crate::ingest::Ingest;
+use crate::instance::InstanceId;
 use crate::metrics;
 use crate::publish::enrich::Processor;
 use crate::publish::{Publishers, Shared};
@@ -89,9 +97,19 @@ pub struct RunningServer {
     publishers: Arc<Mutex<Option<Publishers>>>,
     dead_letters: Store,
     ingest: Arc<Ingest>,
+    access: Arc<Access>,
 }
 
 impl RunningServer {
+    /// Applies the reloadable parts of `config` (already validated) while serving: the key
+    /// lists, the rate limits, the trusted proxies and the JSON size limits (see
+    /// [`crate::http::auth`]). Everything else needs a restart.
+    pub fn reload(&self, config: &Config) {
+        self.access.reload(config);
+        warn_open_routes(&self.access);
+        tracing::info!("reloaded keys, rate limits, trusted proxies and JSON size limits");
+    }
+
     /// The open logs (e.g. to inspect their status while the server runs).
     pub fn ingest(&self) -> &Arc<Ingest> {
         &self.ingest
@@ -170,8 +188,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .context("opening the logs panicked")??;
     let ingest = Arc::new(ingest);
-    let processor =
-        Arc::new(Processor::new(&config).context("cannot set up enrichment (check [enrich])")?);
+    let instance_dir = config.data_dir.clone();
+    let instance =
+        tokio::task::spawn_blocking(move || crate::instance::load_or_create(&instance_dir))
+            .await
+            .context("reading the instance id panicked")??;
+    let processor = Arc::new(
+        Processor::new(&config, instance).context("cannot set up enrichment (check [enrich])")?,
+    );
     let store_path = config.dead_letter.path(&config.data_dir);
     let dead_letters = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
@@ -193,6 +217,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let (stop, stop_rx) = watch::channel(false);
     let app = Arc::new(App::new(ingest.clone(), Limits::from_config(&config)));
+    let access = app.access().clone();
+    warn_open_routes(&access);
     let settings = ConnectionSettings::from_config(&config);
     let collector_task = tokio::spawn(serve_collector(collector, app, settings, stop_rx.clone()));
     let metrics_task = tokio::spawn(metrics::serve(
@@ -210,6 +236,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.clone(),
         ingest.clone(),
         processor,
+        instance,
         dead_letters.clone(),
         publishers.clone(),
         stop_rx,
@@ -227,7 +254,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         publishers,
         dead_letters,
         ingest,
+        access,
     })
+}
+
+/// Warns once per route family that accepts requests without a key.
+fn warn_open_routes(access: &Access) {
+    for key in access.policy().open_sections() {
+        tracing::warn!(
+            key,
+            "no keys configured: these routes accept requests without a key; set {key} to require one"
+        );
+    }
 }
 
 /// Connects to ClickHouse, retrying with a capped backoff until it answers or the server
@@ -236,6 +274,7 @@ async fn connect_and_publish(
     config: Config,
     ingest: Arc<Ingest>,
     processor: Arc<Processor>,
+    instance: InstanceId,
     dead_letters: Store,
     slot: Arc<Mutex<Option<Publishers>>>,
     mut stop: watch::Receiver<bool>,
@@ -249,7 +288,7 @@ async fn connect_and_publish(
         match attempt {
             Ok(sink) => break sink,
             Err(e) => {
-                tracing::warn!(url = %config.clickhouse.url, error = %e, retry_in = ?backoff,
+                tracing::warn!(url = %crate::logging::redact_url(&config.clickhouse.url), error = %e, retry_in = ?backoff,
                     "cannot connect to ClickHouse; collecting into the log meanwhile");
             }
         }
@@ -259,7 +298,7 @@ async fn connect_and_publish(
         }
         backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
     };
-    tracing::info!(url = %config.clickhouse.url, "connected to ClickHouse; publishing");
+    tracing::info!(url = %crate::logging::redact_url(&config.clickhouse.url), "connected to ClickHouse; publishing");
     let shared = Shared {
         processor,
         sink: Arc::new(sink),
@@ -267,6 +306,7 @@ async fn connect_and_publish(
         config: config.publish.clone(),
         runtime: tokio::runtime::Handle::current(),
         data_dir: config.data_dir.clone(),
+        instance,
     };
     let wals = ingest.wals();
     match tokio::task::spawn_blocking(move || Publishers::start(wals, shared)).await {
@@ -355,7 +395,7 @@ async fn serve_collector(
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                tracing::debug!(peer = %crate::logging::anonymise_ip(peer.ip()), error = %e, "connection ended with an error");
             }
             drop(permit);
         });

@@ -1,5 +1,5 @@
 //! The publisher against a recording sink: batching limits, checkpoint order, dead letters,
-//! and re-forming the recorded batch after a restart.
+//! several batches in flight, and re-forming the recorded batches after a restart.
 
 mod publish_support;
 
@@ -214,4 +214,155 @@ fn after_a_restart_the_first_batch_is_the_recorded_one_with_the_same_token() {
     assert_eq!(calls[0], first, "same range, same rows, same token");
     assert_eq!(sink.tokens(), vec!["sluice-0-1-3", "sluice-0-4-5"]);
     h.close();
+}
+
+/// `config` with `max_in_flight` batches in flight.
+fn in_flight(rows: usize, age: Duration, max_in_flight: usize) -> sluice::publish::PublishConfig {
+    sluice::publish::PublishConfig {
+        max_in_flight,
+        ..config(rows, 1 << 30, age)
+    }
+}
+
+#[test]
+fn a_confirmed_batch_waits_for_the_older_unconfirmed_one_before_its_dead_letters_and_checkpoint() {
+    let h = Harness::new();
+    for body in ["ok", "ok", "ok\nbad x", "ok", "ok", "ok"] {
+        h.append(body);
+    }
+    let sink = Arc::new(RecordingSink::default());
+    sink.hold_token("sluice-0-1-2");
+    let p = h.start(sink.clone(), in_flight(2, LONG, 3));
+    wait_until("the two younger batches are confirmed", || {
+        let confirmed = sink.confirmed();
+        confirmed.contains(&"sluice-0-3-4".to_string())
+            && confirmed.contains(&"sluice-0-5-6".to_string())
+    });
+    assert_eq!(sink.calls().len(), 3, "three batches in flight at once");
+    assert_eq!(h.checkpoint(), Lsn(0), "the oldest batch is not confirmed");
+    assert_eq!(
+        h.store.len(),
+        0,
+        "dead letters wait for the checkpoint's turn"
+    );
+
+    sink.release("sluice-0-1-2");
+    wait_until("everything is checkpointed", || h.checkpoint() == Lsn(6));
+    stop(p);
+    assert_eq!(h.store.len(), 1, "the bad event of batch 3–4");
+    h.close();
+}
+
+#[test]
+fn no_more_than_max_in_flight_batches_are_sent_before_the_oldest_is_checkpointed() {
+    let h = Harness::new();
+    for _ in 0..6 {
+        h.append("ok");
+    }
+    let sink = Arc::new(RecordingSink::default());
+    sink.hold_token("sluice-0-1-2");
+    let p = h.start(sink.clone(), in_flight(2, LONG, 2));
+    wait_until("the second batch is confirmed", || {
+        sink.confirmed() == vec!["sluice-0-3-4".to_string()]
+    });
+    // Batch 5–6 is formed (the former runs ahead by one), but two are outstanding.
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-2", "sluice-0-3-4"]);
+    assert_eq!(h.checkpoint(), Lsn(0));
+    h.close();
+}
+
+#[test]
+fn after_a_restart_every_batch_that_was_in_flight_is_re_formed_with_its_rows_and_token() {
+    let h = Harness::new();
+    for _ in 0..6 {
+        h.append("ok");
+    }
+    // First run: three batches in flight; the middle one is confirmed, the other two never
+    // are before the publisher is stopped (as by a crash).
+    let sink = Arc::new(RecordingSink::default());
+    sink.hold_token("sluice-0-1-2");
+    sink.hold_token("sluice-0-5-6");
+    let p = h.start(sink.clone(), in_flight(2, LONG, 3));
+    wait_until("all three are sent and the middle one confirmed", || {
+        sink.calls().len() == 3 && sink.confirmed() == vec!["sluice-0-3-4".to_string()]
+    });
+    stop(p);
+    assert_eq!(h.checkpoint(), Lsn(0));
+    let mut first_run = sink.calls();
+    first_run.sort_by(|a, b| a.rows.cmp(&b.rows));
+    let dir = h.close();
+
+    // Second run, with limits that would form one different batch and one lane: the recorded
+    // ranges come first, in order, each with its rows and token; new records come after.
+    let h = Harness::open(dir);
+    h.append("ok");
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(sink.clone(), in_flight(1000, Duration::from_millis(20), 1));
+    wait_until("everything is confirmed", || h.checkpoint() == Lsn(8));
+    stop(p);
+    let calls = sink.calls();
+    assert_eq!(
+        &calls[..3],
+        &first_run[..],
+        "same ranges, same rows, same tokens"
+    );
+    assert_eq!(
+        sink.tokens(),
+        vec![
+            "sluice-0-1-2",
+            "sluice-0-3-4",
+            "sluice-0-5-6",
+            "sluice-0-7-8"
+        ]
+    );
+    h.close();
+}
+
+#[test]
+fn max_in_flight_outside_its_bounds_is_refused() {
+    for (n, ok) in [(0, false), (1, true), (16, true), (17, false)] {
+        let keys: Vec<_> = in_flight(1, LONG, n)
+            .violations()
+            .into_iter()
+            .map(|v| v.key)
+            .collect();
+        assert_eq!(keys.is_empty(), ok, "{n}: {keys:?}");
+    }
+}
+
+#[test]
+fn while_a_backlog_is_drained_batches_fill_to_their_row_limit_whatever_their_age() {
+    let h = Harness::new();
+    for _ in 0..6 {
+        h.append("slow");
+    }
+    let sink = Arc::new(RecordingSink::default());
+    // Each record takes 20 ms to process, twice the batch age: the log always has the next
+    // record ready, so only the row limit closes a batch.
+    let p = h.start(sink.clone(), config(3, 1 << 30, Duration::from_millis(10)));
+    wait_until("everything is confirmed", || h.checkpoint() == Lsn(6));
+    stop(p);
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-3", "sluice-0-4-6"]);
+    h.close();
+}
+
+#[test]
+fn tokens_carry_the_data_directorys_instance_id_so_two_instances_never_share_one() {
+    let a = Harness::new();
+    let b = Harness::new();
+    let mut raw = Vec::new();
+    for h in [&a, &b] {
+        h.append("ok");
+        let sink = Arc::new(RecordingSink::default());
+        let p = h.start(sink.clone(), config(1, 1 << 30, LONG));
+        wait_until("the record is confirmed", || h.checkpoint() == Lsn(1));
+        stop(p);
+        let call = &sink.calls()[0];
+        assert_eq!(call.token, "sluice-0-1-1");
+        assert_eq!(call.raw_token, format!("sluice-{}-0-1-1", h.instance()));
+        raw.push(call.raw_token.clone());
+    }
+    assert_ne!(raw[0], raw[1], "same positions, different instances");
 }

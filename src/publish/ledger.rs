@@ -18,17 +18,25 @@
 //! fdatasync-before-acknowledge, and its kill -9 harness, instead of a second hand-written
 //! file format. An append returns only once the record is durable.
 //!
-//! # Which batch is pending
+//! # Which batches are pending
 //!
-//! The newest record whose range ends after the partition's checkpoint is the batch that was
-//! (maybe) being delivered when the process stopped: [`Ledger::pending`]. It is honoured only
-//! when it starts exactly at `checkpoint + 1` and the log still holds its last record;
-//! otherwise (the log was replaced, or drop-oldest dropped part of it) batches are formed
-//! afresh.
+//! A publisher may have several batches in flight (`publish.max_in_flight`), each recorded here
+//! before it is sent, so after a crash several ranges past the checkpoint may have been (partly)
+//! delivered. [`Ledger::pending`] returns them as a chain: the range starting exactly at
+//! `checkpoint + 1`, then the one starting right after it, and so on, each ending no later than
+//! the log's last record. Where two records start at the same LSN or overlap, the newer one
+//! wins (it is what was sent last). The chain stops at the first gap; past it, batches are
+//! formed afresh. Re-forming the chain with exactly these boundaries gives every batch that may
+//! have reached the server the same rows and the same token.
+//!
+//! Recording a range that the chain already holds (the same batch re-formed after the restart)
+//! appends nothing.
 
 use std::path::{Path, PathBuf};
 
 use sluice_wal::{FullPolicy, LogView, Lsn, Wal, WalConfig};
+
+use crate::instance::InstanceId;
 
 /// Directory under `data_dir` holding every partition's ledger.
 pub const LEDGER_DIR: &str = "publish";
@@ -46,9 +54,11 @@ pub struct BatchRange {
 }
 
 impl BatchRange {
-    /// The ClickHouse insert deduplication token: `sluice-{partition}-{first}-{last}`.
-    pub fn token(&self, partition: usize) -> String {
-        format!("sluice-{partition}-{}-{}", self.first, self.last)
+    /// The ClickHouse insert deduplication token: `sluice-{instance}-{partition}-{first}-{last}`.
+    /// The instance id ([`crate::instance`]) keeps two instances' tokens apart: both number
+    /// their partitions and records from the start.
+    pub fn token(&self, instance: &InstanceId, partition: usize) -> String {
+        format!("sluice-{instance}-{partition}-{}-{}", self.first, self.last)
     }
 
     /// Whether `lsn` is in the range.
@@ -100,8 +110,12 @@ pub fn ledger_config() -> WalConfig {
 #[derive(Debug)]
 pub struct Ledger {
     wal: Wal,
-    /// The newest recorded range.
-    newest: Option<BatchRange>,
+    /// Every range on disk (newer records replacing the older ones they overlap), kept from
+    /// [`Ledger::open`] until [`Ledger::pending`] has read it.
+    loaded: Surviving,
+    /// The pending chain not yet re-recorded, oldest first: recording its front again is a
+    /// no-op.
+    replaying: std::collections::VecDeque<BatchRange>,
 }
 
 impl Ledger {
@@ -116,38 +130,79 @@ impl Ledger {
         let wal = Wal::open(&dir, ledger_config())?;
         let first = wal.status().first_lsn;
         let mut reader = wal.reader(first);
-        let mut newest = None;
+        let mut loaded = Surviving::default();
         while let Some(r) = reader.next()? {
             if let Some(range) = BatchRange::decode(&r.payload) {
-                newest = Some(range);
+                loaded.add(range);
             }
         }
-        Ok(Ledger { wal, newest })
+        Ok(Ledger {
+            wal,
+            loaded,
+            replaying: Default::default(),
+        })
     }
 
-    /// The batch that must be re-formed first, given the partition's checkpoint and last
-    /// durable LSN (see the module docs).
-    pub fn pending(&self, checkpoint: Lsn, last_lsn: Lsn) -> Option<BatchRange> {
-        self.newest
-            .filter(|r| r.first == checkpoint.next() && r.last <= last_lsn)
+    /// The batches that must be re-formed first, oldest first, given the partition's checkpoint
+    /// and last durable LSN (see the module docs). Call once, before recording anything.
+    pub fn pending(&mut self, checkpoint: Lsn, last_lsn: Lsn) -> Vec<BatchRange> {
+        let mut chain = Vec::new();
+        let mut next = checkpoint.next();
+        for r in std::mem::take(&mut self.loaded).into_ranges() {
+            if r.first == next && r.last <= last_lsn {
+                chain.push(r);
+                next = r.last.next();
+            }
+        }
+        self.replaying = chain.iter().copied().collect();
+        chain
     }
 
-    /// Records `range` durably (returns after fdatasync). Recording the same range as the
-    /// newest again is a no-op.
+    /// Records `range` durably (returns after fdatasync). Recording the next range of the
+    /// pending chain again is a no-op; anything else ends the chain.
     pub fn record(&mut self, range: BatchRange) -> sluice_wal::Result<()> {
-        if self.newest == Some(range) {
+        if self.replaying.front() == Some(&range) {
+            self.replaying.pop_front();
             return Ok(());
         }
+        self.replaying.clear();
         // Never checkpointed: the drop-oldest policy recycles the oldest records when the
         // ring is full, which is exactly the retention wanted.
         self.wal.append(range.encode())?;
-        self.newest = Some(range);
         Ok(())
     }
 
     /// Closes the ledger's log.
     pub fn close(self) -> sluice_wal::Result<()> {
         self.wal.close()
+    }
+}
+
+/// Every range on disk, by first LSN, newer records replacing the older ones they overlap (the
+/// newer one is what was delivered last). Never overlapping, so sorted by both ends.
+#[derive(Debug, Default)]
+struct Surviving(std::collections::BTreeMap<Lsn, Lsn>);
+
+impl Surviving {
+    /// Adds `range` as the newest record.
+    fn add(&mut self, range: BatchRange) {
+        let overlapping: Vec<Lsn> = self
+            .0
+            .range(..=range.last)
+            .rev()
+            .take_while(|(_, last)| **last >= range.first)
+            .map(|(first, _)| *first)
+            .collect();
+        for first in overlapping {
+            self.0.remove(&first);
+        }
+        self.0.insert(range.first, range.last);
+    }
+
+    fn into_ranges(self) -> impl Iterator<Item = BatchRange> {
+        self.0
+            .into_iter()
+            .map(|(first, last)| BatchRange { first, last })
     }
 }
 
@@ -165,21 +220,18 @@ pub fn recorded_ranges(
     }
     let view = LogView::open(&dir, &ledger_config())?;
     let mut reader = view.reader(view.status().first_lsn);
-    let mut out: Vec<BatchRange> = Vec::new();
+    let mut all = Surviving::default();
     while let Some(r) = reader.next()? {
-        let Some(range) = BatchRange::decode(&r.payload) else {
-            continue;
-        };
-        if range.last < from || range.first > to {
-            continue;
-        }
         // A re-recorded range (the same batch after a restart) or one overlapping a newer
         // record: the newer one wins, as it is what was delivered last.
-        out.retain(|o| o.last < range.first || o.first > range.last);
-        out.push(range);
+        if let Some(range) = BatchRange::decode(&r.payload) {
+            all.add(range);
+        }
     }
-    out.sort();
-    Ok(out)
+    Ok(all
+        .into_ranges()
+        .filter(|r| r.last >= from && r.first <= to)
+        .collect())
 }
 
 #[cfg(test)]
@@ -194,8 +246,9 @@ mod tests {
     }
 
     #[test]
-    fn tokens_name_the_partition_and_both_ends() {
-        assert_eq!(r(5, 9).token(2), "sluice-2-5-9");
+    fn tokens_name_the_instance_the_partition_and_both_ends() {
+        let id = InstanceId::parse("00112233aabbccdd").unwrap();
+        assert_eq!(r(5, 9).token(&id, 2), "sluice-00112233aabbccdd-2-5-9");
     }
 
     #[test]
@@ -206,20 +259,28 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_range_survives_reopening_and_is_pending_only_at_the_checkpoint() {
+    fn the_recorded_ranges_survive_reopening_and_are_pending_only_from_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path(), 0).unwrap();
-        assert_eq!(ledger.pending(Lsn(0), Lsn(100)), None);
+        assert_eq!(ledger.pending(Lsn(0), Lsn(100)), vec![]);
         ledger.record(r(1, 10)).unwrap();
         ledger.record(r(11, 20)).unwrap();
         ledger.close().unwrap();
 
-        let ledger = Ledger::open(dir.path(), 0).unwrap();
-        assert_eq!(ledger.pending(Lsn(10), Lsn(100)), Some(r(11, 20)));
+        let pending = |checkpoint: u64, last: u64| {
+            let mut ledger = Ledger::open(dir.path(), 0).unwrap();
+            let p = ledger.pending(Lsn(checkpoint), Lsn(last));
+            ledger.close().unwrap();
+            p
+        };
+        assert_eq!(pending(10, 100), vec![r(11, 20)]);
+        assert_eq!(pending(0, 100), vec![r(1, 10), r(11, 20)]);
         // Already confirmed, or the log does not hold the range: not pending.
-        assert_eq!(ledger.pending(Lsn(20), Lsn(100)), None);
-        assert_eq!(ledger.pending(Lsn(10), Lsn(15)), None);
-        ledger.close().unwrap();
+        assert_eq!(pending(20, 100), vec![]);
+        assert_eq!(pending(10, 15), vec![]);
+        assert_eq!(pending(0, 15), vec![r(1, 10)]);
+        // Not starting right after the checkpoint: formed afresh.
+        assert_eq!(pending(5, 100), vec![]);
 
         assert_eq!(
             recorded_ranges(dir.path(), 0, Lsn(5), Lsn(12)).unwrap(),
@@ -228,5 +289,54 @@ mod tests {
         assert!(recorded_ranges(dir.path(), 1, Lsn(1), Lsn(9))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn the_pending_chain_stops_at_a_gap_and_newer_records_replace_overlapping_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), 0).unwrap();
+        for range in [r(1, 5), r(6, 9), r(10, 12), r(20, 30)] {
+            ledger.record(range).unwrap();
+        }
+        // A later run closed the batch at 6..=8 (the log had dropped 9): it replaces 6..=9.
+        ledger.record(r(6, 8)).unwrap();
+        ledger.close().unwrap();
+
+        let mut ledger = Ledger::open(dir.path(), 0).unwrap();
+        assert_eq!(ledger.pending(Lsn(0), Lsn(100)), vec![r(1, 5), r(6, 8)]);
+        ledger.close().unwrap();
+        assert_eq!(
+            recorded_ranges(dir.path(), 0, Lsn(1), Lsn(100)).unwrap(),
+            vec![r(1, 5), r(6, 8), r(10, 12), r(20, 30)]
+        );
+    }
+
+    #[test]
+    fn re_recording_the_pending_chain_appends_nothing_and_a_new_range_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path(), 0).unwrap();
+        for range in [r(1, 5), r(6, 9), r(10, 12)] {
+            ledger.record(range).unwrap();
+        }
+        ledger.close().unwrap();
+
+        let mut ledger = Ledger::open(dir.path(), 0).unwrap();
+        assert_eq!(ledger.pending(Lsn(5), Lsn(100)), vec![r(6, 9), r(10, 12)]);
+        let records = ledger.wal.status().last_lsn;
+        ledger.record(r(6, 9)).unwrap();
+        assert_eq!(
+            ledger.wal.status().last_lsn,
+            records,
+            "re-formed, not recorded"
+        );
+        // The log lost record 12: the batch closes at 11 and is recorded; the chain is over.
+        ledger.record(r(10, 11)).unwrap();
+        ledger.record(r(12, 14)).unwrap();
+        assert_eq!(ledger.wal.status().last_lsn, Lsn(records.0 + 2));
+        ledger.close().unwrap();
+        assert_eq!(
+            recorded_ranges(dir.path(), 0, Lsn(1), Lsn(100)).unwrap(),
+            vec![r(1, 5), r(6, 9), r(10, 11), r(12, 14)]
+        );
     }
 }

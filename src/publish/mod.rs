@@ -1,58 +1,77 @@
-//! The publisher: one thread per partition that drains the log into the sink.
+//! The publisher: per partition, a few threads that drain the log into the sink.
 //!
-//! Each thread reads its partition's log from `checkpoint + 1`, turns every stored request
+//! Each publisher reads its partition's log from `checkpoint + 1`, turns every stored request
 //! into rows and failures ([`Process`], implemented by [`enrich::Processor`]), gathers them
 //! into a batch bounded by `[publish]` rows, bytes and age, and delivers the batch
 //! ([`Deliver`], implemented by the ClickHouse sink) with the deduplication token
-//! `sluice-{partition}-{first_lsn}-{last_lsn}`. What can never load goes to the dead-letter
+//! `sluice-{instance}-{partition}-{first_lsn}-{last_lsn}` (the instance id,
+//! [`crate::instance`], keeps several instances' tokens apart). What can never load goes to the dead-letter
 //! store ([`crate::deadletter`]); only then does the checkpoint move.
 //!
 //! # The order of steps for one batch, and what a crash at each point does
 //!
-//! 1. **Form.** Read records from the log and process them until a limit is reached (or, for
-//!    the first batch after a start, exactly up to the pending range the ledger recorded).
-//!    This runs on a second thread, overlapping the delivery of the previous batch; steps 2–5
-//!    stay on the publisher's thread, one batch at a time. *Crash:* nothing was sent; the
-//!    records are read again.
-//! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync.
-//!    *Crash before it is durable:* the batch was never sent, and is formed afresh.
-//! 3. **Deliver.** Insert the rows with the token; the sink retries transient errors forever,
-//!    bisects bad data and answers with the rows it rejected. *Crash during or after it:* on
-//!    restart the ledger's pending range makes the first batch exactly this one, with the same
-//!    rows (processing is deterministic) and the same token, so a server with insert
-//!    deduplication drops the repeat; a server without it gets the rows twice (at least once).
-//! 4. **Dead-letter.** Write processing failures and rejected rows to the store and flush it.
-//!    *Crash before the flush:* the batch is re-formed and re-delivered (deduplicated) and its
-//!    dead letters written again. Entry ids derive from the request's place in the log, so a
-//!    second write replaces the first instead of duplicating it.
+//! Batches of a partition are numbered in log order. Each passes through these steps; several
+//! may be at step 3 at once (`publish.max_in_flight`, the partition's delivery lanes), but steps
+//! 2, 4 and 5 run on the publisher's own thread, 2 in formation order and 4–5 in log order.
+//!
+//! 1. **Form.** Read records from the log and process them until a limit is reached (or, after
+//!    a start, exactly each range of the ledger's pending chain in turn). This runs on a
+//!    forming thread, overlapping the deliveries. *Crash:* nothing was sent; the records are
+//!    read again.
+//! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync,
+//!    then hand the batch to a free lane. A batch is recorded only while fewer than
+//!    `max_in_flight` batches are outstanding (recorded but not yet checkpointed). *Crash
+//!    before it is durable:* the batch was never sent, and is formed afresh.
+//! 3. **Deliver** (on a lane). Insert the rows with the token; the sink retries transient
+//!    errors forever, bisects bad data and answers with the rows it rejected. Lanes finish in
+//!    any order. *Crash during or after it:* on restart the ledger's pending chain — every
+//!    range recorded past the checkpoint, contiguous from `checkpoint + 1` — is re-formed
+//!    first, range by range, with the same rows (processing is deterministic) and so the same
+//!    bytes and token; a server with insert deduplication drops each repeat; a server without
+//!    it gets the rows twice (at least once).
+//! 4. **Dead-letter.** Once the batch is confirmed *and* every older batch is checkpointed,
+//!    write its processing failures and rejected rows to the store and flush it. *Crash before
+//!    the flush:* as in 3, and its dead letters are written again. Entry ids derive from the
+//!    request's place in the log, so a second write replaces the first instead of duplicating
+//!    it.
 //! 5. **Checkpoint.** `wal.checkpoint(last)`: temp file, fsync, rename, fsync directory. Only
 //!    after it may the log recycle the segments. *Crash before it:* as in 4.
 //!
-//! A batch whose records all failed processing has no rows; it skips step 3 but still
-//! checkpoints after its dead letters are durable.
+//! A batch whose records all failed processing has no rows; it skips step 3 (it is confirmed
+//! at once) but is still checkpointed in its turn, after its dead letters are durable.
 //!
 //! # Invariants
 //!
 //! - The checkpoint never passes a record whose rows are not confirmed by the sink and whose
-//!   failures are not durable in the dead-letter store.
+//!   failures are not durable in the dead-letter store. A confirmed batch waits, unconfirmed
+//!   ranges before it hold the checkpoint back: it only advances over the contiguous confirmed
+//!   prefix.
 //! - A batch's range is durable in the ledger before any of its rows are sent.
-//! - One batch per partition is in flight at a time, so the only range that can have been
-//!   partially delivered is the ledger's newest one.
+//! - At most `max_in_flight` batches per partition are outstanding, and they are consecutive
+//!   ranges starting right after the checkpoint. So the ranges that can have been (partly)
+//!   delivered are exactly the ledger's chain from `checkpoint + 1`, which a restart re-forms
+//!   before forming anything new.
 //! - Batch boundaries after a restart equal the recorded ones; elsewhere they depend on time
 //!   (the age limit), which is why they are recorded rather than recomputed.
+//! - A retry (after an error or a restart) sends identical bytes with the same token: the
+//!   encoding is a pure function of the rows, and the rows of the records.
 //!
 //! # Stopping
 //!
-//! [`Publishers::stop`] raises one stop flag; each thread notices it between records (reads
-//! wait at most [`STOP_POLL`]) and inside delivery (the sink returns `Stopped`), and exits
-//! without checkpointing the batch in hand. `stop` joins the threads with a timeout.
+//! [`Publishers::stop`] raises one stop flag; the forming thread notices it between records
+//! (reads wait at most [`STOP_POLL`]), the publisher's thread at least every [`STOP_POLL`],
+//! and it then raises its lanes' flag, which interrupts their deliveries (the sink returns
+//! `Stopped`). Nothing in hand is checkpointed. `stop` joins the threads with a timeout.
 
+pub mod collect;
 pub mod enrich;
 pub mod ledger;
+pub mod pycolytics;
 pub mod replay;
+pub mod segment;
 pub mod snowplow;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +87,7 @@ use crate::config::{ByteSize, HumanDuration, Violation};
 use crate::deadletter::{self, Entry, EntryId, Store};
 use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory};
+use crate::instance::InstanceId;
 use crate::metrics;
 use ledger::{BatchRange, Ledger};
 
@@ -78,6 +98,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Default of `publish.max_in_flight` (see `BENCHMARKS.md`, "Delivery into ClickHouse").
+pub const MAX_IN_FLIGHT_DEFAULT: usize = 2;
+
 /// The `[publish]` section: how records are batched from the log into the sink.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -87,15 +110,22 @@ pub struct PublishConfig {
     pub batch_rows: usize,
     /// A batch is sent once the stored requests it covers reach this many bytes. Default
     /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition: at
-    /// most two batches (one being formed while the other is delivered).
+    /// most `max_in_flight + 2` batches (sent, formed and waiting, being formed).
     pub batch_bytes: ByteSize,
-    /// A batch is sent once its first record has waited this long, even if small. Default
-    /// `1s` (about one insert per second per partition, as ClickHouse advises); between
-    /// `10ms` and `10m`. Also the floor of publish latency under light load.
+    /// A batch is sent once it is this old and the publisher has caught up with the log, even
+    /// if small. Default `1s` (about one insert per second per partition, as ClickHouse
+    /// advises); between `10ms` and `10m`. Also the floor of publish latency under light load.
+    /// While a backlog is drained (the next record is always already there), batches fill up
+    /// to `batch_rows` or `batch_bytes` instead.
     pub batch_age: HumanDuration,
     /// How long shutdown waits for each publisher thread to stop. Default `10s`; between
     /// `100ms` and `5m`.
     pub stop_timeout: HumanDuration,
+    /// Batches of one partition that may be sent to ClickHouse before the oldest of them is
+    /// confirmed (each is recorded in the ledger first, and the checkpoint still advances in
+    /// log order). Default `2`; between `1` (strictly one insert at a time)
+    /// and `16`. Memory per partition is up to this many batches plus two.
+    pub max_in_flight: usize,
 }
 
 impl Default for PublishConfig {
@@ -105,6 +135,7 @@ impl Default for PublishConfig {
             batch_bytes: ByteSize(16 << 20),
             batch_age: HumanDuration(Duration::from_secs(1)),
             stop_timeout: HumanDuration(Duration::from_secs(10)),
+            max_in_flight: MAX_IN_FLIGHT_DEFAULT,
         }
     }
 }
@@ -130,6 +161,12 @@ impl PublishConfig {
             out.push(Violation {
                 key: "publish.batch_age",
                 message: format!("{} is outside 10ms..=10m", self.batch_age),
+            });
+        }
+        if !(1..=16).contains(&self.max_in_flight) {
+            out.push(Violation {
+                key: "publish.max_in_flight",
+                message: format!("{} is outside 1..=16", self.max_in_flight),
             });
         }
         let stop = self.stop_timeout.get();
@@ -253,6 +290,12 @@ pub enum PublishError {
         #[source]
         source: sluice_wal::Error,
     },
+    /// Every delivery thread of the partition is gone (they panicked).
+    #[error("partition {partition}: every delivery thread stopped unexpectedly")]
+    LanesGone {
+        /// The partition.
+        partition: usize,
+    },
     /// A publisher (or batch-forming) thread could not be spawned.
     #[error("cannot start a publisher thread of partition {partition}: {source}")]
     Spawn {
@@ -271,6 +314,7 @@ impl PublishError {
             PublishError::Wal { .. } => "wal",
             PublishError::Ledger { .. } => "ledger",
             PublishError::Spawn { .. } => "spawn",
+            PublishError::LanesGone { .. } => "lanes_gone",
         }
     }
 }
@@ -315,6 +359,8 @@ pub struct Shared<P, D> {
     pub runtime: tokio::runtime::Handle,
     /// The data directory (ledgers live under it).
     pub data_dir: PathBuf,
+    /// The data directory's instance id, part of every batch's token.
+    pub instance: InstanceId,
 }
 
 /// One partition's publisher (runs on its own thread; see the module docs).
@@ -365,20 +411,22 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 
     /// Runs until the stop flag is raised (Ok) or the log or ledger fails (Err).
     ///
-    /// Two threads share the work: a former reads and processes the next batch while this
-    /// thread records, delivers, dead-letters and checkpoints the current one. The channel
-    /// between them holds one finished batch, so at most two batches are in memory (one being
-    /// formed, one being delivered). Recording a range in the ledger still happens only here,
-    /// after the previous batch's checkpoint, so the ledger's newest range remains the only one
-    /// that can have been partly delivered.
+    /// Three kinds of thread share the work (see the module docs): a former reads and
+    /// processes the next batch; `publish.max_in_flight` delivery lanes each send one batch at
+    /// a time; this thread records each batch's range in the ledger before handing it to a
+    /// lane, and dead-letters and checkpoints confirmed batches strictly in log order.
     pub fn run(mut self) -> Result<(), PublishError> {
         let partition = self.partition;
         let wal_err = |source| PublishError::Wal { partition, source };
         let status = self.wal.status();
-        let forced = self.ledger.pending(status.checkpoint, status.last_lsn);
-        if let Some(r) = forced {
-            tracing::info!(partition, first = %r.first, last = %r.last,
-                "re-forming the batch that was being delivered when the publisher last stopped");
+        let forced: VecDeque<BatchRange> = self
+            .ledger
+            .pending(status.checkpoint, status.last_lsn)
+            .into();
+        if let (Some(first), Some(last)) = (forced.front(), forced.back()) {
+            tracing::info!(partition, batches = forced.len(), first = %first.first,
+                last = %last.last,
+                "re-forming the batches that were in flight when the publisher last stopped");
         }
         let mut reader = self.wal.reader(status.checkpoint.next());
         let abandoned = Arc::new(AtomicBool::new(false));
@@ -389,14 +437,21 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             abandoned: abandoned.clone(),
             carry: None,
         };
+        let lanes = self.shared.config.max_in_flight;
         let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+        // Never full: at most `lanes` batches are outstanding (see `pipeline`).
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(lanes);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let (lane_stop, lane_stop_rx) = watch::channel(false);
         let result = std::thread::scope(|scope| {
+            let job_tx = job_tx;
+            let done_tx = done_tx;
             let forming = std::thread::Builder::new()
                 .name(format!("sluice-form-{partition}"))
                 .spawn_scoped(scope, move || {
                     let mut forced = forced;
                     loop {
-                        match former.form(&mut reader, forced.take()) {
+                        match former.form(&mut reader, &mut forced) {
                             Ok(Some(batch)) => {
                                 if tx.send(batch).is_err() {
                                     return Ok(());
@@ -407,27 +462,41 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                         }
                     }
                 });
-            let forming = match forming {
-                Ok(handle) => handle,
-                Err(e) => {
-                    return Err(PublishError::Spawn {
+            let mut threads = Vec::new();
+            let spawned = forming.and_then(|forming| {
+                for lane in 0..lanes {
+                    let worker = Lane {
                         partition,
-                        source: e,
-                    })
+                        shared: self.shared.clone(),
+                        stop: lane_stop_rx.clone(),
+                    };
+                    let (jobs, done) = (job_rx.clone(), done_tx.clone());
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("sluice-deliver-{partition}-{lane}"))
+                            .spawn_scoped(scope, move || worker.run(&jobs, &done))?,
+                    );
                 }
-            };
-            let published = loop {
-                let Ok(batch) = rx.recv() else {
-                    break Ok(());
-                };
-                match self.publish(batch) {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
+                Ok(forming)
+            });
+            drop(done_tx);
+            let published = match &spawned {
+                Ok(_) => self.pipeline(&rx, &job_tx, &done_rx, &lane_stop),
+                Err(_) => Ok(()),
             };
             abandoned.store(true, Ordering::Relaxed);
+            lane_stop.send_replace(true);
+            drop(job_tx);
             drop(rx);
+            for t in threads {
+                if t.join().is_err() {
+                    tracing::error!(partition, "a delivery thread panicked");
+                }
+            }
+            let forming = match spawned {
+                Ok(forming) => forming,
+                Err(source) => return Err(PublishError::Spawn { partition, source }),
+            };
             let formed = forming.join().unwrap_or_else(|_| {
                 tracing::error!(partition, "the batch-forming thread panicked");
                 Ok(())
@@ -439,26 +508,93 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         }
         result
     }
-    /// Steps 2–5 of the module docs. `Ok(false)` when stopped before the checkpoint.
-    fn publish(&mut self, batch: Batch) -> Result<bool, PublishError> {
+
+    /// Steps 2–5 of the module docs for every batch: records each formed batch and hands it to
+    /// a lane while fewer than `publish.max_in_flight` are outstanding (sent or confirmed but
+    /// not yet checkpointed), and confirms batches in log order as their deliveries return.
+    /// Returns when stopped, or when the former and every lane are done.
+    fn pipeline(
+        &mut self,
+        formed: &crossbeam_channel::Receiver<Batch>,
+        jobs: &crossbeam_channel::Sender<Job>,
+        done: &crossbeam_channel::Receiver<Done>,
+        lane_stop: &watch::Sender<bool>,
+    ) -> Result<(), PublishError> {
+        let partition = self.partition;
+        let max = self.shared.config.max_in_flight as u64;
+        let never = crossbeam_channel::never();
+        // Batches are numbered in log order; `next` is the next batch's number, `confirm` the
+        // number of the oldest batch not yet checkpointed.
+        let (mut next, mut confirm) = (0u64, 0u64);
+        let mut in_lanes = 0usize;
+        let mut confirmed: BTreeMap<u64, (Batch, Delivery)> = BTreeMap::new();
+        let mut forming = true;
+        loop {
+            if self.stopped() {
+                lane_stop.send_replace(true);
+                return Ok(());
+            }
+            if !forming && in_lanes == 0 && confirmed.is_empty() {
+                return Ok(());
+            }
+            let accepting = forming && next - confirm < max;
+            crossbeam_channel::select! {
+                recv(if accepting { formed } else { &never }) -> msg => match msg {
+                    Ok(batch) => {
+                        let Some(range) = batch.range else { continue };
+                        self.record_lag(&batch, range);
+                        self.ledger
+                            .record(range)
+                            .map_err(|source| PublishError::Ledger { partition, source })?;
+                        let seq = next;
+                        next += 1;
+                        if batch.rows.is_empty() {
+                            confirmed.insert(seq, (batch, Delivery::default()));
+                        } else {
+                            let token = range.token(&self.shared.instance, partition);
+                            if jobs.send(Job { seq, batch, token }).is_err() {
+                                return Err(PublishError::LanesGone { partition });
+                            }
+                            in_lanes += 1;
+                        }
+                    }
+                    Err(_) => forming = false,
+                },
+                recv(done) -> msg => {
+                    let Ok(Done { seq, batch, delivery }) = msg else {
+                        return Err(PublishError::LanesGone { partition });
+                    };
+                    in_lanes -= 1;
+                    let Some(delivery) = delivery else {
+                        // Stopped mid-delivery: nothing past the checkpoint is confirmed.
+                        lane_stop.send_replace(true);
+                        return Ok(());
+                    };
+                    confirmed.insert(seq, (batch, delivery));
+                },
+                default(STOP_POLL) => {}
+            }
+            while let Some(entry) = confirmed.first_entry() {
+                if *entry.key() != confirm {
+                    break;
+                }
+                let (batch, delivery) = entry.remove();
+                if !self.confirm(batch, delivery)? {
+                    lane_stop.send_replace(true);
+                    return Ok(());
+                }
+                confirm += 1;
+            }
+        }
+    }
+
+    /// Steps 4–5 of the module docs for the oldest outstanding batch, once the sink confirmed
+    /// it. `Ok(false)` when stopped before the checkpoint.
+    fn confirm(&mut self, batch: Batch, delivery: Delivery) -> Result<bool, PublishError> {
         let partition = self.partition;
         let Some(range) = batch.range else {
             return Ok(true);
         };
-        self.record_lag(&batch, range);
-        self.ledger
-            .record(range)
-            .map_err(|source| PublishError::Ledger { partition, source })?;
-
-        let delivery = if batch.rows.is_empty() {
-            Delivery::default()
-        } else {
-            match self.deliver(&batch.rows, &range.token(partition)) {
-                Some(d) => d,
-                None => return Ok(false),
-            }
-        };
-
         let entries = dead_letters(partition, &batch, &delivery);
         if !entries.is_empty() && !self.write_dead_letters(&entries) {
             return Ok(false);
@@ -494,6 +630,77 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         metrics::publish::lag(self.partition, status.unconfirmed, oldest);
     }
 
+    /// Writes and flushes dead letters, retrying until durable; false when stopped.
+    fn write_dead_letters(&self, entries: &[Entry]) -> bool {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let store = &self.shared.dead_letters;
+            match store.put_all(entries).and_then(|()| store.flush()) {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff,
+                        "cannot write dead letters; the checkpoint waits until they are durable");
+                    if !pause(backoff, || self.stopped()) {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// A batch handed to a delivery lane.
+struct Job {
+    seq: u64,
+    batch: Batch,
+    token: String,
+}
+
+/// A lane's answer: the batch back, with what the sink did (`None` when stopped first).
+struct Done {
+    seq: u64,
+    batch: Batch,
+    delivery: Option<Delivery>,
+}
+
+/// One delivery lane of a partition (step 3 of the module docs): sends one batch at a time
+/// until the sink confirms it.
+struct Lane<P, D> {
+    partition: usize,
+    shared: Arc<Shared<P, D>>,
+    /// The partition's lane stop flag, raised by the publishing thread when it stops.
+    stop: watch::Receiver<bool>,
+}
+
+impl<P: Process, D: Deliver> Lane<P, D> {
+    /// Delivers jobs until the job channel closes or the publishing thread is gone.
+    fn run(
+        mut self,
+        jobs: &crossbeam_channel::Receiver<Job>,
+        done: &crossbeam_channel::Sender<Done>,
+    ) {
+        for Job { seq, batch, token } in jobs.iter() {
+            let delivery = self.deliver(&batch.rows, &token);
+            let stopped = delivery.is_none();
+            if done
+                .send(Done {
+                    seq,
+                    batch,
+                    delivery,
+                })
+                .is_err()
+                || stopped
+            {
+                return;
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.stop.has_changed().is_err()
+    }
+
     /// Delivers until the sink confirms; `None` when stopped.
     fn deliver(&mut self, rows: &[Event], token: &str) -> Option<Delivery> {
         let mut backoff = MIN_BACKOFF;
@@ -511,7 +718,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
                         retry_in = ?backoff, "delivery failed; sending the same batch again");
-                    if !self.pause(backoff) {
+                    if !pause(backoff, || self.stopped()) {
                         return None;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -519,37 +726,18 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             }
         }
     }
+}
 
-    /// Writes and flushes dead letters, retrying until durable; false when stopped.
-    fn write_dead_letters(&self, entries: &[Entry]) -> bool {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            let store = &self.shared.dead_letters;
-            match store.put_all(entries).and_then(|()| store.flush()) {
-                Ok(()) => return true,
-                Err(e) => {
-                    tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff,
-                        "cannot write dead letters; the checkpoint waits until they are durable");
-                    if !self.pause(backoff) {
-                        return false;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
+/// Sleeps up to `d` or until `stopped()`; false when stopped.
+fn pause(d: Duration, stopped: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        if stopped() {
+            return false;
         }
+        std::thread::sleep(STOP_POLL.min(deadline.saturating_duration_since(Instant::now())));
     }
-
-    /// Sleeps up to `d` or until stopped; false when stopped.
-    fn pause(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        while Instant::now() < deadline {
-            if self.stopped() {
-                return false;
-            }
-            std::thread::sleep(STOP_POLL.min(deadline - Instant::now()));
-        }
-        !self.stopped()
-    }
+    !stopped()
 }
 
 impl<P: Process, D: Deliver> Former<P, D> {
@@ -561,12 +749,12 @@ impl<P: Process, D: Deliver> Former<P, D> {
             || self.abandoned.load(Ordering::Relaxed)
     }
 
-    /// Reads and processes records until a limit is reached or, with `forced`, exactly its
-    /// range. `None` when stopped.
+    /// Reads and processes records until a limit is reached or, while `forced` holds ranges,
+    /// exactly its first range (which is then removed). `None` when stopped.
     fn form(
         &mut self,
         reader: &mut sluice_wal::Reader,
-        mut forced: Option<BatchRange>,
+        forced: &mut VecDeque<BatchRange>,
     ) -> sluice_wal::Result<Option<Batch>> {
         let config = &self.shared.config;
         let age = config.batch_age.get();
@@ -575,19 +763,18 @@ impl<P: Process, D: Deliver> Former<P, D> {
             if self.stopped() {
                 return Ok(None);
             }
-            if let Some(f) = forced {
+            if let Some(f) = forced.front().copied() {
                 if batch.range.is_some_and(|r| r.last >= f.last) {
+                    forced.pop_front();
                     return Ok(Some(batch));
                 }
-            } else if let Some(started) = batch.started {
-                if batch.rows.len() >= config.batch_rows
-                    || batch.bytes >= config.batch_bytes.bytes()
-                    || started.elapsed() >= age
-                {
-                    return Ok(Some(batch));
-                }
+            } else if batch.rows.len() >= config.batch_rows
+                || batch.bytes >= config.batch_bytes.bytes()
+            {
+                return Ok(Some(batch));
             }
-            let wait = match (forced, batch.started) {
+            // Once the batch is `age` old, only records already in the log are added: no wait.
+            let wait = match (forced.front(), batch.started) {
                 (None, Some(started)) => age.saturating_sub(started.elapsed()).min(STOP_POLL),
                 _ => STOP_POLL,
             };
@@ -596,18 +783,25 @@ impl<P: Process, D: Deliver> Former<P, D> {
                 None => reader.next_timeout(wait)?,
             };
             let Some(record) = record else {
+                // Caught up with the log: an old enough batch goes now. While a backlog is
+                // drained the log always has a next record, so batches fill to their size
+                // limits instead of being cut by the time it takes to process them.
+                if forced.is_empty() && batch.started.is_some_and(|s| s.elapsed() >= age) {
+                    return Ok(Some(batch));
+                }
                 continue;
             };
-            if let Some(f) = forced {
+            if let Some(f) = forced.front().copied() {
                 if record.lsn > f.last {
-                    if batch.is_empty() {
-                        // The log dropped the whole forced range (drop-oldest): form afresh.
-                        forced = None;
-                    } else {
-                        // It dropped the range's tail: close the batch at what was there.
-                        self.carry = Some(record);
+                    forced.pop_front();
+                    // The log dropped the range's tail (drop-oldest): close the batch at what
+                    // was there. Or it dropped the whole range: try the next one (or form
+                    // afresh) with this record.
+                    self.carry = Some(record);
+                    if !batch.is_empty() {
                         return Ok(Some(batch));
                     }
+                    continue;
                 }
             }
             self.add(&mut batch, record);

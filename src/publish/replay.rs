@@ -15,7 +15,7 @@
 //! # `dlq replay`: re-deliver directly, not re-append to the log
 //!
 //! An entry is re-processed from its stored raw request and its rows delivered straight to
-//! the sink, with the token `sluice-dlq-{first id}-{last id}` per chunk. Re-appending the raw
+//! the sink, with the token `sluice-{instance}-dlq-{first id}-{last id}` per chunk. Re-appending the raw
 //! request to the log instead would give it a new LSN, hence new generated event ids and
 //! tokens, so a replay repeated after a crash would duplicate rows; it would also need the
 //! log's lock, which the running daemon holds. Re-delivering keeps the original
@@ -23,6 +23,7 @@
 //! produced. An entry that loads is removed; one that fails again stays, with `attempts`
 //! incremented and the new reason.
 
+use crate::instance::InstanceId;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -39,6 +40,9 @@ use crate::event::{Event, Failure, FailureCategory};
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The data directory's instance id (part of every token) could not be read.
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
     /// The log or the ledger could not be read.
     #[error("partition {partition}: {source}")]
     Wal {
@@ -97,6 +101,7 @@ impl ReplayError {
     /// A stable label for this kind of error.
     pub fn code(&self) -> &'static str {
         match self {
+            ReplayError::Instance(e) => e.code(),
             ReplayError::Wal { .. } => "wal",
             ReplayError::Deliver { .. } => "deliver",
             ReplayError::DeadLetters(e) => e.code(),
@@ -141,12 +146,15 @@ pub struct Pipeline {
     pub processor: crate::publish::enrich::Processor,
     /// Connected to the configured ClickHouse.
     pub sink: crate::sink::clickhouse::Sink,
+    /// The data directory's instance id: replayed batches carry the daemon's tokens.
+    pub instance: InstanceId,
 }
 
 impl Pipeline {
     /// Sets up enrichment and connects to ClickHouse (one attempt: the operator is watching).
     pub fn connect(config: &crate::config::Config) -> Result<Pipeline, ReplayError> {
-        let processor = crate::publish::enrich::Processor::new(config)
+        let instance = crate::instance::load_or_create(&config.data_dir)?;
+        let processor = crate::publish::enrich::Processor::new(config, instance)
             .map_err(|e| ReplayError::Enrich(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -160,13 +168,16 @@ impl Pipeline {
             runtime,
             processor,
             sink,
+            instance,
         })
     }
 }
 
 /// Observes a replay's progress (a progress bar, or nothing).
 pub trait Progress {
-    /// `records` more records were read.
+    /// The replay has `total` units (records, or dead-letter entries) to go through.
+    fn start(&self, _total: u64) {}
+    /// `records` more units were read.
     fn advance(&self, records: u64);
 }
 
@@ -175,6 +186,10 @@ impl Progress for () {
 }
 
 impl Progress for indicatif::ProgressBar {
+    fn start(&self, total: u64) {
+        self.set_length(total);
+    }
+
     fn advance(&self, records: u64) {
         self.inc(records);
     }
@@ -193,6 +208,7 @@ pub fn clamp_range(view: &LogView, from: Lsn, to: Option<Lsn>) -> Option<(Lsn, L
 /// futures with `runtime`.
 #[allow(clippy::too_many_arguments)]
 pub fn replay_range<P: Process, D: Deliver>(
+    instance: &InstanceId,
     data_dir: &Path,
     wal: &WalConfig,
     partition: usize,
@@ -249,7 +265,7 @@ pub fn replay_range<P: Process, D: Deliver>(
         summary.failed += failures.len() as u64;
         failures.clear();
         if !rows.is_empty() {
-            let token = range.token(partition);
+            let token = range.token(instance, partition);
             let d = runtime
                 .block_on(sink.deliver(partition, rows, &token, &mut stop))
                 .map_err(|source| ReplayError::Deliver { token, source })?;
@@ -353,7 +369,9 @@ pub struct DlqSummary {
 }
 
 /// Replays the entries `filter` covers (see the module docs). Blocking.
+#[allow(clippy::too_many_arguments)]
 pub fn replay_dead_letters<P: Process, D: Deliver>(
+    instance: &InstanceId,
     store: &Store,
     filter: &Filter,
     chunk_rows: usize,
@@ -361,8 +379,10 @@ pub fn replay_dead_letters<P: Process, D: Deliver>(
     sink: &D,
     runtime: &tokio::runtime::Handle,
     out: &mut dyn Write,
+    progress: &dyn Progress,
 ) -> Result<DlqSummary, ReplayError> {
     let entries = store.list(filter)?;
+    progress.start(entries.len() as u64);
     let mut summary = DlqSummary::default();
     let (_stop_tx, mut stop) = watch::channel(false);
     // Entries whose rows are ready, with the rows' positions in `rows`.
@@ -381,7 +401,7 @@ pub fn replay_dead_letters<P: Process, D: Deliver>(
             return Ok(());
         }
         let token = format!(
-            "sluice-dlq-{}-{}",
+            "sluice-{instance}-dlq-{}-{}",
             ready[0].0.id,
             ready[ready.len() - 1].0.id
         );
@@ -419,6 +439,7 @@ pub fn replay_dead_letters<P: Process, D: Deliver>(
 
     for entry in entries {
         summary.tried += 1;
+        progress.advance(1);
         let mut events = Vec::new();
         let mut failures = Vec::new();
         let lsn = Lsn(entry.id.lsn);

@@ -1,13 +1,16 @@
 //! Test doubles for the publisher's two seams, and a small harness around one partition.
 //!
 //! `LineProcessor` stands in for the Snowplow processor: each line of a request's body is one
-//! event (`ok…` → a row, `reject…` → a row the sink refuses, `bad…` → a processing failure),
+//! event (`ok…` → a row, `reject…` → a row the sink refuses, `slow…` → a row that takes 20 ms
+//! to process, `bad…` → a processing failure),
 //! and a body of `BAD REQUEST` fails as a whole. `RecordingSink` stands in for ClickHouse: it
-//! records every call (token and rows), can hold a batch until released or stopped, fail a
-//! number of attempts, and rejects rows whose `app_id` starts with `reject`.
+//! records every call (token and rows), can hold every batch or the batches of given tokens
+//! until released or stopped, fail a number of attempts, and rejects rows whose `app_id`
+//! starts with `reject`.
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 use sluice::deadletter::Store;
 use sluice::envelope::Envelope;
 use sluice::event::{Event, Failure, FailureCategory};
+use sluice::instance::InstanceId;
 use sluice::publish::{
     Deliver, DeliverError, Delivery, Process, PublishConfig, Publishers, Shared,
 };
@@ -53,7 +57,13 @@ impl Process for LineProcessor {
                     event_index: Some(i as u32),
                     event_payload: Some(line.to_string()),
                 });
-            } else if line.starts_with("ok") || line.starts_with("reject") {
+            } else if line.starts_with("ok")
+                || line.starts_with("reject")
+                || line.starts_with("slow")
+            {
+                if line.starts_with("slow") {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 events.push(Event {
                     app_id: Some(line.to_string()),
                     wal_partition: Some(partition as u64),
@@ -69,7 +79,10 @@ impl Process for LineProcessor {
 /// One call the sink received: its token and each row's (lsn, index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
+    /// The token without its instance id (`sluice-0-1-3` for `sluice-{instance}-0-1-3`), so
+    /// tests can spell positions; `raw_token` is what the sink was given.
     pub token: String,
+    pub raw_token: String,
     pub rows: Vec<(u64, u64)>,
 }
 
@@ -81,6 +94,10 @@ pub struct RecordingSink {
     pub hold: AtomicBool,
     /// This many attempts fail before any succeeds.
     pub fail_first: AtomicUsize,
+    /// Batches with these tokens wait (until removed or stopped).
+    pub held: Mutex<HashSet<String>>,
+    /// Tokens of the calls that returned a confirmation, in the order they returned.
+    pub confirmed: Mutex<Vec<String>>,
 }
 
 impl RecordingSink {
@@ -90,6 +107,19 @@ impl RecordingSink {
 
     pub fn tokens(&self) -> Vec<String> {
         self.calls().into_iter().map(|c| c.token).collect()
+    }
+
+    /// Holds the batch with `token` until [`RecordingSink::release`].
+    pub fn hold_token(&self, token: &str) {
+        self.held.lock().unwrap().insert(token.to_string());
+    }
+
+    pub fn release(&self, token: &str) {
+        self.held.lock().unwrap().remove(token);
+    }
+
+    pub fn confirmed(&self) -> Vec<String> {
+        self.confirmed.lock().unwrap().clone()
     }
 }
 
@@ -101,14 +131,17 @@ impl Deliver for RecordingSink {
         token: &'a str,
         stop: &'a mut watch::Receiver<bool>,
     ) -> Result<Delivery, DeliverError> {
+        let raw_token = token;
+        let token = &*without_instance(token);
         self.calls.lock().unwrap().push(Call {
             token: token.to_string(),
+            raw_token: raw_token.to_string(),
             rows: rows
                 .iter()
                 .map(|r| (r.wal_lsn.unwrap(), r.wal_index.unwrap()))
                 .collect(),
         });
-        while self.hold.load(Ordering::SeqCst) {
+        while self.hold.load(Ordering::SeqCst) || self.held.lock().unwrap().contains(token) {
             if *stop.borrow() {
                 return Err(DeliverError::Stopped);
             }
@@ -130,6 +163,7 @@ impl Deliver for RecordingSink {
             .filter(|(_, r)| r.app_id.as_deref().is_some_and(|a| a.starts_with("reject")))
             .map(|(i, _)| (i, "Cannot parse input: injected".to_string()))
             .collect();
+        self.confirmed.lock().unwrap().push(token.to_string());
         Ok(Delivery {
             inserted: rows.len() - rejected.len(),
             rejected,
@@ -205,6 +239,11 @@ impl Harness {
         self.dir.path()
     }
 
+    /// The data directory's instance id (created on first use, like the daemon does).
+    pub fn instance(&self) -> InstanceId {
+        sluice::instance::load_or_create(self.data_dir()).unwrap()
+    }
+
     pub fn append(&self, body: &str) -> Lsn {
         self.wal
             .append(envelope(body, 1_700_000_000_000).encode())
@@ -225,6 +264,7 @@ impl Harness {
                 config,
                 runtime: self.runtime.handle().clone(),
                 data_dir: self.data_dir().to_path_buf(),
+                instance: self.instance(),
             },
         )
         .unwrap()
@@ -262,5 +302,19 @@ pub fn config(rows: usize, bytes: u64, age: Duration) -> PublishConfig {
         batch_bytes: sluice::config::ByteSize(bytes),
         batch_age: sluice::config::HumanDuration(age),
         ..PublishConfig::default()
+    }
+}
+
+/// `sluice-{16 hex digits}-rest` → `sluice-rest`; anything else unchanged.
+pub fn without_instance(token: &str) -> String {
+    match token.strip_prefix("sluice-") {
+        Some(rest)
+            if rest.len() > 17
+                && rest.as_bytes()[16] == b'-'
+                && rest[..16].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            format!("sluice-{}", &rest[17..])
+        }
+        _ => token.to_string(),
     }
 }

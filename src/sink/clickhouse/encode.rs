@@ -16,6 +16,7 @@
 //!   with a reason; no bytes of it are written. NULL into a non-`Nullable` column writes the
 //!   type's default (0, empty, the epoch), like ClickHouse's own input formats.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
@@ -23,7 +24,10 @@ use std::ops::Range;
 use uuid::Uuid;
 
 use super::types::ChType;
-use crate::event::{Event, Kind, Value};
+use crate::event::{Accessor, Event, Kind, Value};
+
+/// Rows encoded before the buffer is reserved for the rest of the batch from their size.
+const SIZE_SAMPLE_ROWS: usize = 64;
 
 /// One column of the INSERT: a table column that sluice fills.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,43 +60,55 @@ impl Encoded {
     }
 
     /// The RowBinary body of the accepted rows `indices` (each from [`Encoded::accepted`]).
-    pub fn body(&self, indices: &[usize]) -> Vec<u8> {
-        let ranges: Vec<&Range<usize>> = indices
-            .iter()
-            .filter_map(|&i| self.rows[i].as_ref())
-            .collect();
-        // Contiguous rows are one slice: the common, whole-batch case copies once.
-        let mut out = Vec::with_capacity(ranges.iter().map(|r| r.len()).sum());
-        let mut pending: Option<Range<usize>> = None;
+    /// Contiguous rows (the common, whole-batch case) are borrowed, not copied.
+    pub fn body(&self, indices: &[usize]) -> Cow<'_, [u8]> {
+        let mut ranges = indices.iter().filter_map(|&i| self.rows[i].as_ref());
+        let Some(first) = ranges.next() else {
+            return Cow::Borrowed(&[]);
+        };
+        let mut pending = first.clone();
+        let mut out: Option<Vec<u8>> = None;
         for r in ranges {
-            match &mut pending {
-                Some(p) if p.end == r.start => p.end = r.end,
-                _ => {
-                    if let Some(p) = pending.take() {
-                        out.extend_from_slice(&self.data[p]);
-                    }
-                    pending = Some(r.clone());
-                }
+            if pending.end == r.start {
+                pending.end = r.end;
+            } else {
+                out.get_or_insert_with(Vec::new)
+                    .extend_from_slice(&self.data[pending]);
+                pending = r.clone();
             }
         }
-        if let Some(p) = pending {
-            out.extend_from_slice(&self.data[p]);
+        match out {
+            None => Cow::Borrowed(&self.data[pending]),
+            Some(mut out) => {
+                out.extend_from_slice(&self.data[pending]);
+                Cow::Owned(out)
+            }
         }
-        out
     }
 }
 
 /// Encodes events as RowBinary for a fixed column list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Encoder {
     columns: Vec<TargetColumn>,
+    /// Per column, the reader of its value ([`Event::accessor`], resolved once here rather
+    /// than per row); `None` for a name sluice has no column for (always NULL).
+    readers: Vec<Option<Accessor>>,
+}
+
+impl PartialEq for Encoder {
+    /// Encoders of the same columns are equal (the readers follow from the columns).
+    fn eq(&self, other: &Encoder) -> bool {
+        self.columns == other.columns
+    }
 }
 
 impl Encoder {
     /// An encoder for `columns`, in INSERT order. Every column's type should have passed
     /// [`compatible`]; one that did not rejects every row that has a value for it.
     pub fn new(columns: Vec<TargetColumn>) -> Encoder {
-        Encoder { columns }
+        let readers = columns.iter().map(|c| Event::accessor(&c.name)).collect();
+        Encoder { columns, readers }
     }
 
     /// The columns, in INSERT order.
@@ -119,11 +135,17 @@ impl Encoder {
     /// Encodes `rows`; rows that cannot be encoded are listed in [`Encoded::rejected`].
     pub fn encode(&self, rows: &[Event]) -> Encoded {
         let mut out = Encoded {
-            data: Vec::with_capacity(rows.len() * 64 * self.columns.len().max(1)),
+            data: Vec::new(),
             rows: Vec::with_capacity(rows.len()),
             rejected: Vec::new(),
         };
         for (i, row) in rows.iter().enumerate() {
+            if i == SIZE_SAMPLE_ROWS.min(rows.len() - 1) {
+                // Reserve once from the size of the first rows (plus an eighth), instead of
+                // growing by doubling or reserving a fixed guess per column.
+                let per_row = out.data.len() / i.max(1);
+                out.data.reserve((rows.len() - i) * (per_row + per_row / 8));
+            }
             let start = out.data.len();
             match self.encode_row(row, &mut out.data) {
                 Ok(()) => out.rows.push(Some(start..out.data.len())),
@@ -138,8 +160,8 @@ impl Encoder {
     }
 
     fn encode_row(&self, row: &Event, buf: &mut Vec<u8>) -> Result<(), String> {
-        for c in &self.columns {
-            let value = row.value(&c.name).unwrap_or(Value::Null);
+        for (c, read) in self.columns.iter().zip(&self.readers) {
+            let value = read.map_or(Value::Null, |read| read(row));
             write_value(buf, &c.ty, value)
                 .map_err(|e| format!("column `{}` ({}): {e}", c.name, c.ty))?;
         }
@@ -616,7 +638,29 @@ mod tests {
             out.rejected[0].1
         );
         assert_eq!(out.accepted(), vec![0, 3]);
-        assert_eq!(out.body(&[3]), vec![0]);
+        assert_eq!(&*out.body(&[3]), &[0]);
+    }
+
+    #[test]
+    fn a_body_is_its_rows_bytes_back_to_back_borrowed_when_contiguous() {
+        let enc = Encoder::new(vec![col("app_id", "UInt8", Kind::Text)]);
+        let rows: Vec<Event> = ["1", "x", "3", "4"]
+            .iter()
+            .map(|v| Event {
+                app_id: Some(v.to_string()),
+                ..Event::default()
+            })
+            .collect();
+        let out = enc.encode(&rows);
+        assert_eq!(out.accepted(), vec![0, 2, 3]);
+        let whole = out.body(&out.accepted());
+        assert_eq!(&*whole, &[1, 3, 4]);
+        assert!(
+            matches!(whole, Cow::Borrowed(_)),
+            "rows 2 and 3 follow row 0's bytes"
+        );
+        assert_eq!(&*out.body(&[0, 3]), &[1, 4]);
+        assert!(out.body(&[]).is_empty());
     }
 
     #[test]
