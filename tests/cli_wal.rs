@@ -304,8 +304,9 @@ fn inspect_honours_partition_from_and_limit() {
         .collect();
     assert_eq!(keys, [(0, 1), (1, 1)]);
 
+    // An unknown partition is a usage error (see `an_unknown_partition_is_a_usage_error`).
     let (code, _, err) = wal(dir.path(), &["inspect", "--partition", "7"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("partition 7 does not exist"), "{err}");
 }
 
@@ -457,4 +458,222 @@ fn verify_notes_a_torn_tail_without_failing() {
         .unwrap_or_else(|| panic!("no torn tail note in {out}"));
     assert!(note.contains(&format!("offset {end}")), "{note}");
     assert!(out.contains("every record checks"), "{out}");
+}
+
+#[test]
+fn verify_json_is_one_document_and_corruption_exits_3_with_the_spot_named() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let (code, out, err) = wal(dir.path(), &["verify", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["records"], 8);
+    assert_eq!(v["partitions"][0]["records"], 5);
+    assert_eq!(v["partitions"][0]["checkpoint"], 2);
+    assert_eq!(v["partitions"][1]["problems"], serde_json::json!([]));
+
+    let seg = segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 16 + 10] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (code, out, err) = wal(dir.path(), &["verify", "--json"]);
+    assert_eq!(code, 3, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"], 1);
+    let problem = &v["partitions"][0]["problems"][0];
+    assert_eq!(problem["path"], seg.display().to_string().as_str());
+    assert_eq!(problem["offset"], 64);
+}
+
+#[test]
+fn verify_off_a_terminal_draws_no_bar_and_ends_with_one_summary_line_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    // The test harness captures stderr through a pipe: not a terminal.
+    let (code, out, err) = wal(dir.path(), &["verify", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str::<Value>(&out).expect("stdout stays one JSON document");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "sluice wal verify: 8 record(s) in 2 partition(s) checked, 0 problem(s), 0 unreadable partition(s) in "
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_partition_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    for args in [
+        &["inspect", "--partition", "7"][..],
+        &["tail", "--partition", "7", "--count", "1"],
+    ] {
+        let (code, _, err) = wal(dir.path(), args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("partition 7 does not exist"), "{err}");
+    }
+    let (code, _, err) = wal(dir.path(), &["replay", "--from", "5", "--to", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--from 5 is after --to 1"), "{err}");
+}
+
+/// Runs `sluice wal tail` in the background; its stdout lines arrive on a channel. Killed on
+/// drop.
+struct Tail {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Tail {
+    fn start(data_dir: &Path, args: &[&str]) -> Tail {
+        use std::io::BufRead;
+        let mut child = sluice()
+            .args(["wal", "tail", "--interval", "20ms", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Tail { child, lines }
+    }
+
+    /// The next line, waiting at most 30 s.
+    fn next(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("wal tail printed nothing new");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// Waits for the process to end by itself (at most 30 s): its exit code.
+    fn wait(mut self) -> i32 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "wal tail did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tail_starts_with_the_newest_records_and_stops_after_count() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let tail = Tail::start(
+        dir.path(),
+        &["--partition", "0", "--lines", "2", "--count", "2", "--json"],
+    );
+    let (a, b) = (tail.next(), tail.next());
+    assert_eq!(
+        (a["partition"].clone(), a["lsn"].clone()),
+        (0.into(), 4.into())
+    );
+    assert_eq!(b["lsn"], 5);
+    assert_eq!(b["query"], "p=0&i=5");
+    assert_eq!(tail.wait(), 0);
+}
+
+#[test]
+fn tail_follows_records_appended_after_it_started_including_a_new_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    // Partition 0 only, 3 records.
+    let w = open(dir.path(), 0);
+    for i in 1..=3 {
+        w.append(envelope(0, i).encode()).unwrap();
+    }
+    let tail = Tail::start(dir.path(), &["--lines", "1", "--count", "5", "--json"]);
+    // The newest existing record first: the tail has read the logs once.
+    assert_eq!(tail.next()["lsn"], 3);
+
+    // New records in partition 0, and a partition that did not exist when the tail started
+    // (everything in it is new).
+    for i in 4..=5 {
+        w.append(envelope(0, i).encode()).unwrap();
+    }
+    w.close().unwrap();
+    let w1 = open(dir.path(), 1);
+    for i in 1..=2 {
+        w1.append(envelope(1, i).encode()).unwrap();
+    }
+    w1.close().unwrap();
+
+    let mut seen: Vec<(u64, u64)> = (0..4)
+        .map(|_| {
+            let v = tail.next();
+            (v["partition"].as_u64().unwrap(), v["lsn"].as_u64().unwrap())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [(0, 4), (0, 5), (1, 1), (1, 2)]);
+    assert_eq!(tail.wait(), 0);
+}
+
+#[test]
+fn tail_text_lines_match_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let (code, tail_out, err) = wal(
+        dir.path(),
+        &["tail", "--partition", "1", "--lines", "3", "--count", "3"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, inspect_out, _) = wal(dir.path(), &["inspect", "--partition", "1"]);
+    assert_eq!(tail_out, inspect_out);
+}
+
+#[test]
+fn verify_on_a_terminal_draws_a_progress_bar_then_the_summary_line() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    // `script` (util-linux) runs the command with a pseudo-terminal as its stdin/out/err.
+    let command = format!(
+        "{} wal verify --data-dir {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        dir.path().display()
+    );
+    let (code, out, err) = run(Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .envs(ENV)
+        .env("TERM", "xterm")
+        .env_remove("SLUICE_CONFIG"));
+    assert_eq!(code, 0, "{out}{err}");
+    let bar = out
+        .find("wal verify partition")
+        .unwrap_or_else(|| panic!("no progress bar drawn: {out:?}"));
+    let report = out.find("every record checks").unwrap();
+    let summary = out
+        .find("sluice wal verify: 8 record(s) in 2 partition(s) checked")
+        .unwrap();
+    assert!(bar < report && report < summary, "{out:?}");
 }

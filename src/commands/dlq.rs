@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use super::progress::{Progress, ProgressMode};
 use crate::config::Config;
 use crate::deadletter::{self, DeadLetterError, Entry, EntryId, Filter, Store};
 use crate::event::FailureCategory;
@@ -136,50 +137,84 @@ pub fn show(store: &Store, id: &str, json: bool, out: &mut dyn Write) -> Result<
     Ok(())
 }
 
-/// `dlq purge [--older-than DUR | --reason R | ID…]`: removes the selected entries.
-pub fn purge(store: &Store, filter: &Filter, out: &mut dyn Write) -> Result<usize, DlqError> {
+/// `dlq purge [--older-than DUR | --reason R | ID…] [--json]`: removes the selected entries.
+pub fn purge(
+    store: &Store,
+    filter: &Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<usize, DlqError> {
     if filter == &Filter::default() {
         return Err(DlqError::NothingSelected);
     }
     let ids: Vec<EntryId> = store.list(filter)?.into_iter().map(|e| e.id).collect();
     let removed = store.remove(&ids)?;
-    writeln!(
-        out,
-        "purged {removed} entr{}",
-        if removed == 1 { "y" } else { "ies" }
-    )?;
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "purged": removed }))?;
+    } else {
+        writeln!(
+            out,
+            "purged {removed} entr{}",
+            if removed == 1 { "y" } else { "ies" }
+        )?;
+    }
     Ok(removed)
 }
 
-/// `dlq replay [--reason R | ID…]`: re-processes the selected entries and delivers their rows
-/// to the configured ClickHouse (see [`crate::publish::replay`] for why directly and not
-/// through the log). Entries that load are removed; the rest stay with `attempts` + 1.
+/// `dlq replay [--reason R | ID…] [--json]`: re-processes the selected entries and delivers
+/// their rows to the configured ClickHouse (see [`crate::publish::replay`] for why directly and
+/// not through the log). Entries that load are removed; the rest stay with `attempts` + 1 and
+/// are listed (in the JSON document's `failed_again`). A progress bar over the entries is drawn
+/// on a terminal; a summary line goes to stderr.
 pub fn replay(
     config: &Config,
     store: &Store,
     filter: &Filter,
+    json: bool,
+    mode: ProgressMode,
     out: &mut dyn Write,
 ) -> Result<crate::publish::replay::DlqSummary, crate::publish::replay::ReplayError> {
     use crate::publish::replay::{replay_dead_letters, Pipeline};
     let pipeline = Pipeline::connect(config)?;
+    let progress = Progress::new("dlq replay", "entries", 0, mode);
+    // The entries that failed again are reported one per line; in JSON they are collected.
+    let mut failed_lines = Vec::new();
     let s = replay_dead_letters(
+        &pipeline.instance,
         store,
         filter,
         config.publish.batch_rows,
         &pipeline.processor,
         &pipeline.sink,
         pipeline.runtime.handle(),
-        out,
+        if json { &mut failed_lines } else { &mut *out },
+        &progress,
     )?;
-    writeln!(
-        out,
-        "replayed {} entr{}: {} loaded and removed ({} rows), {} failed again and kept",
-        s.tried,
-        if s.tried == 1 { "y" } else { "ies" },
-        s.loaded,
-        s.rows,
-        s.failed_again
-    )?;
+    let entries = if s.tried == 1 { "entry" } else { "entries" };
+    if json {
+        let failed_again: Vec<&str> = std::str::from_utf8(&failed_lines)
+            .unwrap_or_default()
+            .lines()
+            .collect();
+        let doc = serde_json::json!({
+            "tried": s.tried,
+            "loaded": s.loaded,
+            "rows": s.rows,
+            "failed_again": s.failed_again,
+            "failures": failed_again,
+        });
+        writeln!(out, "{doc}")?;
+    } else {
+        writeln!(
+            out,
+            "replayed {} {entries}: {} loaded and removed ({} rows), {} failed again and kept",
+            s.tried, s.loaded, s.rows, s.failed_again
+        )?;
+    }
+    progress.finish(&format!(
+        "{} {entries} replayed, {} loaded, {} failed again",
+        s.tried, s.loaded, s.failed_again
+    ));
     Ok(s)
 }
 
@@ -206,7 +241,7 @@ mod tests {
     fn purge_refuses_an_empty_selection() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let err = purge(&store, &Filter::default(), &mut Vec::new()).unwrap_err();
+        let err = purge(&store, &Filter::default(), false, &mut Vec::new()).unwrap_err();
         assert_eq!(err.code(), "nothing_selected");
     }
 }

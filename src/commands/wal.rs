@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use sluice_wal::{LogView, Lsn, Status, WalConfig};
 
+use super::progress::{Progress, ProgressMode};
 use super::{CommandError, Outcome};
 use crate::config::{ByteSize, Config};
 use crate::envelope::Envelope;
@@ -332,31 +333,8 @@ pub fn inspect(
             })?;
             let Some(record) = record else { break };
             shown += 1;
-            match Envelope::decode(&record.payload) {
-                Ok(env) if opts.json => {
-                    writeln!(out, "{}", env.to_json(record.lsn, partition))?;
-                }
-                Ok(env) => writeln!(out, "{}", summary_line(&env, record.lsn, partition))?,
-                Err(e) => {
-                    undecodable += 1;
-                    if opts.json {
-                        let line = json!({
-                            "lsn": record.lsn.0,
-                            "partition": partition,
-                            "error": e.to_string(),
-                            "error_code": e.code(),
-                            "payload_bytes": record.payload.len(),
-                        });
-                        writeln!(out, "{line}")?;
-                    } else {
-                        writeln!(
-                            out,
-                            "p{partition} lsn={} ERROR cannot decode envelope ({} bytes): {e}",
-                            record.lsn,
-                            record.payload.len()
-                        )?;
-                    }
-                }
+            if !write_record(out, &record.payload, record.lsn, partition, opts.json)? {
+                undecodable += 1;
             }
         }
     }
@@ -408,91 +386,379 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// `sluice wal verify`: checks every record of every partition. Problems are listed with their
-/// segment file and offset and make the outcome [`Outcome::ProblemsFound`]; a torn tail (the
-/// unacknowledged end of the newest segment, repaired on the next open) is noted only.
-pub fn verify(config: &Config, out: &mut dyn Write) -> Result<Outcome, CommandError> {
+/// What `wal verify` found in one partition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartitionVerify {
+    /// The partition's index.
+    pub partition: usize,
+    /// Its directory.
+    pub path: PathBuf,
+    /// Segments with valid headers.
+    pub segments: usize,
+    /// Valid records found.
+    pub records: u64,
+    /// The oldest record held.
+    pub first_lsn: u64,
+    /// The newest valid record.
+    pub last_lsn: u64,
+    /// The durable checkpoint.
+    pub checkpoint: u64,
+    /// Damage found (each one a segment file, an offset and a reason).
+    pub problems: Vec<VerifyProblem>,
+    /// The newest segment's unacknowledged tail, truncated on the next open: not a problem.
+    pub torn_tail: Option<VerifyProblem>,
+    /// Why the partition could not be read at all (not a finding about the data).
+    pub error: Option<String>,
+}
+
+/// One bad spot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyProblem {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte offset within it.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl From<&sluice_wal::Problem> for VerifyProblem {
+    fn from(p: &sluice_wal::Problem) -> Self {
+        VerifyProblem {
+            path: p.path.clone(),
+            offset: p.offset,
+            reason: p.reason.clone(),
+        }
+    }
+}
+
+/// `wal verify` over every partition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// The data directory looked at.
+    pub data_dir: PathBuf,
+    /// True when no problem was found and every partition could be read.
+    pub ok: bool,
+    /// Problems over all partitions.
+    pub problems: usize,
+    /// Partitions that could not be read.
+    pub unreadable: usize,
+    /// Records checked over all partitions.
+    pub records: u64,
+    /// Each partition found on disk.
+    pub partitions: Vec<PartitionVerify>,
+    /// The summary line for stderr (`sluice wal verify: … in 0.42s`).
+    #[serde(skip)]
+    pub summary: String,
+}
+
+/// Bytes of the files in a directory (the work `verify` has to do there).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Checks every partition, with a progress bar over their bytes on a terminal (cleared when
+/// done; the summary line is left in [`VerifyReport::summary`]).
+pub fn collect_verify(config: &Config, mode: ProgressMode) -> Result<VerifyReport, CommandError> {
     let data_dir = &config.data_dir;
     let found = partitions(data_dir)?;
-    if found.is_empty() {
-        writeln!(
-            out,
-            "no partitions under {}: nothing to verify",
-            data_dir.display()
-        )?;
-        return Ok(Outcome::Clean);
-    }
-    let mut problems = 0usize;
-    let mut unreadable = 0usize;
-    for partition in found {
+    let sizes: Vec<u64> = found
+        .iter()
+        .map(|&p| dir_bytes(&partition_dir(data_dir, p)))
+        .collect();
+    let progress = Progress::new("wal verify", "bytes", sizes.iter().sum(), mode);
+    let mut report = VerifyReport {
+        data_dir: data_dir.clone(),
+        ok: true,
+        problems: 0,
+        unreadable: 0,
+        records: 0,
+        partitions: Vec::new(),
+        summary: String::new(),
+    };
+    for (&partition, &bytes) in found.iter().zip(&sizes) {
         let dir = partition_dir(data_dir, partition);
+        progress.set_message(format!("partition {partition}"));
+        let mut p = PartitionVerify {
+            partition,
+            path: dir.clone(),
+            segments: 0,
+            records: 0,
+            first_lsn: 0,
+            last_lsn: 0,
+            checkpoint: 0,
+            problems: Vec::new(),
+            torn_tail: None,
+            error: None,
+        };
         match sluice_wal::verify(&dir) {
-            Ok(report) => {
-                writeln!(
-                    out,
-                    "partition {partition} ({}): {} segment(s), {} record(s), lsn {}..{}, checkpoint {}: {}",
-                    dir.display(),
-                    report.segments,
-                    report.records,
-                    report.first_lsn,
-                    report.last_lsn,
-                    report.checkpoint,
-                    if report.is_ok() {
-                        "ok".to_string()
-                    } else {
-                        format!("{} problem(s)", report.problems.len())
-                    }
-                )?;
-                for p in &report.problems {
-                    writeln!(
-                        out,
-                        "  problem: {} offset {}: {}",
-                        p.path.display(),
-                        p.offset,
-                        p.reason
-                    )?;
-                }
-                if let Some(t) = &report.torn_tail {
-                    writeln!(
-                        out,
-                        "  note: torn tail at {} offset {} ({}); unacknowledged bytes, truncated on next open",
-                        t.path.display(),
-                        t.offset,
-                        t.reason
-                    )?;
-                }
-                problems += report.problems.len();
+            Ok(r) => {
+                p.segments = r.segments;
+                p.records = r.records;
+                p.first_lsn = r.first_lsn.0;
+                p.last_lsn = r.last_lsn.0;
+                p.checkpoint = r.checkpoint.0;
+                p.problems = r.problems.iter().map(VerifyProblem::from).collect();
+                p.torn_tail = r.torn_tail.as_ref().map(VerifyProblem::from);
             }
             // Damage that stops the scan altogether is a finding about the data, not a failure
             // of this command.
             Err(
                 e
                 @ (sluice_wal::Error::Corruption { .. } | sluice_wal::Error::BadCheckpoint { .. }),
-            ) => {
-                writeln!(
-                    out,
-                    "partition {partition} ({}): problem: {e}",
-                    dir.display()
-                )?;
-                problems += 1;
-            }
+            ) => p.problems.push(VerifyProblem {
+                path: dir.clone(),
+                offset: 0,
+                reason: e.to_string(),
+            }),
             Err(e) => {
-                writeln!(out, "partition {partition} ({}): error: {e}", dir.display())?;
-                unreadable += 1;
+                p.error = Some(e.to_string());
+                report.unreadable += 1;
             }
         }
+        progress.inc(bytes);
+        report.problems += p.problems.len();
+        report.records += p.records;
+        report.partitions.push(p);
     }
-    if problems > 0 {
-        // Found damage outranks a partition that could not be read: exit code 3 says "look at
-        // the data", and the unreadable partition is listed above too.
-        writeln!(out, "{problems} problem(s) found")?;
-        Ok(Outcome::ProblemsFound)
-    } else if unreadable > 0 {
-        Err(CommandError::PartitionsFailed { count: unreadable })
+    report.ok = report.problems == 0 && report.unreadable == 0;
+    report.summary = progress.finish_line(&format!(
+        "{} record(s) in {} partition(s) checked, {} problem(s), {} unreadable partition(s)",
+        report.records,
+        report.partitions.len(),
+        report.problems,
+        report.unreadable
+    ));
+    Ok(report)
+}
+
+/// `sluice wal verify [--json]`: checks every record of every partition. Problems are listed
+/// with their segment file and offset and make the outcome [`Outcome::ProblemsFound`]; a torn
+/// tail (the unacknowledged end of the newest segment, repaired on the next open) is noted
+/// only. A partition that cannot be read at all fails the command, unless damage was found
+/// elsewhere (exit code 3 says "look at the data", and the unreadable partition is listed too).
+pub fn verify(
+    config: &Config,
+    as_json: bool,
+    mode: ProgressMode,
+    out: &mut dyn Write,
+) -> Result<Outcome, CommandError> {
+    let report = collect_verify(config, mode)?;
+    if as_json {
+        writeln!(out, "{}", serde_json::to_value(&report).unwrap_or_default())?;
     } else {
-        writeln!(out, "every record checks")?;
+        write_verify_text(&report, out)?;
+    }
+    out.flush()?;
+    // Informational: a closed stderr must not fail the command.
+    let _ = writeln!(std::io::stderr().lock(), "{}", report.summary);
+    if report.problems > 0 {
+        Ok(Outcome::ProblemsFound)
+    } else if report.unreadable > 0 {
+        Err(CommandError::PartitionsFailed {
+            count: report.unreadable,
+        })
+    } else {
         Ok(Outcome::Clean)
     }
+}
+
+fn write_verify_text(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()> {
+    if r.partitions.is_empty() {
+        return writeln!(
+            out,
+            "no partitions under {}: nothing to verify",
+            r.data_dir.display()
+        );
+    }
+    for p in &r.partitions {
+        if let Some(e) = &p.error {
+            writeln!(
+                out,
+                "partition {} ({}): error: {e}",
+                p.partition,
+                p.path.display()
+            )?;
+            continue;
+        }
+        writeln!(
+            out,
+            "partition {} ({}): {} segment(s), {} record(s), lsn {}..{}, checkpoint {}: {}",
+            p.partition,
+            p.path.display(),
+            p.segments,
+            p.records,
+            p.first_lsn,
+            p.last_lsn,
+            p.checkpoint,
+            if p.problems.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("{} problem(s)", p.problems.len())
+            }
+        )?;
+        for problem in &p.problems {
+            writeln!(
+                out,
+                "  problem: {} offset {}: {}",
+                problem.path.display(),
+                problem.offset,
+                problem.reason
+            )?;
+        }
+        if let Some(t) = &p.torn_tail {
+            writeln!(
+                out,
+                "  note: torn tail at {} offset {} ({}); unacknowledged bytes, truncated on next open",
+                t.path.display(),
+                t.offset,
+                t.reason
+            )?;
+        }
+    }
+    if r.problems > 0 {
+        writeln!(out, "{} problem(s) found", r.problems)
+    } else if r.unreadable == 0 {
+        writeln!(out, "every record checks")
+    } else {
+        Ok(())
+    }
+}
+
+/// Options of `wal tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailOptions {
+    /// Only this partition.
+    pub partition: Option<usize>,
+    /// Start with the newest `lines` records of each partition.
+    pub lines: u64,
+    /// Stop after this many records in all.
+    pub count: Option<u64>,
+    /// How often to look for new records.
+    pub interval: Duration,
+    /// One JSON object per line.
+    pub json: bool,
+}
+
+/// `sluice wal tail`: prints records as they become durable, one line each (a JSON object per
+/// line with `--json`), until `count` records were printed or the output is closed. Each poll
+/// opens a fresh read-only view of every partition (the logs are not locked), reads what is
+/// new since the last poll, then sleeps `interval`. Records overwritten by `drop_oldest`
+/// before they were seen are reported as skipped.
+pub fn tail(
+    config: &Config,
+    opts: &TailOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, CommandError> {
+    let data_dir = &config.data_dir;
+    if let Some(p) = opts.partition {
+        let found = partitions(data_dir)?;
+        if !found.contains(&p) {
+            return Err(CommandError::NoSuchPartition {
+                partition: p,
+                data_dir: data_dir.clone(),
+                found,
+            });
+        }
+    }
+    let wal = view_config(config);
+    // The next LSN to print, per partition; a partition first seen gets its start from
+    // `lines` (or from 1 when it appears after the tail started: everything in it is new).
+    let mut next: std::collections::BTreeMap<usize, Lsn> = Default::default();
+    let mut first_poll = true;
+    let mut shown = 0u64;
+    loop {
+        let selected = match opts.partition {
+            Some(p) => vec![p],
+            None => partitions(data_dir)?,
+        };
+        for partition in selected {
+            let view = match open_view(data_dir, partition, &wal) {
+                Ok(v) => v,
+                // A partition directory created a moment ago may not hold a segment yet.
+                Err(_) if !first_poll => continue,
+                Err(e) => return Err(e),
+            };
+            let status = view.status();
+            let from = *next.entry(partition).or_insert_with(|| {
+                if first_poll {
+                    Lsn(status.last_lsn.0.saturating_sub(opts.lines) + 1).max(status.first_lsn)
+                } else {
+                    Lsn(1)
+                }
+            });
+            if from > status.last_lsn {
+                continue;
+            }
+            let mut reader = view.reader(from);
+            while let Some(record) = reader.next().map_err(|source| CommandError::Wal {
+                partition,
+                path: partition_dir(data_dir, partition),
+                source,
+            })? {
+                write_record(out, &record.payload, record.lsn, partition, opts.json)?;
+                next.insert(partition, record.lsn.next());
+                shown += 1;
+                if opts.count.is_some_and(|c| shown >= c) {
+                    out.flush()?;
+                    return Ok(Outcome::Clean);
+                }
+            }
+            if reader.skipped() > 0 {
+                tracing::warn!(
+                    partition,
+                    skipped = reader.skipped(),
+                    "records were overwritten (wal.full_policy = drop_oldest) before wal tail read them"
+                );
+            }
+        }
+        out.flush()?;
+        first_poll = false;
+        std::thread::sleep(opts.interval);
+    }
+}
+
+/// One record as `wal inspect` prints it (text or a JSON object), undecodable ones included.
+fn write_record(
+    out: &mut dyn Write,
+    payload: &[u8],
+    lsn: Lsn,
+    partition: usize,
+    json: bool,
+) -> std::io::Result<bool> {
+    match Envelope::decode(payload) {
+        Ok(env) if json => writeln!(out, "{}", env.to_json(lsn, partition))?,
+        Ok(env) => writeln!(out, "{}", summary_line(&env, lsn, partition))?,
+        Err(e) => {
+            if json {
+                let line = json!({
+                    "lsn": lsn.0,
+                    "partition": partition,
+                    "error": e.to_string(),
+                    "error_code": e.code(),
+                    "payload_bytes": payload.len(),
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(
+                    out,
+                    "p{partition} lsn={lsn} ERROR cannot decode envelope ({} bytes): {e}",
+                    payload.len()
+                )?;
+            }
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -511,7 +777,7 @@ mod tests {
 }
 
 /// `wal replay` options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplayOptions {
     /// First LSN (clamped to the oldest record held).
     pub from: u64,
@@ -519,21 +785,24 @@ pub struct ReplayOptions {
     pub to: Option<u64>,
     /// Only this partition (default: every partition).
     pub partition: Option<usize>,
-    /// Show a progress bar (stderr is a terminal).
-    pub progress: bool,
+    /// One JSON document instead of text lines.
+    pub json: bool,
+    /// A progress bar on a terminal, or only the summary line.
+    pub progress: ProgressMode,
 }
 
-/// `sluice wal replay --from LSN [--to LSN] [--partition N]`: re-publishes a range of each
-/// partition through the configured processing and ClickHouse, with the publisher's recorded
-/// batch boundaries so the deduplication tokens match (see [`crate::publish::replay`]). Reads
-/// the logs without a lock, so it works beside the daemon. Prints one summary line per
-/// partition and a total.
+/// `sluice wal replay --from LSN [--to LSN] [--partition N] [--json]`: re-publishes a range of
+/// each partition through the configured processing and ClickHouse, with the publisher's
+/// recorded batch boundaries so the deduplication tokens match (see
+/// [`crate::publish::replay`]). Reads the logs without a lock, so it works beside the daemon.
+/// Prints one line per partition and a total (or one JSON document), with a progress bar over
+/// the records on a terminal and a summary line on stderr.
 pub fn replay(
     config: &Config,
     opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<Outcome, crate::publish::replay::ReplayError> {
-    use crate::publish::replay::{replay_range, Pipeline, ReplayError};
+    use crate::publish::replay::{clamp_range, replay_range, Pipeline, RangeSummary, ReplayError};
     if let Some(to) = opts.to {
         if opts.from > to {
             return Err(ReplayError::EmptyRange {
@@ -550,33 +819,20 @@ pub fn replay(
     };
     let pipeline = Pipeline::connect(config)?;
     let wal = view_config(config);
-    let mut total = crate::publish::replay::RangeSummary::default();
+    // The records to go through, for the bar (ranges widen a little to whole batches).
+    let total: u64 = selected
+        .iter()
+        .filter_map(|&p| open_view(&config.data_dir, p, &wal).ok())
+        .filter_map(|v| clamp_range(&v, Lsn(opts.from), opts.to.map(Lsn)))
+        .map(|(f, t)| t.0 - f.0 + 1)
+        .sum();
+    let progress = Progress::new("wal replay", "records", total, opts.progress);
+    let mut total = RangeSummary::default();
+    let mut partitions = Vec::new();
     for partition in selected {
-        let bar = if opts.progress {
-            let view = open_view(&config.data_dir, partition, &wal).ok();
-            let len = view
-                .as_ref()
-                .and_then(|v| {
-                    crate::publish::replay::clamp_range(v, Lsn(opts.from), opts.to.map(Lsn))
-                })
-                .map_or(0, |(f, t)| t.0 - f.0 + 1);
-            let bar = indicatif::ProgressBar::new(len);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "partition {msg} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message(partition.to_string());
-            Some(bar)
-        } else {
-            None
-        };
-        let progress: &dyn crate::publish::replay::Progress = match &bar {
-            Some(b) => b,
-            None => &(),
-        };
+        progress.set_message(format!("partition {partition}"));
         let s = replay_range(
+            &pipeline.instance,
             &config.data_dir,
             &wal,
             partition,
@@ -586,33 +842,72 @@ pub fn replay(
             &pipeline.processor,
             &pipeline.sink,
             pipeline.runtime.handle(),
-            progress,
+            &progress,
         )?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
+        if !opts.json {
+            let range = s.range.map_or_else(
+                || "nothing to replay".to_string(),
+                |(f, t)| format!("LSN {f}..={t}"),
+            );
+            writeln!(
+                out,
+                "partition {}: {range}: {} records in {} batches ({} with recorded boundaries), \
+                 {} rows inserted, {} events failed processing, {} rows rejected",
+                partition,
+                s.records,
+                s.batches,
+                s.recorded_batches,
+                s.inserted,
+                s.failed,
+                s.rejected
+            )?;
         }
-        let range = s.range.map_or_else(
-            || "nothing to replay".to_string(),
-            |(f, t)| format!("LSN {f}..={t}"),
-        );
-        writeln!(
-            out,
-            "partition {}: {range}: {} records in {} batches ({} with recorded boundaries), \
-             {} rows inserted, {} events failed processing, {} rows rejected",
-            partition, s.records, s.batches, s.recorded_batches, s.inserted, s.failed, s.rejected
-        )?;
         total.records += s.records;
         total.batches += s.batches;
         total.recorded_batches += s.recorded_batches;
         total.inserted += s.inserted;
         total.failed += s.failed;
         total.rejected += s.rejected;
+        partitions.push(s);
     }
-    writeln!(
-        out,
-        "replayed {} records in {} batches: {} rows inserted, {} events failed processing, \
-         {} rows rejected (dead letters were written when the range was first published)",
-        total.records, total.batches, total.inserted, total.failed, total.rejected
-    )?;
+    if opts.json {
+        let partitions: Vec<_> = partitions
+            .iter()
+            .map(|s| {
+                json!({
+                    "partition": s.partition,
+                    "from": s.range.map(|r| r.0),
+                    "to": s.range.map(|r| r.1),
+                    "records": s.records,
+                    "batches": s.batches,
+                    "recorded_batches": s.recorded_batches,
+                    "inserted": s.inserted,
+                    "failed": s.failed,
+                    "rejected": s.rejected,
+                })
+            })
+            .collect();
+        let doc = json!({
+            "records": total.records,
+            "batches": total.batches,
+            "recorded_batches": total.recorded_batches,
+            "inserted": total.inserted,
+            "failed": total.failed,
+            "rejected": total.rejected,
+            "partitions": partitions,
+        });
+        writeln!(out, "{doc}")?;
+    } else {
+        writeln!(
+            out,
+            "replayed {} records in {} batches: {} rows inserted, {} events failed processing, \
+             {} rows rejected (dead letters were written when the range was first published)",
+            total.records, total.batches, total.inserted, total.failed, total.rejected
+        )?;
+    }
+    progress.finish(&format!(
+        "{} records replayed in {} batches, {} rows inserted",
+        total.records, total.batches, total.inserted
+    ));
     Ok(Outcome::Clean)
 }

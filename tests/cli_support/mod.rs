@@ -1,6 +1,8 @@
 //! Running the `sluice` binary from integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::process::{Command, Output};
 
 /// The binary with a clean environment: no inherited `SLUICE_*` variable (nor `RUST_LOG`) can
