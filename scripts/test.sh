@@ -7,11 +7,12 @@
 # then runs, stopping at the first failing step:
 #   formatting, clippy (warnings are errors), rustdoc (warnings are errors), doctests,
 #   the chdb test (the modern ClickHouse engine in-process), the fuzz targets briefly,
-#   the end-to-end tests (the daemon, a real clickhouse-server and the official Python and Node
-#   trackers), and every Rust test (nextest).
+#   the end-to-end tests (the daemon, a real clickhouse-server and the official Snowplow,
+#   Segment and RudderStack SDKs), and every Rust test (nextest).
 # What it installs: Debian's clickhouse-server + clickhouse-client (18.16) and, when `node` or
 # `npm` is missing, Debian's nodejs/npm; a Python venv (.venv/) with tests/e2e/requirements.txt
-# (chdb-core, snowplow-tracker, pytest); tests/e2e/js/node_modules via `npm ci`.
+# (chdb-core, snowplow-tracker, segment-analytics-python, rudder-sdk-python, pytest);
+# tests/e2e/js/node_modules via `npm ci` (@snowplow/node-tracker, @segment/analytics-node).
 # The Rust test run goes last so that its closing summary line is the last thing printed.
 set -euo pipefail
 
@@ -20,8 +21,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 # Debian packages the tests need: the real ClickHouse server the delivery tests start on a
-# free port (tests/e2e/clickhouse.py, tests/support/clickhouse.rs).
-APT_PACKAGES=(clickhouse-server clickhouse-client)
+# free port (tests/e2e/clickhouse.py, tests/support/clickhouse.rs); systemd for
+# `systemd-analyze verify` of deploy/systemd/sluice.service (tests/deploy_systemd.rs; it does
+# not need systemd running as PID 1).
+APT_PACKAGES=(clickhouse-server clickhouse-client systemd)
 # Seconds each fuzz target runs (scripts/fuzz.sh); CI keeps it short.
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 
@@ -74,7 +77,7 @@ section "fuzz targets, ${FUZZ_SECONDS}s each"
 FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 section_done
 
-section "end-to-end: the daemon into a real ClickHouse; official trackers, outages, SIGKILL, bad input"
+section "end-to-end: the daemon into a real ClickHouse; official trackers and SDKs, keys, limits, outages, SIGKILL, bad input"
 E2E_SLUICE_BIN="$TARGET_DIR/debug/sluice" \
     "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v -s tests/e2e
 section_done
