@@ -220,8 +220,9 @@ class Pipeline:
                 return counts
             time.sleep(0.2)
 
-    def rows_by_event_id(self, ids: set[str]) -> dict[str, dict]:
-        """The rows of `ids`, timestamps as Unix milliseconds whatever the column type."""
+    def rows(self, where: str = "1") -> list[dict]:
+        """Every row matching the SQL condition `where`, timestamps as Unix milliseconds whatever
+        the column type, UUIDs as text. Sets `timestamp_precision_ms` (1, or 1000 for DateTime)."""
         assert self.ch is not None
         cols = self.ch.columns(EVENTS_TABLE)
         select = []
@@ -234,11 +235,13 @@ class Pipeline:
                 select.append(f"toString({name}) AS {name}")
             else:
                 select.append(name)
-        id_list = ",".join(f"'{i}'" for i in sorted(ids))
-        rows = self.ch.query_rows(
-            f"SELECT {', '.join(select)} FROM {EVENTS_TABLE} WHERE toString(event_id) IN ({id_list})"
-        )
         self.timestamp_precision_ms = 1 if any("DateTime64" in t for t in cols.values()) else 1000
+        return self.ch.query_rows(f"SELECT {', '.join(select)} FROM {EVENTS_TABLE} WHERE {where}")
+
+    def rows_by_event_id(self, ids: set[str]) -> dict[str, dict]:
+        """The rows of `ids`, timestamps as Unix milliseconds whatever the column type."""
+        id_list = ",".join(f"'{i}'" for i in sorted(ids))
+        rows = self.rows(f"toString(event_id) IN ({id_list})")
         return {r["event_id"]: r for r in rows}
 
 
@@ -262,7 +265,7 @@ def _url_parts(url: str) -> dict:
 def expected_row(ack: Ack) -> dict:
     """The values a row must hold for one acknowledged tracker event (None = no value)."""
     p = ack.params
-    exp: dict = {"event_id": p["eid"]}
+    exp: dict = {"event_id": p["eid"], "source": "snowplow"}
     for param, col in TEXT_FIELDS.items():
         if param in p:
             exp[col] = p[param]
