@@ -387,3 +387,42 @@ fn key_lists_and_rate_limits_from_the_environment_are_shown_with_keys_redacted()
     assert_eq!(v["limits.per_ip"]["source"], "env SLUICE_LIMITS__PER_IP");
     assert_eq!(v["collect.api_keys"]["value"], serde_json::json!([]));
 }
+
+/// Every key of `sluice.example.toml` (which a unit test keeps equal to the defaults) as its
+/// dotted name: `# key = value` lines under their `[section]`.
+fn example_keys() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.example.toml"))
+        .unwrap();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = ")) {
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys.push(if section.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{section}.{key}")
+                });
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_readme_configuration_reference_lists_every_key_of_the_example_file() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let keys = example_keys();
+    assert!(keys.len() > 50, "{keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration table lacks {missing:?}"
+    );
+}
