@@ -35,6 +35,7 @@ use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
+use crate::publish::enrich::ip;
 use crate::ratelimit::{BucketSpec, Decision, RateLimiter};
 
 use super::HttpError;
@@ -76,6 +77,28 @@ impl KeySet {
     /// Open, or `presented` is a key.
     pub fn admits(&self, presented: Option<&str>) -> bool {
         self.is_open() || presented.is_some_and(|k| self.accepts(k))
+    }
+
+    /// Open, or every one of `presented` is a key (a missing one never is; none at all is
+    /// admitted). A batch usually repeats one key, so a key equal to the one before it, already
+    /// accepted, is not hashed and compared again.
+    pub fn admits_all<'a>(&self, presented: impl IntoIterator<Item = Option<&'a str>>) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let mut accepted: Option<&str> = None;
+        for key in presented {
+            let Some(key) = key else {
+                return false;
+            };
+            if accepted != Some(key) {
+                if !self.accepts(key) {
+                    return false;
+                }
+                accepted = Some(key);
+            }
+        }
+        true
     }
 }
 
@@ -139,7 +162,7 @@ impl Policy {
                 .enrich
                 .trusted_proxies
                 .iter()
-                .filter_map(|p| parse_network(p))
+                .filter_map(|p| ip::parse_cidr(p).ok())
                 .collect(),
             per_ip: limits.per_ip.spec(limits.burst),
             per_key: limits.per_key.spec(limits.burst),
@@ -164,15 +187,6 @@ impl Policy {
         }
         out
     }
-}
-
-/// A CIDR (`10.0.0.0/8`) or a bare address (one host), as `enrich.trusted_proxies` takes them.
-fn parse_network(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// The access rules and the rate limiters of one application; see the module docs.
@@ -210,12 +224,21 @@ impl Access {
             .clone()
     }
 
-    /// Takes a token from the client IP's bucket (when `limits.per_ip` is on).
-    pub fn limit_ip(&self, policy: &Policy, ip: Option<IpAddr>) -> Result<(), HttpError> {
-        let (Some(spec), Some(ip)) = (policy.per_ip, ip) else {
+    /// Takes a token from the client IP's bucket (when `limits.per_ip` is on; the client IP is
+    /// only worked out then).
+    pub fn limit_client(
+        &self,
+        policy: &Policy,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Result<(), HttpError> {
+        let Some(spec) = policy.per_ip else {
             return Ok(());
         };
-        match self.per_ip.check(spec, &ip.to_canonical(), Instant::now()) {
+        let Some(ip) = client_ip(peer, headers, &policy.trusted_proxies) else {
+            return Ok(());
+        };
+        match self.per_ip.check(spec, &ip, Instant::now()) {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after } => Err(HttpError::RateLimited {
                 retry_after,
@@ -277,30 +300,14 @@ pub fn client_ip(
     let forwarded = headers
         .get(header::FORWARDED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(',').next()?.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_hop(v.trim().trim_matches('"')))
-                    .flatten()
-            })
-        });
+        .and_then(ip::forwarded)
+        .and_then(|hop| parse_hop(&hop));
     Some(forwarded.unwrap_or(peer))
 }
 
-/// One forwarding hop: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+/// One forwarding hop (`1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`), as enrichment reads it.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
-    if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(ip.to_canonical());
-    }
-    if let Ok(sa) = hop.parse::<SocketAddr>() {
-        return Some(sa.ip().to_canonical());
-    }
-    hop.strip_prefix('[')
-        .and_then(|r| r.split(']').next())
-        .and_then(|h| h.parse::<IpAddr>().ok())
-        .map(|ip| ip.to_canonical())
+    ip::peer_ip(hop).map(|ip| ip.to_canonical())
 }
 
 /// The write key of an `Authorization: Basic` header (the username), if there is one.
@@ -348,7 +355,7 @@ mod tests {
     }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
-        list.iter().map(|s| parse_network(s).unwrap()).collect()
+        list.iter().map(|s| ip::parse_cidr(s).unwrap()).collect()
     }
 
     #[test]
@@ -367,6 +374,16 @@ mod tests {
         assert!(keys.admits(Some("k1")));
         let open = KeySet::new(&[]);
         assert!(open.admits(None) && open.admits(Some("anything")));
+    }
+
+    #[test]
+    fn every_key_of_a_batch_must_be_accepted_and_a_missing_one_never_is() {
+        let keys = KeySet::new(&["k1".into(), "k2".into()]);
+        assert!(keys.admits_all([Some("k1"), Some("k1"), Some("k2"), Some("k1")]));
+        assert!(keys.admits_all(std::iter::empty()));
+        assert!(!keys.admits_all([Some("k1"), Some("k1"), Some("nope")]));
+        assert!(!keys.admits_all([Some("k1"), None]));
+        assert!(KeySet::new(&[]).admits_all([None, Some("anything")]));
     }
 
     #[test]

@@ -497,8 +497,7 @@ impl App {
         let access = &*self.limits.access;
         let policy = access.policy();
         // Rate limits come first: a refused client costs no body read.
-        let ip = auth::client_ip(peer, &parts.headers, &policy.trusted_proxies);
-        access.limit_ip(&policy, ip)?;
+        access.limit_client(&policy, peer, &parts.headers)?;
         let location = if plan.redirect {
             Some(collector.redirect_target(query).map_err(HttpError::from)?)
         } else {
@@ -592,25 +591,24 @@ impl App {
             Shape::SegmentMessage | Shape::SegmentBatch => {
                 sources::check_content_type(headers)?;
                 let batch = shape == Shape::SegmentBatch;
-                let json = if batch {
-                    let limit = policy.max_batch_bytes;
-                    sources::decoded_body(
-                        headers,
-                        body,
-                        limit,
-                        policy.max_decompressed_bytes,
-                        |size| HttpError::BatchTooLarge { size, limit },
-                    )?
+                let limit = if batch {
+                    policy.max_batch_bytes
                 } else {
-                    let limit = policy.max_event_bytes;
-                    sources::decoded_body(
-                        headers,
-                        body,
-                        limit,
-                        policy.max_decompressed_bytes,
-                        |size| HttpError::EventTooLarge { size, limit },
-                    )?
+                    policy.max_event_bytes
                 };
+                let json = sources::decoded_body(
+                    headers,
+                    body,
+                    limit,
+                    policy.max_decompressed_bytes,
+                    |size| {
+                        if batch {
+                            HttpError::BatchTooLarge { size, limit }
+                        } else {
+                            HttpError::EventTooLarge { size, limit }
+                        }
+                    },
+                )?;
                 let inspected = sources::inspect_segment(batch, &json)?;
                 // Basic auth, else the body's writeKey, else ?writeKey=.
                 let from_query;
@@ -646,11 +644,9 @@ impl App {
                     sources::inspect_pycolytics(shape == Shape::PycolyticsEvents, &json)?;
                 // Every event must carry a valid key; a missing one never passes. (An empty
                 // batch stores nothing and is answered 204 whatever its key.)
-                if !policy.pycolytics_keys.is_open()
-                    && !inspected.keys.iter().all(|k| {
-                        k.as_deref()
-                            .is_some_and(|k| policy.pycolytics_keys.accepts(k))
-                    })
+                if !policy
+                    .pycolytics_keys
+                    .admits_all(inspected.keys.iter().map(|k| k.as_deref()))
                 {
                     return Err(unauthorized());
                 }

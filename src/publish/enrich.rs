@@ -42,7 +42,7 @@
 //! cache_entries = 10000    # 0–1 000 000 distinct user agents remembered (0 = no cache)
 //! ```
 
-mod ip;
+pub(crate) mod ip;
 mod ua;
 
 use std::borrow::Cow;
