@@ -15,6 +15,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The text of an event field. Up to 24 bytes (most values: ids, names, versions, URL parts)
+/// it is stored inline, so filling an event allocates only for long text such as URLs and JSON;
+/// otherwise it behaves as a `String`.
+pub type Text = compact_str::CompactString;
+
 /// What kind of value a column holds. The sink picks the ClickHouse type per server version
 /// (e.g. `DateTime64(3, 'UTC')` or `DateTime` for [`Kind::Timestamp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -602,17 +607,17 @@ pub struct Event {
     /// Snowplow `eid`; Segment `messageId` when it is a UUID, else a UUID derived from it; else a v4-shaped UUID derived from the event's place in the log. Lower-case.
     pub event_id: Option<Uuid>,
     /// Segment `messageId` (the sender's dedup key), kept as sent.
-    pub message_id: Option<String>,
+    pub message_id: Option<Text>,
     /// The application id: Snowplow `aid`, Segment `context.app.name`, pycolytics `application`.
-    pub app_id: Option<String>,
+    pub app_id: Option<Text>,
     /// The application's version: Segment `context.app.version`, pycolytics `version`.
-    pub app_version: Option<String>,
+    pub app_version: Option<Text>,
     /// Snowplow `p` (web, mob, pc, srv, app, tv, cnsl, iot, headset); Segment `channel` (browser → web, server → srv, mobile → mob); pycolytics `platform` (free text).
-    pub platform: Option<String>,
+    pub platform: Option<Text>,
     /// Which API the event came in by: `snowplow`, `segment` (also RudderStack), `pycolytics` or `collect`.
-    pub source: Option<String>,
+    pub source: Option<Text>,
     /// The `/collect/{stream}` stream name (percent-decoded); no value for `/collect` without one and for other routes.
-    pub stream: Option<String>,
+    pub stream: Option<Text>,
     /// When sluice received the request (the envelope's receive time).
     pub collector_tstamp: Option<i64>,
     /// When the device created the event: Snowplow `dtm`, Segment `originalTimestamp` (else `timestamp`).
@@ -624,109 +629,109 @@ pub struct Event {
     /// `true_tstamp`, else collector time corrected for device clock skew (`collector − (sent − created)`), else collector time.
     pub derived_tstamp: Option<i64>,
     /// Snowplow: page_view, page_ping, struct, unstruct, transaction, transaction_item, ad_impression; Segment: track, page, screen, identify, group, alias; `pycolytics`; `collect`.
-    pub event: Option<String>,
+    pub event: Option<Text>,
     /// Vendor of the event's schema (e.g. `com.google.analytics` for `se`).
-    pub event_vendor: Option<String>,
+    pub event_vendor: Option<Text>,
     /// Name of the event's schema (e.g. `page_view`, or the self-describing event's name); Segment track `event`, page/screen `name`; pycolytics `event_type`.
-    pub event_name: Option<String>,
+    pub event_name: Option<Text>,
     /// Format of the event's schema (`jsonschema`).
-    pub event_format: Option<String>,
+    pub event_format: Option<Text>,
     /// Version of the event's schema (e.g. `1-0-0`).
-    pub event_version: Option<String>,
+    pub event_version: Option<Text>,
     /// Hash of the raw parameters (see enrich config), or of a JSON source's message without its per-send keys.
-    pub event_fingerprint: Option<String>,
+    pub event_fingerprint: Option<Text>,
     /// The tracker namespace (`tna`), or Segment `context.library.name`.
-    pub name_tracker: Option<String>,
+    pub name_tracker: Option<Text>,
     /// The tracker version (`tv`), or Segment `context.library.version`.
-    pub v_tracker: Option<String>,
+    pub v_tracker: Option<Text>,
     /// The collector's name and version (`sluice-<version>`), or `cv`.
-    pub v_collector: Option<String>,
+    pub v_collector: Option<Text>,
     /// The enrichment's name and version.
-    pub v_etl: Option<String>,
+    pub v_etl: Option<Text>,
     /// The business user id: Snowplow `uid`, Segment `userId`, pycolytics `user_id`.
-    pub user_id: Option<String>,
+    pub user_id: Option<Text>,
     /// Segment `anonymousId`.
-    pub anonymous_id: Option<String>,
+    pub anonymous_id: Option<Text>,
     /// `ip` (Segment `context.ip`), else forwarded headers from trusted proxies, else the peer address; optionally anonymised.
-    pub user_ipaddress: Option<String>,
+    pub user_ipaddress: Option<Text>,
     /// `fp`.
-    pub user_fingerprint: Option<String>,
+    pub user_fingerprint: Option<Text>,
     /// `duid`: the first-party cookie id.
-    pub domain_userid: Option<String>,
+    pub domain_userid: Option<Text>,
     /// `vid`: the session index.
     pub domain_sessionidx: Option<i64>,
     /// The session id: Snowplow `sid`, Segment (RudderStack) `context.sessionId`, pycolytics `session_id`.
-    pub domain_sessionid: Option<String>,
+    pub domain_sessionid: Option<Text>,
     /// The collector's `sp` cookie id, overridden by `nuid` then `tnuid` (Snowplow only).
-    pub network_userid: Option<String>,
+    pub network_userid: Option<Text>,
     /// Snowplow `url`, else the Referer header; Segment `context.page.url` (page calls: else `properties.url`).
-    pub page_url: Option<String>,
+    pub page_url: Option<Text>,
     /// Snowplow `page`, Segment `context.page.title`.
-    pub page_title: Option<String>,
+    pub page_title: Option<Text>,
     /// Snowplow `refr`, Segment `context.page.referrer`.
-    pub page_referrer: Option<String>,
+    pub page_referrer: Option<Text>,
     /// Scheme of page_url.
-    pub page_urlscheme: Option<String>,
+    pub page_urlscheme: Option<Text>,
     /// Host of page_url.
-    pub page_urlhost: Option<String>,
+    pub page_urlhost: Option<Text>,
     /// Port of page_url (the scheme's default when absent).
     pub page_urlport: Option<i64>,
     /// Path of page_url.
-    pub page_urlpath: Option<String>,
+    pub page_urlpath: Option<Text>,
     /// Query of page_url.
-    pub page_urlquery: Option<String>,
+    pub page_urlquery: Option<Text>,
     /// Fragment of page_url.
-    pub page_urlfragment: Option<String>,
+    pub page_urlfragment: Option<Text>,
     /// Scheme of page_referrer.
-    pub refr_urlscheme: Option<String>,
+    pub refr_urlscheme: Option<Text>,
     /// Host of page_referrer.
-    pub refr_urlhost: Option<String>,
+    pub refr_urlhost: Option<Text>,
     /// Port of page_referrer.
     pub refr_urlport: Option<i64>,
     /// Path of page_referrer.
-    pub refr_urlpath: Option<String>,
+    pub refr_urlpath: Option<Text>,
     /// Query of page_referrer.
-    pub refr_urlquery: Option<String>,
+    pub refr_urlquery: Option<Text>,
     /// Fragment of page_referrer.
-    pub refr_urlfragment: Option<String>,
+    pub refr_urlfragment: Option<Text>,
     /// `utm_medium` of page_url; Segment `context.campaign.medium` wins. Likewise the other `mkt_*` (Segment `context.campaign.{source,term,content,name}`).
-    pub mkt_medium: Option<String>,
+    pub mkt_medium: Option<Text>,
     /// `utm_source`.
-    pub mkt_source: Option<String>,
+    pub mkt_source: Option<Text>,
     /// `utm_term`.
-    pub mkt_term: Option<String>,
+    pub mkt_term: Option<Text>,
     /// `utm_content`.
-    pub mkt_content: Option<String>,
+    pub mkt_content: Option<Text>,
     /// `utm_campaign`.
-    pub mkt_campaign: Option<String>,
+    pub mkt_campaign: Option<Text>,
     /// A click id (`gclid`, `msclkid`, `dclid`, `fbclid`, …).
-    pub mkt_clickid: Option<String>,
+    pub mkt_clickid: Option<Text>,
     /// The network that click id belongs to (Google, Microsoft, …).
-    pub mkt_network: Option<String>,
+    pub mkt_network: Option<Text>,
     /// Entities (`co`/`cx`) as JSON text: the `contexts` self-describing JSON.
-    pub contexts: Option<String>,
+    pub contexts: Option<Text>,
     /// The self-describing event (`ue_pr`/`ue_px`) as JSON text.
-    pub unstruct_event: Option<String>,
+    pub unstruct_event: Option<Text>,
     /// JSON text: Segment `properties`, pycolytics `value`, a `/collect` object.
-    pub properties: Option<String>,
+    pub properties: Option<Text>,
     /// JSON text: Segment `traits` (identify, group).
-    pub traits: Option<String>,
+    pub traits: Option<Text>,
     /// JSON text: Segment `context` (batch-level context merged in).
-    pub context: Option<String>,
+    pub context: Option<Text>,
     /// `se_ca`.
-    pub se_category: Option<String>,
+    pub se_category: Option<Text>,
     /// `se_ac`.
-    pub se_action: Option<String>,
+    pub se_action: Option<Text>,
     /// `se_la`.
-    pub se_label: Option<String>,
+    pub se_label: Option<Text>,
     /// `se_pr`.
-    pub se_property: Option<String>,
+    pub se_property: Option<Text>,
     /// `se_va`.
     pub se_value: Option<f64>,
     /// `tr_id`.
-    pub tr_orderid: Option<String>,
+    pub tr_orderid: Option<Text>,
     /// `tr_af`.
-    pub tr_affiliation: Option<String>,
+    pub tr_affiliation: Option<Text>,
     /// `tr_tt`.
     pub tr_total: Option<f64>,
     /// `tr_tx`.
@@ -734,27 +739,27 @@ pub struct Event {
     /// `tr_sh`.
     pub tr_shipping: Option<f64>,
     /// `tr_ci`.
-    pub tr_city: Option<String>,
+    pub tr_city: Option<Text>,
     /// `tr_st`.
-    pub tr_state: Option<String>,
+    pub tr_state: Option<Text>,
     /// `tr_co`.
-    pub tr_country: Option<String>,
+    pub tr_country: Option<Text>,
     /// `tr_cu`.
-    pub tr_currency: Option<String>,
+    pub tr_currency: Option<Text>,
     /// `ti_id`.
-    pub ti_orderid: Option<String>,
+    pub ti_orderid: Option<Text>,
     /// `ti_sk`.
-    pub ti_sku: Option<String>,
+    pub ti_sku: Option<Text>,
     /// `ti_nm` (`ti_na`).
-    pub ti_name: Option<String>,
+    pub ti_name: Option<Text>,
     /// `ti_ca`.
-    pub ti_category: Option<String>,
+    pub ti_category: Option<Text>,
     /// `ti_pr`.
     pub ti_price: Option<f64>,
     /// `ti_qu`.
     pub ti_quantity: Option<i64>,
     /// `ti_cu`.
-    pub ti_currency: Option<String>,
+    pub ti_currency: Option<Text>,
     /// `pp_mix`.
     pub pp_xoffset_min: Option<i64>,
     /// `pp_max`.
@@ -764,31 +769,31 @@ pub struct Event {
     /// `pp_may`.
     pub pp_yoffset_max: Option<i64>,
     /// Snowplow `ua`, else the User-Agent header; Segment `context.userAgent`; pycolytics and `/collect`: the User-Agent header.
-    pub useragent: Option<String>,
+    pub useragent: Option<Text>,
     /// Browser name and major version, parsed from the user agent.
-    pub br_name: Option<String>,
+    pub br_name: Option<Text>,
     /// Browser family.
-    pub br_family: Option<String>,
+    pub br_family: Option<Text>,
     /// Browser version.
-    pub br_version: Option<String>,
+    pub br_version: Option<Text>,
     /// Snowplow `lang`, Segment `context.locale`.
-    pub br_lang: Option<String>,
+    pub br_lang: Option<Text>,
     /// `cookie`.
     pub br_cookies: Option<bool>,
     /// `cd`.
-    pub br_colordepth: Option<String>,
+    pub br_colordepth: Option<Text>,
     /// From `vp`.
     pub br_viewwidth: Option<i64>,
     /// From `vp`.
     pub br_viewheight: Option<i64>,
     /// Operating system name and version, parsed from the user agent.
-    pub os_name: Option<String>,
+    pub os_name: Option<Text>,
     /// Operating system family.
-    pub os_family: Option<String>,
+    pub os_family: Option<Text>,
     /// Snowplow `tz`, Segment `context.timezone`.
-    pub os_timezone: Option<String>,
+    pub os_timezone: Option<Text>,
     /// Device type (Computer, Mobile, Tablet, Spider, …) from the user agent.
-    pub dvce_type: Option<String>,
+    pub dvce_type: Option<Text>,
     /// True for mobile and tablet devices.
     pub dvce_ismobile: Option<bool>,
     /// From Snowplow `res`, Segment `context.screen.width`.
@@ -796,7 +801,7 @@ pub struct Event {
     /// From Snowplow `res`, Segment `context.screen.height`.
     pub dvce_screenheight: Option<i64>,
     /// `cs`.
-    pub doc_charset: Option<String>,
+    pub doc_charset: Option<Text>,
     /// From `ds`.
     pub doc_width: Option<i64>,
     /// From `ds`.

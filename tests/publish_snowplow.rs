@@ -140,7 +140,7 @@ fn the_js_trackers_get_page_view_lands_with_its_fields() {
     assert_eq!(ev.br_family.as_deref(), Some("Chrome"));
     assert_eq!(ev.os_family.as_deref(), Some("Mac OS X"));
     assert_eq!(ev.dvce_type.as_deref(), Some("Computer"));
-    assert_eq!(ev.event_fingerprint.as_ref().map(String::len), Some(32));
+    assert_eq!(ev.event_fingerprint.as_ref().map(|f| f.len()), Some(32));
     assert_eq!(
         (ev.wal_partition, ev.wal_lsn, ev.wal_index),
         (Some(1), Some(42), Some(0))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use sluice::event::Event;
+use sluice::event::{Event, Text};
 use sluice::sink::clickhouse::{migrate, sample, Sink, SinkError};
 use support::clickhouse::shared;
 
@@ -148,12 +148,12 @@ fn every_kind_of_value_round_trips_through_the_encoder() {
     let rows = json_rows(&text);
     assert_eq!(rows.len(), 40);
     for (e, r) in events.iter().zip(&rows) {
-        let s = |v: &Option<String>| Json::from(v.clone());
-        let n = |v: Option<String>| v.map(Json::from).unwrap_or(Json::Null);
+        let s = |v: &Option<Text>| Json::from(v.as_deref());
+        let n = |v: Option<Text>| v.as_deref().map(Json::from).unwrap_or(Json::Null);
         assert_eq!(r["id"], e.event_id.unwrap().to_string());
         assert_eq!(
             r["app_id"],
-            e.app_id.clone().unwrap_or_default(),
+            e.app_id.as_deref().unwrap_or_default(),
             "NULL into non-Nullable is the default"
         );
         assert_eq!(r["platform"], s(&e.platform));
@@ -164,17 +164,23 @@ fn every_kind_of_value_round_trips_through_the_encoder() {
             "unicode and control characters"
         );
         assert_eq!(r["page_url"], s(&e.page_url));
-        assert_eq!(r["port"], n(e.page_urlport.map(|v| v.to_string())));
+        assert_eq!(
+            r["port"],
+            n((e.page_urlport.map(|v| v.to_string())).map(Text::from))
+        );
         // 18.16 prints floats with ~15 significant digits; the bytes are exact (see the chdb
         // test, which compares RowBinary byte for byte).
         close(r["se_value"].as_f64(), e.se_value);
         close(r["tr_total"].as_f64(), e.tr_total);
         assert_eq!(
             r["qty"],
-            n(e.ti_quantity.map(|v| v.to_string())),
+            n((e.ti_quantity.map(|v| v.to_string())).map(Text::from)),
             "i64 extremes"
         );
-        assert_eq!(r["idx"], n(e.domain_sessionidx.map(|v| v.to_string())));
+        assert_eq!(
+            r["idx"],
+            n((e.domain_sessionidx.map(|v| v.to_string())).map(Text::from))
+        );
         let ts: u64 = r["ts"]
             .as_str()
             .map(|s| s.parse().unwrap())
@@ -184,7 +190,10 @@ fn every_kind_of_value_round_trips_through_the_encoder() {
             r["no_created"],
             Json::from(e.dvce_created_tstamp.is_none() as u8)
         );
-        assert_eq!(r["wp"], n(e.wal_partition.map(|v| v.to_string())));
+        assert_eq!(
+            r["wp"],
+            n((e.wal_partition.map(|v| v.to_string())).map(Text::from))
+        );
         assert_eq!(
             r["br_cookies"],
             e.br_cookies
@@ -237,9 +246,9 @@ fn rows_clickhouse_rejects_are_bisected_out_and_the_rest_land() {
     let mut events = sample::events(23);
     for (i, e) in events.iter_mut().enumerate() {
         e.app_id = Some(if i == 5 || i == 17 {
-            format!("bad-{i}")
+            Text::from(format!("bad-{i}"))
         } else {
-            i.to_string()
+            Text::from(i.to_string())
         });
     }
     let (_tx, mut stop) = no_stop();

@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
-use crate::event::{Event, Failure, FailureCategory};
+use crate::event::{Event, Failure, FailureCategory, Text};
 use crate::publish::enrich::{tsv_safe, Position, Processor, RequestContext};
 use crate::publish::segment::{self, json_text, Call, Shared};
 use crate::publish::snowplow::request_failure;
@@ -51,7 +51,7 @@ pub fn is_route(route: &str) -> bool {
 /// The stream of a `/collect/{stream}` request: the path's last segment, percent-decoded
 /// (invalid escapes are kept as written, invalid UTF-8 replaced), trimmed and made TSV-safe.
 /// `None` for `/collect` or an empty name.
-pub fn stream_name(route: &str, path: &str) -> Option<String> {
+pub fn stream_name(route: &str, path: &str) -> Option<Text> {
     if route != "/collect/{stream}" {
         return None;
     }
@@ -132,7 +132,7 @@ pub(crate) fn process(
         if segment_call.is_some() {
             let result = segment::message(p, &request, None, &mut object, &Shared::default(), at)
                 .map(|mut ev| {
-                    ev.source = Some(SOURCE.to_owned());
+                    ev.source = Some(Text::from(SOURCE));
                     ev.stream = stream.clone();
                     ev
                 });
@@ -148,16 +148,16 @@ fn plain(
     p: &Processor,
     request: &RequestContext<'_>,
     object: &Map<String, Value>,
-    stream: Option<String>,
+    stream: Option<Text>,
     at: Position,
 ) -> Event {
     let mut ev = p.base_event(request.envelope, SOURCE, at);
-    ev.event = Some(EVENT.to_owned());
+    ev.event = Some(Text::from(EVENT));
     ev.event_id = Some(at.derived_event_id());
     ev.stream = stream;
     let text = json_text(object);
-    ev.event_fingerprint = p.fingerprint_json(&text);
-    ev.properties = Some(text);
+    ev.event_fingerprint = (p.fingerprint_json(&text)).map(Text::from);
+    ev.properties = Some(Text::from(text));
     p.user_ip(&mut ev, None, request);
     ev.useragent = request.user_agent.and_then(tsv_safe);
     p.user_agent_families(&mut ev);
@@ -245,7 +245,10 @@ mod tests {
         for (i, ev) in events.iter().enumerate() {
             assert_eq!(ev.stream.as_deref(), Some("sign ups/2"));
             assert_eq!(ev.wal_index, Some(i as u64));
-            assert_eq!(ev.properties, Some(format!(r#"{{"a":{}}}"#, i + 1)));
+            assert_eq!(
+                ev.properties,
+                (Some(format!(r#"{{"a":{}}}"#, i + 1))).map(Text::from)
+            );
         }
         let (events, _) = run(&envelope("/collect", "/collect", "[]"));
         assert!(events.is_empty());

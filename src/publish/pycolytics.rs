@@ -40,9 +40,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::envelope::Envelope;
-use crate::event::{Event, Failure, FailureCategory};
+use crate::event::{Event, Failure, FailureCategory, Text};
 use crate::publish::enrich::{tsv_safe, Position, Processor, RequestContext};
-use crate::publish::snowplow::request_failure;
+use crate::publish::snowplow::{request_failure, BorrowedText};
 
 /// `source` of pycolytics rows.
 pub const SOURCE: &str = "pycolytics";
@@ -174,7 +174,7 @@ pub(crate) fn to_event(
     at: Position,
 ) -> Event {
     let mut ev = p.base_event(request.envelope, SOURCE, at);
-    ev.event = Some(EVENT.to_owned());
+    ev.event = Some(Text::from(EVENT));
     ev.event_id = Some(at.derived_event_id());
     let value = Json::Object(item.value.unwrap_or_default());
     // The fingerprint covers the event's own fields; `api_key` is left out.
@@ -187,14 +187,14 @@ pub(crate) fn to_event(
         "value": &value,
         "version": &*item.version,
     });
-    ev.event_fingerprint = p.fingerprint_json(&canonical.to_string());
+    ev.event_fingerprint = (p.fingerprint_json(&canonical.to_string())).map(Text::from);
     ev.event_name = tsv_safe(&item.event_type);
     ev.app_id = tsv_safe(&item.application);
     ev.app_version = tsv_safe(&item.version);
     ev.platform = tsv_safe(&item.platform);
     ev.user_id = tsv_safe(&item.user_id);
     ev.domain_sessionid = tsv_safe(&item.session_id);
-    ev.properties = Some(value.to_string());
+    ev.properties = Some(Text::from(value.to_string()));
     p.user_ip(&mut ev, None, request);
     ev.useragent = request.user_agent.and_then(tsv_safe);
     p.user_agent_families(&mut ev);
@@ -356,31 +356,6 @@ impl<'de, V: ObjectValue<'de>> DeserializeSeed<'de> for ItemSeed<V> {
     }
 }
 
-/// A string field, borrowed when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// A `value` field, read by `V`'s [`ObjectValue`] rule.
 struct Value<V>(V);
 
@@ -405,14 +380,14 @@ fn read_item<'de, A: MapAccess<'de>, V: ObjectValue<'de>>(
     let mut fields: [Option<Cow<'de, str>>; 6] = Default::default();
     let mut value: Option<V> = None;
     let mut api_key: Option<Cow<'de, str>> = None;
-    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+    while let Some(BorrowedText(key)) = map.next_key::<BorrowedText<'de>>()? {
         let key = key.as_ref();
         let field_err = |e: A::Error| de::Error::custom(format_args!("`{key}`: {e}"));
         if let Some(i) = REQUIRED.iter().position(|r| *r == key) {
             if fields[i].is_some() {
                 return Err(de::Error::custom(format_args!("`{key}` appears twice")));
             }
-            fields[i] = Some(map.next_value::<Text<'de>>().map_err(field_err)?.0);
+            fields[i] = Some(map.next_value::<BorrowedText<'de>>().map_err(field_err)?.0);
         } else if key == "value" {
             if value.is_some() {
                 return Err(de::Error::custom("`value` appears twice"));
@@ -422,7 +397,7 @@ fn read_item<'de, A: MapAccess<'de>, V: ObjectValue<'de>>(
             if api_key.is_some() {
                 return Err(de::Error::custom("`api_key` appears twice"));
             }
-            api_key = Some(map.next_value::<Text<'de>>().map_err(field_err)?.0);
+            api_key = Some(map.next_value::<BorrowedText<'de>>().map_err(field_err)?.0);
         } else {
             map.next_value::<IgnoredAny>()?;
         }

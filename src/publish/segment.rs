@@ -63,7 +63,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::event::{Event, Failure, FailureCategory};
+use crate::event::{Event, Failure, FailureCategory, Text};
 use crate::publish::enrich::{
     referrer_parts, tsv_safe, Position, Processor, RequestContext, MAX_TSTAMP_MS, MIN_TSTAMP_MS,
 };
@@ -376,7 +376,7 @@ pub(crate) fn message(
         .unwrap_or(&empty);
 
     let mut ev = p.base_event(request.envelope, SOURCE, at);
-    ev.event = Some(call.as_str().to_owned());
+    ev.event = Some(Text::from(call.as_str()));
 
     // Ids.
     let mut id = |key: &str| match id_text(msg.get(key)) {
@@ -455,11 +455,11 @@ pub(crate) fn message(
     };
     ev.properties = match (properties, extra) {
         (None, None) => None,
-        (Some(o), None) => Some(json_text(o)),
+        (Some(o), None) => Some(Text::from(json_text(o))),
         (o, Some((k, v))) => {
             let mut o = o.cloned().unwrap_or_default();
             o.insert(k.into(), Value::String(v.into()));
-            Some(Value::Object(o).to_string())
+            Some(Text::from(Value::Object(o).to_string()))
         }
     };
     // RudderStack's SDKs send an identify's traits under `context.traits` instead.
@@ -468,11 +468,12 @@ pub(crate) fn message(
         .and_then(|c| c.get("traits"))
         .and_then(Value::as_object)
         .filter(|t| !t.is_empty());
-    ev.traits = traits.or(context_traits).map(json_text);
-    ev.context = msg
+    ev.traits = (traits.or(context_traits).map(json_text)).map(Text::from);
+    ev.context = (msg
         .get("context")
         .filter(|c| c.is_object())
-        .map(Value::to_string);
+        .map(Value::to_string))
+    .map(Text::from);
 
     if !errors.is_empty() {
         return Err((schema, errors));
@@ -524,7 +525,7 @@ pub(crate) fn message(
             page_field("search").and_then(|s| tsv_safe(s.strip_prefix('?').unwrap_or(&s)));
     }
     if let Some(c) = sub("campaign") {
-        let set = |field: &mut Option<String>, k: &str| {
+        let set = |field: &mut Option<Text>, k: &str| {
             if let Some(v) = text(c.get(k)) {
                 *field = Some(v);
             }
@@ -542,7 +543,8 @@ pub(crate) fn message(
     ev.useragent = text(context.get("userAgent"));
     p.user_agent_families(&mut ev);
     // The canonical text: keys sorted, the per-send keys left out.
-    ev.event_fingerprint = p.fingerprint_json(&text_without(msg, &FINGERPRINT_EXCLUDE));
+    ev.event_fingerprint =
+        (p.fingerprint_json(&text_without(msg, &FINGERPRINT_EXCLUDE))).map(Text::from);
     Ok(ev)
 }
 
@@ -579,20 +581,20 @@ pub fn message_event_id(message_id: &str) -> Uuid {
 }
 
 /// An id field: a string (TSV-safe; empty is none) or a number's text; `Err` for other types.
-fn id_text(v: Option<&Value>) -> Result<Option<String>, ()> {
+fn id_text(v: Option<&Value>) -> Result<Option<Text>, ()> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(tsv_safe(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) => Ok(Some(Text::from(n.to_string()))),
         Some(_) => Err(()),
     }
 }
 
 /// A descriptive field: a string (TSV-safe) or a number's text; other types are ignored.
-pub(crate) fn text(v: Option<&Value>) -> Option<String> {
+pub(crate) fn text(v: Option<&Value>) -> Option<Text> {
     match v? {
         Value::String(s) => tsv_safe(s),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(Text::from(n.to_string())),
         _ => None,
     }
 }
@@ -764,7 +766,7 @@ mod tests {
     }
 
     /// The columns every Segment row has, for a message at index `index` of the request.
-    fn base(call: Call, index: u64, fingerprint: &Option<String>) -> Event {
+    fn base(call: Call, index: u64, fingerprint: &Option<Text>) -> Event {
         Event {
             source: Some("segment".into()),
             event: Some(call.as_str().into()),
@@ -781,7 +783,7 @@ mod tests {
         }
     }
 
-    fn is_md5_hex(f: &Option<String>) -> bool {
+    fn is_md5_hex(f: &Option<Text>) -> bool {
         f.as_deref()
             .is_some_and(|f| f.len() == 32 && f.bytes().all(|b| b.is_ascii_hexdigit()))
     }
@@ -848,7 +850,7 @@ mod tests {
             mkt_clickid: Some("g1".into()),
             mkt_network: Some("Google".into()),
             properties: Some(r#"{"currency":"EUR","total":30}"#.into()),
-            context: Some(context.to_string()),
+            context: Some(Text::from(context.to_string())),
             useragent: Some(FIREFOX.into()),
             br_name: ua.br_name.clone(),
             br_family: Some("Firefox".into()),

@@ -18,6 +18,7 @@
 //! Every violation is a [`Failure`] with the category Snowplow's bad rows use (§5): a bad event
 //! in a POST batch fails alone, the others go on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -26,7 +27,10 @@ use crate::envelope::Envelope;
 use crate::event::{Failure, FailureCategory};
 
 /// One event's raw parameters, sorted by key (the order fingerprints and dead letters use).
-pub type RawEvent = BTreeMap<String, String>;
+/// Keys and values borrow from the stored request wherever they are its bytes unchanged (JSON
+/// strings without escapes, query parts without `%` or `+`), so a typical event allocates no
+/// text here.
+pub type RawEvent<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
 
 /// The POST route of the tracker protocol (payload_data bodies).
 pub const TP2_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
@@ -73,11 +77,11 @@ impl Default for DecodeOptions {
 
 /// What a stored request decodes to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
+pub enum Decoded<'a> {
     /// The whole request is unusable: one failure, no events.
     Request(Failure),
     /// One entry per event, in request order: its parameters, or why it failed.
-    Events(Vec<Result<RawEvent, Failure>>),
+    Events(Vec<Result<RawEvent<'a>, Failure>>),
 }
 
 /// A failure of the whole request (no event index, no event payload).
@@ -95,7 +99,7 @@ pub fn event_failure(
     category: FailureCategory,
     messages: Vec<String>,
     index: usize,
-    params: &RawEvent,
+    params: &RawEvent<'_>,
 ) -> Failure {
     Failure {
         category,
@@ -106,7 +110,7 @@ pub fn event_failure(
 }
 
 /// The parameters as a JSON object (for dead letters).
-pub fn params_json(params: &RawEvent) -> String {
+pub fn params_json(params: &RawEvent<'_>) -> String {
     serde_json::to_string(params).unwrap_or_else(|_| "{}".to_owned())
 }
 
@@ -115,7 +119,7 @@ pub fn params_json(params: &RawEvent) -> String {
 /// Dispatches on the envelope's route (`/i`, `/ice.png`, tp1, tp2, `/r/tp2`); other
 /// `/{vendor}/{version}` paths are adapter failures (no webhook adapters yet), anything else is a
 /// collector payload format violation.
-pub fn decode(envelope: &Envelope, options: DecodeOptions) -> Decoded {
+pub fn decode(envelope: &Envelope, options: DecodeOptions) -> Decoded<'_> {
     let route = envelope.route.as_str();
     let query = envelope.query.as_deref().unwrap_or("");
     if PIXEL_PATHS.contains(&route) || route == TP1_PATH {
@@ -148,7 +152,7 @@ pub fn decode(envelope: &Envelope, options: DecodeOptions) -> Decoded {
 }
 
 /// A GET-style request: the query string is one event.
-fn decode_get(query: &str, route: &str) -> Decoded {
+fn decode_get<'a>(query: &'a str, route: &str) -> Decoded<'a> {
     if query.is_empty() {
         return Decoded::Request(request_failure(
             FailureCategory::AdapterFailure,
@@ -165,7 +169,7 @@ fn decode_get(query: &str, route: &str) -> Decoded {
 }
 
 /// `/r/tp2`: builds the `uri_redirect` event (or entity) from `u` (protocol reference §3.3).
-fn decode_redirect(query: &str) -> Decoded {
+fn decode_redirect(query: &str) -> Decoded<'_> {
     let mut params = match parse_query(query) {
         Ok(p) => p,
         Err(message) => {
@@ -183,7 +187,7 @@ fn decode_redirect(query: &str) -> Decoded {
     };
     let redirect = serde_json::json!({
         "schema": "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0",
-        "data": {"uri": target},
+        "data": {"uri": target.as_ref()},
     });
     if params.contains_key("e") {
         // Prepend the redirect to the existing entities.
@@ -207,14 +211,14 @@ fn decode_redirect(query: &str) -> Decoded {
         })
         .to_string();
         params.remove("cx");
-        params.insert("co".into(), contexts);
+        params.insert("co".into(), contexts.into());
     } else {
         let event = serde_json::json!({
             "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
             "data": redirect,
         });
         params.insert("e".into(), "ue".into());
-        params.insert("ue_pr".into(), event.to_string());
+        params.insert("ue_pr".into(), event.to_string().into());
     }
     params.insert("tv".into(), "r-tp2".into());
     params.entry("p".into()).or_insert_with(|| "web".into());
@@ -222,12 +226,12 @@ fn decode_redirect(query: &str) -> Decoded {
 }
 
 /// tp2: a POST body of `payload_data`, or (no body) the query string as one event.
-fn decode_tp2(
+fn decode_tp2<'a>(
     content_type: Option<&str>,
-    body: &[u8],
-    query: &str,
+    body: &'a [u8],
+    query: &'a str,
     options: DecodeOptions,
-) -> Decoded {
+) -> Decoded<'a> {
     let query_params = match parse_query(query) {
         Ok(p) => p,
         Err(message) => {
@@ -268,11 +272,11 @@ fn decode_tp2(
 /// each element of `data` into parameters. A failure of the whole body is `Err`; an element
 /// that breaks the rules is an `Err` entry of its own (index = its position in `data`).
 /// Required keys are not checked here (query parameters may still supply them).
-pub fn decode_tp2_body(
+pub fn decode_tp2_body<'a>(
     content_type: Option<&str>,
-    body: &[u8],
+    body: &'a [u8],
     options: DecodeOptions,
-) -> Result<Vec<Result<RawEvent, Failure>>, Failure> {
+) -> Result<Vec<Result<RawEvent<'a>, Failure>>, Failure> {
     let tpv = |m: String| request_failure(FailureCategory::TrackerProtocolViolation, m);
     match content_type {
         None => {
@@ -329,9 +333,42 @@ pub fn decode_tp2_body(
 /// objects of strings, no other key, no key twice (anything else goes the general way).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Tp2Body {
-    schema: String,
-    data: Vec<RawEvent>,
+struct Tp2Body<'a> {
+    #[serde(borrow)]
+    schema: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Vec<BorrowedParams<'a>>,
+}
+
+/// One `data` element of [`Tp2Body`]: an object of strings, each borrowed from the body unless
+/// it has escapes (serde's own `Cow<str>` always copies; a `#[serde(borrow)]` field does not).
+struct BorrowedParams<'a>(RawEvent<'a>);
+
+/// A JSON string borrowed from the input when it has no escapes, else a copy.
+#[derive(serde::Deserialize)]
+pub(crate) struct BorrowedText<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedParams<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = BorrowedParams<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut params = RawEvent::new();
+                while let Some((BorrowedText(k), BorrowedText(v))) = map.next_entry()? {
+                    params.insert(k, v);
+                }
+                Ok(BorrowedParams(params))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
 }
 
 /// The common case of [`decode_tp2_body`] without the intermediate `serde_json::Value`: a valid
@@ -344,7 +381,7 @@ struct Tp2Body {
 fn decode_tp2_body_fast(
     body: &[u8],
     options: DecodeOptions,
-) -> Option<Vec<Result<RawEvent, Failure>>> {
+) -> Option<Vec<Result<RawEvent<'_>, Failure>>> {
     let parsed: Tp2Body = serde_json::from_slice(body).ok()?;
     if parsed.data.is_empty()
         || !parsed.schema.starts_with(PAYLOAD_DATA_PREFIX)
@@ -356,11 +393,11 @@ fn decode_tp2_body_fast(
         && !parsed
             .data
             .iter()
-            .all(|params| params.keys().all(|k| is_payload_data_key(k)))
+            .all(|params| params.0.keys().all(|k| is_payload_data_key(k)))
     {
         return None;
     }
-    Some(parsed.data.into_iter().map(Ok).collect())
+    Some(parsed.data.into_iter().map(|p| Ok(p.0)).collect())
 }
 
 /// True for the keys of [`PAYLOAD_DATA_KEYS`] (a `match` rather than a scan of the list).
@@ -454,7 +491,7 @@ fn decode_item(
     index: usize,
     item: &serde_json::Value,
     options: DecodeOptions,
-) -> Result<RawEvent, Failure> {
+) -> Result<RawEvent<'static>, Failure> {
     let Some(obj) = item.as_object() else {
         return Err(Failure {
             category: FailureCategory::TrackerProtocolViolation,
@@ -475,7 +512,7 @@ fn decode_item(
         }
         match value {
             serde_json::Value::String(s) => {
-                params.insert(key.clone(), s.clone());
+                params.insert(key.clone().into(), s.clone().into());
             }
             serde_json::Value::Null => {
                 messages.push(format!("event {index}: value of `{key}` cannot be null"));
@@ -500,7 +537,7 @@ fn decode_item(
 }
 
 /// Checks the required keys (`tv`, `p`, `e`).
-fn require_keys(params: RawEvent, index: usize) -> Result<RawEvent, Failure> {
+fn require_keys(params: RawEvent<'_>, index: usize) -> Result<RawEvent<'_>, Failure> {
     let missing: Vec<String> = REQUIRED_KEYS
         .iter()
         .filter(|k| !params.contains_key(**k))
@@ -537,7 +574,7 @@ pub fn is_json_content_type(content_type: &str) -> bool {
 /// Decodes an `application/x-www-form-urlencoded` query string (`+` is a space, `%XX` escapes;
 /// a `%` not followed by two hex digits stays as it is). Repeated keys keep the last value;
 /// empty keys are skipped. Refuses a string whose decoded bytes are not UTF-8.
-pub fn parse_query(query: &str) -> Result<RawEvent, String> {
+pub fn parse_query(query: &str) -> Result<RawEvent<'_>, String> {
     let mut out = RawEvent::new();
     for pair in query.split('&') {
         if pair.is_empty() {
@@ -557,7 +594,11 @@ pub fn parse_query(query: &str) -> Result<RawEvent, String> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+/// `s` form-decoded: borrowed when it has nothing to decode (no `+`, no `%`).
+fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::string::FromUtf8Error> {
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(Cow::Borrowed(s));
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -575,7 +616,7 @@ fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
         }
         i += 1;
     }
-    String::from_utf8(out)
+    String::from_utf8(out).map(Cow::Owned)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -591,16 +632,18 @@ fn hex(b: u8) -> Option<u8> {
 /// surrounding whitespace ignored (commons-codec's `Base64(urlSafe = true)` as enrich uses it).
 pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
     let trimmed = s.trim().trim_end_matches('=');
-    let normalised: String = trimmed
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
+    // Byte by byte: both replacements are ASCII, and any other byte is left for the decoder
+    // to refuse.
+    let normalised: Vec<u8> = trimmed
+        .bytes()
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
         })
         .collect();
     base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(normalised.as_bytes())
+        .decode(&normalised)
         .or_else(|_| {
             // Non-canonical trailing bits (a sloppy encoder) are tolerated, as commons-codec does.
             base64::engine::GeneralPurpose::new(
@@ -609,7 +652,7 @@ pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
                     .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
                     .with_decode_allow_trailing_bits(true),
             )
-            .decode(normalised.as_bytes())
+            .decode(&normalised)
         })
         .map_err(|e| format!("not valid base64: {e}"))
 }
@@ -670,14 +713,14 @@ mod tests {
         }
     }
 
-    fn events(d: Decoded) -> Vec<Result<RawEvent, Failure>> {
+    fn events(d: Decoded<'_>) -> Vec<Result<RawEvent<'_>, Failure>> {
         match d {
             Decoded::Events(e) => e,
             Decoded::Request(f) => panic!("whole request failed: {f:?}"),
         }
     }
 
-    fn request(d: Decoded) -> Failure {
+    fn request(d: Decoded<'_>) -> Failure {
         match d {
             Decoded::Request(f) => f,
             Decoded::Events(e) => panic!("expected a request failure, got {e:?}"),
@@ -850,10 +893,8 @@ mod tests {
     #[test]
     fn a_tp2_request_without_a_body_is_one_event_from_its_query_or_a_violation_when_both_are_empty()
     {
-        let e = events(decode(
-            &envelope(TP2_PATH, "GET", Some("e=pv&tv=js&p=web"), None, ""),
-            DecodeOptions::default(),
-        ));
+        let env = envelope(TP2_PATH, "GET", Some("e=pv&tv=js&p=web"), None, "");
+        let e = events(decode(&env, DecodeOptions::default()));
         assert_eq!(e[0].as_ref().unwrap()["e"], "pv");
         let f = request(decode(
             &envelope(TP2_PATH, "POST", None, JSON, ""),
@@ -879,16 +920,14 @@ mod tests {
 
     #[test]
     fn a_redirect_becomes_a_uri_redirect_event_or_entity() {
-        let e = events(decode(
-            &envelope(
-                REDIRECT_PATH,
-                "GET",
-                Some("u=https%3A%2F%2Fdest.example%2F&aid=a"),
-                None,
-                "",
-            ),
-            DecodeOptions::default(),
-        ));
+        let env = envelope(
+            REDIRECT_PATH,
+            "GET",
+            Some("u=https%3A%2F%2Fdest.example%2F&aid=a"),
+            None,
+            "",
+        );
+        let e = events(decode(&env, DecodeOptions::default()));
         let p = e[0].as_ref().unwrap();
         assert_eq!(p["e"], "ue");
         assert_eq!(p["tv"], "r-tp2");
@@ -897,16 +936,14 @@ mod tests {
             p["ue_pr"].contains("uri_redirect") && p["ue_pr"].contains("https://dest.example/")
         );
         assert!(!p.contains_key("u"));
-        let e = events(decode(
-            &envelope(
-                REDIRECT_PATH,
-                "GET",
-                Some("u=https%3A%2F%2Fd.example%2F&e=pv"),
-                None,
-                "",
-            ),
-            DecodeOptions::default(),
-        ));
+        let env = envelope(
+            REDIRECT_PATH,
+            "GET",
+            Some("u=https%3A%2F%2Fd.example%2F&e=pv"),
+            None,
+            "",
+        );
+        let e = events(decode(&env, DecodeOptions::default()));
         assert!(e[0].as_ref().unwrap()["co"].contains("uri_redirect"));
         let f = request(decode(
             &envelope(REDIRECT_PATH, "GET", Some("e=pv"), None, ""),
@@ -954,7 +991,7 @@ mod tests {
     fn general_path(
         body: &str,
         options: DecodeOptions,
-    ) -> Result<Vec<Result<RawEvent, Failure>>, Failure> {
+    ) -> Result<Vec<Result<RawEvent<'static>, Failure>>, Failure> {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         let items = json["data"].as_array().unwrap();
         Ok(items
@@ -962,6 +999,18 @@ mod tests {
             .enumerate()
             .map(|(i, item)| decode_item(i, item, options))
             .collect())
+    }
+
+    #[test]
+    fn body_and_query_text_is_borrowed_unless_it_had_to_be_decoded() {
+        let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv","tv":"js","p":"web","page":"say \"hi\""}]}"#;
+        let items = decode_tp2_body(JSON, body.as_bytes(), DecodeOptions::default()).unwrap();
+        let params = items[0].as_ref().unwrap();
+        assert!(matches!(params["e"], Cow::Borrowed("pv")));
+        assert!(matches!(&params["page"], Cow::Owned(s) if s == "say \"hi\""));
+        let query = parse_query("aid=app&page=a+b%21").unwrap();
+        assert!(matches!(query["aid"], Cow::Borrowed("app")));
+        assert!(matches!(&query["page"], Cow::Owned(s) if s == "a b!"));
     }
 
     #[test]

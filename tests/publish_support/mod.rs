@@ -65,7 +65,7 @@ impl Process for LineProcessor {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 events.push(Event {
-                    app_id: Some(line.to_string()),
+                    app_id: Some(sluice::event::Text::from(line.to_string())),
                     wal_partition: Some(partition as u64),
                     wal_lsn: Some(lsn.0),
                     wal_index: Some(i as u64),

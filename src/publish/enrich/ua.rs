@@ -4,21 +4,23 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::event::Text;
+
 /// What sluice keeps from a parsed user agent. `None` where the parser does not know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserAgentInfo {
     /// Browser family, e.g. `Chrome`.
-    pub br_family: Option<String>,
+    pub br_family: Option<Text>,
     /// Browser family and major version, e.g. `Chrome 120`.
-    pub br_name: Option<String>,
+    pub br_name: Option<Text>,
     /// Full browser version, e.g. `120.0.6099.109`.
-    pub br_version: Option<String>,
+    pub br_version: Option<Text>,
     /// Operating system family, e.g. `Windows`, `Mac OS X`, `iOS`, `Android`, `Linux`.
-    pub os_family: Option<String>,
+    pub os_family: Option<Text>,
     /// Operating system name with version where known, e.g. `Windows 10`, `Android 13`.
-    pub os_name: Option<String>,
+    pub os_name: Option<Text>,
     /// `Computer`, `Mobile`, `Tablet`, `Robot`, `Game console` or `Other`.
-    pub dvce_type: Option<String>,
+    pub dvce_type: Option<Text>,
     /// True for mobiles and tablets.
     pub dvce_ismobile: Option<bool>,
 }
@@ -121,13 +123,13 @@ impl UaParser {
             _ => None,
         };
         UserAgentInfo {
-            br_family,
-            br_name,
-            br_version,
-            os_family,
-            os_name,
+            br_family: br_family.map(Text::from),
+            br_name: br_name.map(Text::from),
+            br_version: br_version.map(Text::from),
+            os_family: os_family.map(Text::from),
+            os_name: os_name.map(Text::from),
             dvce_ismobile: dvce_type.map(|t| t == "Mobile" || t == "Tablet"),
-            dvce_type: dvce_type.map(str::to_owned),
+            dvce_type: dvce_type.map(Text::from),
         }
     }
 }

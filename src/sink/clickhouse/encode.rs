@@ -647,7 +647,7 @@ mod tests {
         let rows: Vec<Event> = ["1", "x", "3", "4"]
             .iter()
             .map(|v| Event {
-                app_id: Some(v.to_string()),
+                app_id: Some((*v).into()),
                 ..Event::default()
             })
             .collect();

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::event::Event;
+use crate::event::{Event, Text};
 
 /// `n` events; event `i` has `wal_index = i`, so `ORDER BY wal_index` restores the order.
 pub fn events(n: usize) -> Vec<Event> {
@@ -20,7 +20,11 @@ fn event(i: usize) -> Event {
     let text = |s: &str| Some(format!("{s}-{i}"));
     let mut e = Event {
         event_id: Some(id),
-        app_id: if i % 3 == 0 { None } else { text("app") },
+        app_id: if i % 3 == 0 {
+            None
+        } else {
+            (text("app")).map(Text::from)
+        },
         platform: Some("web".into()),
         collector_tstamp: Some(base_ms),
         event: Some(["page_view", "struct", "unstruct", "page_ping"][i % 4].into()),
@@ -34,7 +38,9 @@ fn event(i: usize) -> Event {
         e.dvce_created_tstamp = Some(base_ms - 5_000);
         e.dvce_sent_tstamp = Some(base_ms - 1_000);
         e.derived_tstamp = Some(base_ms - 4_000);
-        e.page_url = Some(format!("https://example.com/ünï/{i}?q='x'&r=\"y\"\\z"));
+        e.page_url = Some(Text::from(format!(
+            "https://example.com/ünï/{i}?q='x'&r=\"y\"\\z"
+        )));
         e.page_title = Some("Grüße, 世界 🚀 \t\n tab".into());
         e.page_urlport = Some(443);
         e.se_value = Some(-1.5e-3 * i as f64);
@@ -45,11 +51,11 @@ fn event(i: usize) -> Event {
         e.dvce_ismobile = Some(true);
         e.contexts = Some(r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[]}"#.into());
         e.user_ipaddress = Some("2001:db8::1".into());
-        e.mkt_source = Some(String::new());
+        e.mkt_source = Some(Text::from(String::new()));
         e.os_timezone = Some("Europe/Berlin".into());
     } else {
         e.true_tstamp = Some(base_ms + 123);
-        e.user_id = text("user");
+        e.user_id = (text("user")).map(Text::from);
         e.br_viewwidth = Some(0);
         e.wal_partition = Some(u64::from(u32::MAX) + 7);
     }
