@@ -89,6 +89,7 @@ def drain(args, binary: Path, work: Path) -> None:
         env["SLUICE_PUBLISH__MAX_IN_FLIGHT"] = str(args.max_in_flight)
     if args.batch_rows != 20_000:
         env["SLUICE_PUBLISH__BATCH_ROWS"] = str(args.batch_rows)
+    env.update(kv.split("=", 1) for kv in args.env)
     print(f"drain: {args.events} events from {args.users or 'one IP and no'} user ids, "
           f"publish.max_in_flight {args.max_in_flight or 'default'}, batch_rows {args.batch_rows}")
     ch, daemon = start_pipeline(binary, work, env)
@@ -249,6 +250,8 @@ def main() -> None:
                     help="distinct network user ids the drain's requests come from (0: none, all from one IP)")
     ap.add_argument("--max-in-flight", type=int, default=0,
                     help="publish.max_in_flight for the daemon (0: its default)")
+    ap.add_argument("--env", action="append", default=[], metavar="SLUICE_KEY=VALUE",
+                    help="extra daemon environment (drain), e.g. SLUICE_CLICKHOUSE__COMPRESSION=none")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=20)
