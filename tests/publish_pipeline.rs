@@ -42,7 +42,11 @@ fn batches_close_at_the_byte_limit() {
         h.append(&padding);
     }
     let sink = Arc::new(RecordingSink::default());
-    let p = h.start(sink.clone(), config(1000, 1024, LONG));
+    // The limit counts the stored requests (~650 bytes each here) plus the rows as the sink
+    // holds them (this sink keeps whole events, E bytes each): one record stays under
+    // 1.5 E + 1 KiB, two reach it.
+    let event = std::mem::size_of::<sluice::event::Event>() as u64;
+    let p = h.start(sink.clone(), config(1000, event * 3 / 2 + 1024, LONG));
     wait_until("four records are confirmed", || h.checkpoint() == Lsn(4));
     stop(p);
     assert_eq!(sink.tokens(), vec!["sluice-0-1-2", "sluice-0-3-4"]);
@@ -105,6 +109,30 @@ fn a_failed_delivery_is_retried_with_the_same_token() {
     assert!(
         calls.iter().all(|c| c.rows == calls[0].rows),
         "a retry resends the same rows"
+    );
+    h.close();
+}
+
+#[test]
+fn a_stale_batch_is_prepared_again_from_its_requests_and_sent_with_the_same_rows_and_token() {
+    let h = Harness::new();
+    h.append("ok\nok");
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    sink.stale_first.store(1, Ordering::SeqCst);
+    let p = h.start(sink.clone(), config(3, 1 << 30, LONG));
+    wait_until("the batch is confirmed", || h.checkpoint() == Lsn(2));
+    stop(p);
+    assert_eq!(
+        sink.prepared_batches.load(Ordering::SeqCst),
+        2,
+        "formed, then made again"
+    );
+    assert_eq!(sink.tokens(), vec!["sluice-0-1-2"]);
+    assert_eq!(
+        sink.calls()[0].rows,
+        vec![(1, 0), (1, 1), (2, 0)],
+        "the rows made again are the rows formed"
     );
     h.close();
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice::event::{Event, Text};
-use sluice::sink::clickhouse::{migrate, sample, Sink, SinkError};
+use sluice::sink::clickhouse::{migrate, sample, EncodedRows, Sink, SinkError};
 use support::clickhouse::shared;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -231,6 +231,41 @@ fn an_operator_added_column_gets_its_default_and_a_dropped_optional_column_is_sk
     let text =
         shared().query("SELECT mine, count() FROM t_operator.events GROUP BY mine FORMAT TSV");
     assert_eq!(text, "42\t10\n");
+}
+
+#[test]
+fn a_batch_encoded_before_a_column_was_dropped_is_refused_as_stale_and_loads_once_encoded_again() {
+    let config = fresh("t_stale");
+    let rt = rt();
+    rt.block_on(migrate::init(&config)).unwrap();
+    let sink = rt.block_on(Sink::connect(&config)).unwrap();
+    let events = sample::events(10);
+    let mut batch = EncodedRows::default();
+    sink.encode_into(&mut batch, &events[..4], 0);
+    sink.encode_into(&mut batch, &events[4..], 0);
+    assert_eq!(batch.len(), 10);
+    assert_eq!(
+        batch.position(9),
+        Some((events[9].wal_lsn, events[9].wal_index))
+    );
+    shared().query("ALTER TABLE t_stale.events DROP COLUMN page_title");
+    let (_tx, mut stop) = no_stop();
+    let r = rt.block_on(sink.deliver_encoded(0, &batch, "t", &mut stop));
+    assert!(matches!(r, Err(SinkError::Stale)), "{r:?}");
+    assert!(
+        !sink.columns().iter().any(|c| c == "page_title"),
+        "the table was read again"
+    );
+    let mut again = EncodedRows::default();
+    sink.encode_into(&mut again, &events, events.len());
+    let d = rt
+        .block_on(sink.deliver_encoded(0, &again, "t", &mut stop))
+        .unwrap();
+    assert_eq!(d.inserted, 10);
+    assert_eq!(
+        shared().query("SELECT count() FROM t_stale.events FORMAT TSV"),
+        "10\n"
+    );
 }
 
 #[test]

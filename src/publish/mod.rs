@@ -16,14 +16,18 @@
 //!
 //! 1. **Form.** Read records from the log and process them until a limit is reached (or, after
 //!    a start, exactly each range of the ledger's pending chain in turn). This runs on a
-//!    forming thread, overlapping the deliveries. *Crash:* nothing was sent; the records are
-//!    read again.
+//!    forming thread, overlapping the deliveries. Each request's rows go straight to the
+//!    sink's [`Deliver::prepare`] (RowBinary for ClickHouse) and are dropped, so a batch in
+//!    memory costs its stored requests plus its encoded rows. *Crash:* nothing was sent; the
+//!    records are read again.
 //! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync,
 //!    then hand the batch to a free lane. A batch is recorded only while fewer than
 //!    `max_in_flight` batches are outstanding (recorded but not yet checkpointed). *Crash
 //!    before it is durable:* the batch was never sent, and is formed afresh.
 //! 3. **Deliver** (on a lane). Insert the rows with the token; the sink retries transient
-//!    errors forever, bisects bad data and answers with the rows it rejected. Lanes finish in
+//!    errors forever, bisects bad data and answers with the rows it rejected. If the table
+//!    changed since the rows were prepared (the sink answers [`DeliverError::Stale`]), the lane
+//!    prepares them again from the batch's stored requests and sends those. Lanes finish in
 //!    any order. *Crash during or after it:* on restart the ledger's pending chain — every
 //!    range recorded past the checkpoint, contiguous from `checkpoint + 1` — is re-formed
 //!    first, range by range, with the same rows (processing is deterministic) and so the same
@@ -108,7 +112,8 @@ pub struct PublishConfig {
     /// A batch is sent once it holds this many rows. Default `20000`; between `1` and
     /// `1000000` (ClickHouse recommends thousands to ~100k rows per insert).
     pub batch_rows: usize,
-    /// A batch is sent once the stored requests it covers reach this many bytes. Default
+    /// A batch is sent once the memory it holds reaches this many bytes: the stored requests it
+    /// covers plus its rows as the sink keeps them (RowBinary for ClickHouse). Default
     /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition: at
     /// most `max_in_flight + 2` batches (sent, formed and waiting, being formed).
     pub batch_bytes: ByteSize,
@@ -210,6 +215,10 @@ pub enum DeliverError {
     /// The stop flag was raised; nothing is confirmed.
     #[error("stopped")]
     Stopped,
+    /// The prepared rows no longer fit the destination (its columns changed); nothing is
+    /// confirmed. Prepare the rows again (from the batch's stored requests) and deliver that.
+    #[error("the destination changed since the rows were prepared")]
+    Stale,
     /// The sink gave up on this attempt; the publisher waits and sends the same batch again.
     #[error("{code}: {message}")]
     Failed {
@@ -220,11 +229,44 @@ pub enum DeliverError {
     },
 }
 
-/// Sends one batch. Implemented by the ClickHouse sink. The future is driven on the
-/// publisher's thread with `Handle::block_on`, so it need not be `Send`.
+/// A batch's rows in the form a sink sends them ([`Deliver::Rows`]).
+pub trait BatchRows: Default + Send {
+    /// Rows added.
+    fn len(&self) -> usize;
+    /// True when no row was added.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes held in memory.
+    fn memory(&self) -> usize;
+    /// Row `i`'s `wal_lsn` and `wal_index` (to dead-letter it).
+    fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)>;
+}
+
+/// Sends batches. Implemented by the ClickHouse sink. The futures are driven on the
+/// publisher's threads with `Handle::block_on`, so they need not be `Send`.
 pub trait Deliver: Send + Sync {
-    /// Inserts `rows` exactly once where the server deduplicates by `token`; returns as soon
-    /// as `stop` turns true with [`DeliverError::Stopped`].
+    /// A batch's rows as the sink keeps them until they are sent. The forming thread adds rows
+    /// as it makes them ([`Deliver::prepare`]) and drops the [`Event`]s straight away, so a
+    /// batch in memory costs what its prepared form costs (RowBinary for ClickHouse), not what
+    /// the events cost.
+    type Rows: BatchRows;
+
+    /// Adds `rows` to `batch`.
+    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event]);
+
+    /// Inserts a prepared batch exactly once where the server deduplicates by `token`; returns
+    /// as soon as `stop` turns true with [`DeliverError::Stopped`], and with
+    /// [`DeliverError::Stale`] when `batch` must be prepared again.
+    fn deliver_prepared<'a>(
+        &'a self,
+        partition: usize,
+        batch: &'a Self::Rows,
+        token: &'a str,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<Delivery, DeliverError>> + 'a;
+
+    /// Inserts `rows` (prepared and delivered in one go: replays, small batches).
     fn deliver<'a>(
         &'a self,
         partition: usize,
@@ -232,6 +274,35 @@ pub trait Deliver: Send + Sync {
         token: &'a str,
         stop: &'a mut watch::Receiver<bool>,
     ) -> impl Future<Output = Result<Delivery, DeliverError>> + 'a;
+}
+
+/// Events kept as they are: the rows of sinks that want them whole (tests).
+impl BatchRows for Vec<Event> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn memory(&self) -> usize {
+        self.capacity() * std::mem::size_of::<Event>()
+    }
+
+    fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
+        self.get(i).map(|r| (r.wal_lsn, r.wal_index))
+    }
+}
+
+impl BatchRows for crate::sink::clickhouse::EncodedRows {
+    fn len(&self) -> usize {
+        crate::sink::clickhouse::EncodedRows::len(self)
+    }
+
+    fn memory(&self) -> usize {
+        crate::sink::clickhouse::EncodedRows::memory(self)
+    }
+
+    fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
+        crate::sink::clickhouse::EncodedRows::position(self, i)
+    }
 }
 
 impl Process for enrich::Processor {
@@ -248,6 +319,22 @@ impl Process for enrich::Processor {
 }
 
 impl Deliver for crate::sink::clickhouse::Sink {
+    type Rows = crate::sink::clickhouse::EncodedRows;
+
+    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event]) {
+        self.encode_into(batch, rows, 0);
+    }
+
+    async fn deliver_prepared<'a>(
+        &'a self,
+        partition: usize,
+        batch: &'a Self::Rows,
+        token: &'a str,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> Result<Delivery, DeliverError> {
+        sink_delivery(self.deliver_encoded(partition, batch, token, stop).await)
+    }
+
     async fn deliver<'a>(
         &'a self,
         partition: usize,
@@ -255,17 +342,28 @@ impl Deliver for crate::sink::clickhouse::Sink {
         token: &'a str,
         stop: &'a mut watch::Receiver<bool>,
     ) -> Result<Delivery, DeliverError> {
-        match crate::sink::clickhouse::Sink::deliver(self, partition, rows, token, stop).await {
-            Ok(d) => Ok(Delivery {
-                inserted: d.inserted,
-                rejected: d.rejected,
-            }),
-            Err(crate::sink::clickhouse::SinkError::Stopped) => Err(DeliverError::Stopped),
-            Err(e) => Err(DeliverError::Failed {
-                code: e.code(),
-                message: e.to_string(),
-            }),
-        }
+        sink_delivery(
+            crate::sink::clickhouse::Sink::deliver(self, partition, rows, token, stop).await,
+        )
+    }
+}
+
+/// The ClickHouse sink's answer in the publisher's terms.
+fn sink_delivery(
+    result: Result<crate::sink::clickhouse::Delivered, crate::sink::clickhouse::SinkError>,
+) -> Result<Delivery, DeliverError> {
+    use crate::sink::clickhouse::SinkError;
+    match result {
+        Ok(d) => Ok(Delivery {
+            inserted: d.inserted,
+            rejected: d.rejected,
+        }),
+        Err(SinkError::Stopped) => Err(DeliverError::Stopped),
+        Err(SinkError::Stale) => Err(DeliverError::Stale),
+        Err(e) => Err(DeliverError::Failed {
+            code: e.code(),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -328,9 +426,10 @@ struct Stored {
 
 /// A batch in formation.
 #[derive(Debug, Default)]
-struct Batch {
+struct Batch<R> {
     range: Option<BatchRange>,
-    rows: Vec<Event>,
+    /// The rows, prepared for the sink.
+    rows: R,
     /// Failures, with the LSN of their request.
     failures: Vec<(Lsn, Failure)>,
     /// The stored requests, by LSN (raw bytes kept for dead letters).
@@ -339,7 +438,7 @@ struct Batch {
     started: Option<Instant>,
 }
 
-impl Batch {
+impl<R> Batch<R> {
     fn is_empty(&self) -> bool {
         self.range.is_none()
     }
@@ -383,6 +482,8 @@ struct Former<P, D> {
     abandoned: Arc<AtomicBool>,
     /// A record read past the end of a forced range, to start the next batch with.
     carry: Option<Record>,
+    /// One request's rows between processing and [`Deliver::prepare`] (reused).
+    scratch: Vec<Event>,
 }
 
 impl<P: Process, D: Deliver> Publisher<P, D> {
@@ -436,12 +537,13 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             stop: self.stop.clone(),
             abandoned: abandoned.clone(),
             carry: None,
+            scratch: Vec::new(),
         };
         let lanes = self.shared.config.max_in_flight;
-        let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Batch<D::Rows>>(1);
         // Never full: at most `lanes` batches are outstanding (see `pipeline`).
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(lanes);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<D::Rows>>(lanes);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done<D::Rows>>();
         let (lane_stop, lane_stop_rx) = watch::channel(false);
         let result = std::thread::scope(|scope| {
             let job_tx = job_tx;
@@ -515,9 +617,9 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
     /// Returns when stopped, or when the former and every lane are done.
     fn pipeline(
         &mut self,
-        formed: &crossbeam_channel::Receiver<Batch>,
-        jobs: &crossbeam_channel::Sender<Job>,
-        done: &crossbeam_channel::Receiver<Done>,
+        formed: &crossbeam_channel::Receiver<Batch<D::Rows>>,
+        jobs: &crossbeam_channel::Sender<Job<D::Rows>>,
+        done: &crossbeam_channel::Receiver<Done<D::Rows>>,
         lane_stop: &watch::Sender<bool>,
     ) -> Result<(), PublishError> {
         let partition = self.partition;
@@ -527,7 +629,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         // number of the oldest batch not yet checkpointed.
         let (mut next, mut confirm) = (0u64, 0u64);
         let mut in_lanes = 0usize;
-        let mut confirmed: BTreeMap<u64, (Batch, Delivery)> = BTreeMap::new();
+        let mut confirmed: BTreeMap<u64, (Batch<D::Rows>, Delivery)> = BTreeMap::new();
         let mut forming = true;
         loop {
             if self.stopped() {
@@ -590,12 +692,12 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 
     /// Steps 4–5 of the module docs for the oldest outstanding batch, once the sink confirmed
     /// it. `Ok(false)` when stopped before the checkpoint.
-    fn confirm(&mut self, batch: Batch, delivery: Delivery) -> Result<bool, PublishError> {
+    fn confirm(&mut self, batch: Batch<D::Rows>, delivery: Delivery) -> Result<bool, PublishError> {
         let partition = self.partition;
         let Some(range) = batch.range else {
             return Ok(true);
         };
-        let entries = dead_letters(partition, &batch, &delivery);
+        let entries = dead_letters(&*self.shared.processor, partition, &batch, &delivery);
         if !entries.is_empty() && !self.write_dead_letters(&entries) {
             return Ok(false);
         }
@@ -618,7 +720,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 
     /// Sets the lag gauges: records not yet confirmed, and the age of the oldest of them (the
     /// batch's first request).
-    fn record_lag(&self, batch: &Batch, range: BatchRange) {
+    fn record_lag(&self, batch: &Batch<D::Rows>, range: BatchRange) {
         let status = self.wal.status();
         let oldest = batch
             .requests
@@ -651,16 +753,16 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 }
 
 /// A batch handed to a delivery lane.
-struct Job {
+struct Job<R> {
     seq: u64,
-    batch: Batch,
+    batch: Batch<R>,
     token: String,
 }
 
 /// A lane's answer: the batch back, with what the sink did (`None` when stopped first).
-struct Done {
+struct Done<R> {
     seq: u64,
-    batch: Batch,
+    batch: Batch<R>,
     delivery: Option<Delivery>,
 }
 
@@ -677,11 +779,16 @@ impl<P: Process, D: Deliver> Lane<P, D> {
     /// Delivers jobs until the job channel closes or the publishing thread is gone.
     fn run(
         mut self,
-        jobs: &crossbeam_channel::Receiver<Job>,
-        done: &crossbeam_channel::Sender<Done>,
+        jobs: &crossbeam_channel::Receiver<Job<D::Rows>>,
+        done: &crossbeam_channel::Sender<Done<D::Rows>>,
     ) {
-        for Job { seq, batch, token } in jobs.iter() {
-            let delivery = self.deliver(&batch.rows, &token);
+        for Job {
+            seq,
+            mut batch,
+            token,
+        } in jobs.iter()
+        {
+            let delivery = self.deliver(&mut batch, &token);
             let stopped = delivery.is_none();
             if done
                 .send(Done {
@@ -701,20 +808,30 @@ impl<P: Process, D: Deliver> Lane<P, D> {
         *self.stop.borrow() || self.stop.has_changed().is_err()
     }
 
-    /// Delivers until the sink confirms; `None` when stopped.
-    fn deliver(&mut self, rows: &[Event], token: &str) -> Option<Delivery> {
+    /// Delivers until the sink confirms; `None` when stopped. When the sink's destination
+    /// changed since the rows were prepared, they are made again from the batch's stored
+    /// requests (processing is deterministic: the same rows) and sent again.
+    fn deliver(&mut self, batch: &mut Batch<D::Rows>, token: &str) -> Option<Delivery> {
         let mut backoff = MIN_BACKOFF;
         loop {
             let shared = self.shared.clone();
-            let result = shared.runtime.block_on(shared.sink.deliver(
+            let result = shared.runtime.block_on(shared.sink.deliver_prepared(
                 self.partition,
-                rows,
+                &batch.rows,
                 token,
                 &mut self.stop,
             ));
             match result {
                 Ok(d) => return Some(d),
                 Err(DeliverError::Stopped) => return None,
+                Err(DeliverError::Stale) => {
+                    tracing::info!(
+                        partition = self.partition,
+                        token,
+                        "the destination changed; preparing the batch's rows again"
+                    );
+                    batch.rows = prepare_again(&shared, self.partition, &batch.requests);
+                }
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
                         retry_in = ?backoff, "delivery failed; sending the same batch again");
@@ -726,6 +843,30 @@ impl<P: Process, D: Deliver> Lane<P, D> {
             }
         }
     }
+}
+
+/// A batch's rows made again from its stored requests, in log order (as they were formed).
+fn prepare_again<P: Process, D: Deliver>(
+    shared: &Shared<P, D>,
+    partition: usize,
+    requests: &BTreeMap<Lsn, Stored>,
+) -> D::Rows {
+    let mut rows = D::Rows::default();
+    let (mut events, mut failures) = (Vec::new(), Vec::new());
+    for (lsn, stored) in requests {
+        replay::process_record(
+            &*shared.processor,
+            &stored.payload,
+            partition,
+            *lsn,
+            &mut events,
+            &mut failures,
+        );
+        shared.sink.prepare(&mut rows, &events);
+        events.clear();
+        failures.clear();
+    }
+    rows
 }
 
 /// Sleeps up to `d` or until `stopped()`; false when stopped.
@@ -755,8 +896,9 @@ impl<P: Process, D: Deliver> Former<P, D> {
         &mut self,
         reader: &mut sluice_wal::Reader,
         forced: &mut VecDeque<BatchRange>,
-    ) -> sluice_wal::Result<Option<Batch>> {
-        let config = &self.shared.config;
+    ) -> sluice_wal::Result<Option<Batch<D::Rows>>> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
         let age = config.batch_age.get();
         let mut batch = Batch::default();
         loop {
@@ -769,7 +911,7 @@ impl<P: Process, D: Deliver> Former<P, D> {
                     return Ok(Some(batch));
                 }
             } else if batch.rows.len() >= config.batch_rows
-                || batch.bytes >= config.batch_bytes.bytes()
+                || batch.bytes + batch.rows.memory() as u64 >= config.batch_bytes.bytes()
             {
                 return Ok(Some(batch));
             }
@@ -809,7 +951,7 @@ impl<P: Process, D: Deliver> Former<P, D> {
     }
 
     /// Processes one record into the batch.
-    fn add(&self, batch: &mut Batch, record: Record) {
+    fn add(&mut self, batch: &mut Batch<D::Rows>, record: Record) {
         let Record { lsn, payload, .. } = record;
         batch.started.get_or_insert_with(Instant::now);
         batch.range = Some(match batch.range {
@@ -826,9 +968,11 @@ impl<P: Process, D: Deliver> Former<P, D> {
             &payload,
             self.partition,
             lsn,
-            &mut batch.rows,
+            &mut self.scratch,
             &mut failures,
         );
+        self.shared.sink.prepare(&mut batch.rows, &self.scratch);
+        self.scratch.clear();
         batch
             .failures
             .extend(failures.into_iter().map(|f| (lsn, f)));
@@ -844,7 +988,12 @@ impl<P: Process, D: Deliver> Former<P, D> {
 
 /// The dead-letter entries of a delivered batch: its processing failures and the rows the
 /// sink rejected, each with its raw request.
-fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Entry> {
+fn dead_letters<P: Process, R: BatchRows>(
+    processor: &P,
+    partition: usize,
+    batch: &Batch<R>,
+    delivery: &Delivery,
+) -> Vec<Entry> {
     let now = deadletter::now_ms();
     let request = |lsn: Lsn| batch.requests.get(&lsn);
     let mut out = Vec::new();
@@ -868,7 +1017,7 @@ fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Ent
         });
     }
     for (index, reason) in &delivery.rejected {
-        let Some(row) = batch.rows.get(*index) else {
+        let Some((wal_lsn, wal_index)) = batch.rows.position(*index) else {
             tracing::warn!(
                 partition,
                 index,
@@ -876,8 +1025,22 @@ fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Ent
             );
             continue;
         };
-        let lsn = Lsn(row.wal_lsn.unwrap_or(0));
+        let lsn = Lsn(wal_lsn.unwrap_or(0));
         let stored = request(lsn);
+        // The batch keeps rows only in the sink's form; the row itself is made again from its
+        // request (processing is deterministic) for the entry's payload.
+        let row = stored.and_then(|s| {
+            let (mut rows, mut failures) = (Vec::new(), Vec::new());
+            replay::process_record(
+                processor,
+                &s.payload,
+                partition,
+                lsn,
+                &mut rows,
+                &mut failures,
+            );
+            rows.into_iter().find(|r| r.wal_index == wal_index)
+        });
         out.push(Entry {
             id: EntryId {
                 received_at_ms: stored
@@ -885,8 +1048,7 @@ fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Ent
                     .map_or(0, |t| t.max(0) as u64),
                 partition: partition as u32,
                 lsn: lsn.0,
-                index: row
-                    .wal_index
+                index: wal_index
                     .and_then(|i| u32::try_from(i).ok())
                     .unwrap_or(deadletter::WHOLE_REQUEST),
             },
@@ -894,7 +1056,7 @@ fn dead_letters(partition: usize, batch: &Batch, delivery: &Delivery) -> Vec<Ent
             category: FailureCategory::LoaderRejection,
             messages: vec![reason.clone()],
             attempts: 1,
-            event_payload: serde_json::to_string(row).ok(),
+            event_payload: row.and_then(|r| serde_json::to_string(&r).ok()),
             envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
         });
     }

@@ -94,6 +94,10 @@ pub struct RecordingSink {
     pub hold: AtomicBool,
     /// This many attempts fail before any succeeds.
     pub fail_first: AtomicUsize,
+    /// This many prepared batches are refused as stale (to be prepared again) first.
+    pub stale_first: AtomicUsize,
+    /// How many times a batch was prepared from scratch (its first rows added).
+    pub prepared_batches: AtomicUsize,
     /// Batches with these tokens wait (until removed or stopped).
     pub held: Mutex<HashSet<String>>,
     /// Tokens of the calls that returned a confirmation, in the order they returned.
@@ -124,6 +128,32 @@ impl RecordingSink {
 }
 
 impl Deliver for RecordingSink {
+    type Rows = Vec<Event>;
+
+    fn prepare(&self, batch: &mut Vec<Event>, rows: &[Event]) {
+        if batch.is_empty() && !rows.is_empty() {
+            self.prepared_batches.fetch_add(1, Ordering::SeqCst);
+        }
+        batch.extend_from_slice(rows);
+    }
+
+    async fn deliver_prepared<'a>(
+        &'a self,
+        partition: usize,
+        batch: &'a Vec<Event>,
+        token: &'a str,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> Result<Delivery, DeliverError> {
+        if self
+            .stale_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(DeliverError::Stale);
+        }
+        self.deliver(partition, batch, token, stop).await
+    }
+
     async fn deliver<'a>(
         &'a self,
         _partition: usize,

@@ -134,17 +134,22 @@ impl Encoder {
 
     /// Encodes `rows`; rows that cannot be encoded are listed in [`Encoded::rejected`].
     pub fn encode(&self, rows: &[Event]) -> Encoded {
-        let mut out = Encoded {
-            data: Vec::new(),
-            rows: Vec::with_capacity(rows.len()),
-            rejected: Vec::new(),
-        };
-        for (i, row) in rows.iter().enumerate() {
-            if i == SIZE_SAMPLE_ROWS.min(rows.len() - 1) {
+        let mut out = Encoded::default();
+        self.encode_into(&mut out, rows, rows.len());
+        out
+    }
+
+    /// Appends `rows` to `out` (their indices continue from the rows already there). `expect`
+    /// is how many rows `out` will hold in all, a hint for reserving once.
+    pub fn encode_into(&self, out: &mut Encoded, rows: &[Event], expect: usize) {
+        out.rows.reserve(rows.len());
+        for row in rows {
+            let i = out.rows.len();
+            if i > 0 && i == SIZE_SAMPLE_ROWS.min(expect.saturating_sub(1)) {
                 // Reserve once from the size of the first rows (plus an eighth), instead of
                 // growing by doubling or reserving a fixed guess per column.
-                let per_row = out.data.len() / i.max(1);
-                out.data.reserve((rows.len() - i) * (per_row + per_row / 8));
+                let per_row = out.data.len() / i;
+                out.data.reserve((expect - i) * (per_row + per_row / 8));
             }
             let start = out.data.len();
             match self.encode_row(row, &mut out.data) {
@@ -156,7 +161,6 @@ impl Encoder {
                 }
             }
         }
-        out
     }
 
     fn encode_row(&self, row: &Event, buf: &mut Vec<u8>) -> Result<(), String> {

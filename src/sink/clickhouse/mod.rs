@@ -257,6 +257,10 @@ pub enum SinkError {
     /// `stop` turned true; nothing was confirmed.
     #[error("stopped before ClickHouse confirmed the batch")]
     Stopped,
+    /// The batch was encoded for a reading of the table that is no longer current (its
+    /// columns changed); nothing was confirmed. Encode the rows again.
+    #[error("the table changed since the batch was encoded")]
+    Stale,
 }
 
 impl SinkError {
@@ -269,6 +273,7 @@ impl SinkError {
             SinkError::Config { .. } => "config",
             SinkError::Server { .. } => "server",
             SinkError::Stopped => "stopped",
+            SinkError::Stale => "stale",
         }
     }
 
@@ -298,6 +303,39 @@ pub struct Delivered {
     pub inserted: usize,
     /// Rows that can never load: (index in the batch, reason), in index order.
     pub rejected: Vec<(usize, String)>,
+}
+
+/// A batch's rows as RowBinary for one reading of the table ([`Sink::encode_into`]), with
+/// each row's place in the log (`wal_lsn`, `wal_index`) for dead-lettering.
+#[derive(Debug, Default)]
+pub struct EncodedRows {
+    prepared: Option<Arc<Prepared>>,
+    encoded: Encoded,
+    positions: Vec<(Option<u64>, Option<u64>)>,
+}
+
+impl EncodedRows {
+    /// Rows in the batch (encoded or rejected by the encoder).
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// True when no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Bytes the batch holds in memory (its RowBinary and per-row bookkeeping).
+    pub fn memory(&self) -> usize {
+        self.encoded.data.capacity()
+            + self.encoded.rows.capacity() * std::mem::size_of::<Option<std::ops::Range<usize>>>()
+            + self.positions.capacity() * std::mem::size_of::<(Option<u64>, Option<u64>)>()
+    }
+
+    /// Row `i`'s `wal_lsn` and `wal_index`.
+    pub fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
+        self.positions.get(i).copied()
+    }
 }
 
 /// The INSERT for the table as last read.
@@ -404,21 +442,61 @@ impl Sink {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Delivered, SinkError> {
         loop {
-            let prepared = self.current();
-            let encoded = prepared.encoder.encode(rows);
-            match self
-                .send_all(partition, &prepared, &encoded, token, stop)
-                .await
-            {
-                Ok(server_rejected) => {
-                    let inserted = encoded.accepted().len() - server_rejected.len();
-                    let mut rejected = encoded.rejected;
-                    rejected.extend(server_rejected);
-                    rejected.sort_by_key(|r| r.0);
-                    return Ok(Delivered { inserted, rejected });
-                }
-                Err(Interrupt::Stopped) => return Err(SinkError::Stopped),
-                Err(Interrupt::Reload) => self.reload(stop).await?,
+            let mut encoded = EncodedRows::default();
+            self.encode_into(&mut encoded, rows, rows.len());
+            match self.deliver_encoded(partition, &encoded, token, stop).await {
+                Err(SinkError::Stale) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends `rows` to `batch`, encoded for the table as the sink last read it (or, when
+    /// `batch` already holds rows, as it was when they were encoded). `expect` is how many rows
+    /// the batch will hold, a hint for reserving once. The rows can be dropped straight away:
+    /// a batch waiting to be delivered costs its RowBinary bytes, not its [`Event`]s.
+    pub fn encode_into(&self, batch: &mut EncodedRows, rows: &[Event], expect: usize) {
+        let prepared = batch.prepared.get_or_insert_with(|| self.current());
+        prepared
+            .encoder
+            .encode_into(&mut batch.encoded, rows, expect);
+        batch
+            .positions
+            .extend(rows.iter().map(|r| (r.wal_lsn, r.wal_index)));
+    }
+
+    /// Inserts a batch built by [`Sink::encode_into`], as [`Sink::deliver`] does.
+    /// [`SinkError::Stale`] when the table changed since the batch was encoded (the sink has
+    /// re-read it by then): encode the rows again and deliver that.
+    pub async fn deliver_encoded(
+        &self,
+        partition: usize,
+        batch: &EncodedRows,
+        token: &str,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Delivered, SinkError> {
+        let Some(prepared) = batch.prepared.as_ref() else {
+            return Ok(Delivered::default());
+        };
+        if !Arc::ptr_eq(prepared, &self.current()) {
+            return Err(SinkError::Stale);
+        }
+        let encoded = &batch.encoded;
+        match self
+            .send_all(partition, prepared, encoded, token, stop)
+            .await
+        {
+            Ok(server_rejected) => {
+                let inserted = encoded.accepted().len() - server_rejected.len();
+                let mut rejected = encoded.rejected.clone();
+                rejected.extend(server_rejected);
+                rejected.sort_by_key(|r| r.0);
+                Ok(Delivered { inserted, rejected })
+            }
+            Err(Interrupt::Stopped) => Err(SinkError::Stopped),
+            Err(Interrupt::Reload) => {
+                self.reload(stop).await?;
+                Err(SinkError::Stale)
             }
         }
     }
