@@ -8,6 +8,8 @@
            of the publisher's batch size (one file per batch, encoded before the clock starts),
            re-inserted into an identical empty table with as many concurrent inserters as the
            daemon has partitions, timed → events/s. Prints both and the ratio.
+           --pin gives ClickHouse CPU 0 and sluice (and this driver) CPU 1 in both measurements,
+           so the collector cannot take ClickHouse's CPU: what a separate host would show.
   latency  ClickHouse up; send RATE events/s for SECONDS (tp2 POSTs); record each request's
            acknowledgement time; poll ClickHouse every POLL_S for the request ids (se_label) that
            became visible; latency = first seen − acknowledged. Prints p50/p90/p99/max. The poll
@@ -74,6 +76,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_anon_mib(pid: int) -> float:
+    """The process's anonymous resident memory now (RssAnon: heap, not file pages), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` runs only on `cpus` (threads it creates later inherit this)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
+
+
 def start_pipeline(binary: Path, work: Path, env: dict) -> tuple[ClickHouse, Daemon]:
     ch = ClickHouse.start(work)
     daemon = Daemon(binary, work / "data", work / "daemon.log", env=env, extra_args=["--clickhouse-url", ch.url])
@@ -93,9 +120,17 @@ def drain(args, binary: Path, work: Path) -> None:
     print(f"drain: {args.events} events from {args.users or 'one IP and no'} user ids, "
           f"publish.max_in_flight {args.max_in_flight or 'default'}, batch_rows {args.batch_rows}")
     ch, daemon = start_pipeline(binary, work, env)
+    clickhouse_cpus, sluice_cpus = ({0}, {1}) if args.pin else (None, None)
+    if args.pin:
+        if (os.cpu_count() or 1) < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        os.sched_setaffinity(0, sluice_cpus)  # this driver and its sender threads
+        print(f"pinned: clickhouse-server to CPU {min(clickhouse_cpus)}, sluice and this driver to CPU {min(sluice_cpus)}")
     try:
         ch.kill()  # the backlog builds up while ClickHouse is down
         daemon.start()
+        if args.pin:
+            pin(daemon.proc.pid, sluice_cpus)
         requests_n = args.events // args.per_request
         payload = body(args.per_request, "drain", "drain")
         lock = threading.Lock()
@@ -114,10 +149,17 @@ def drain(args, binary: Path, work: Path) -> None:
         total = len(acked) * args.per_request
         print(f"backlog: {total} events in {len(acked)} requests acknowledged in {time.monotonic() - t0:.1f} s")
         sluice_cpu0 = cpu_seconds(daemon.proc.pid)
+        rss_backlog = peak_rss_mib(daemon.proc.pid)
         restarted = time.monotonic()
+        if args.pin:
+            os.sched_setaffinity(0, clickhouse_cpus)  # the server inherits it from its parent
         ch.restart()
+        if args.pin:
+            os.sched_setaffinity(0, sluice_cpus)
         first = None
+        anon = []  # sluice's RssAnon, sampled with every poll
         while True:
+            anon.append(rss_anon_mib(daemon.proc.pid))
             n = ch.count(f"SELECT sum(rows) FROM system.parts WHERE database = 'sluice' AND table = 'events' AND active")
             if n and first is None:
                 first = (time.monotonic(), n)
@@ -136,6 +178,10 @@ def drain(args, binary: Path, work: Path) -> None:
         print(f"drain CPU: sluice {sluice_cpu:.1f} s = {sluice_cpu / total * 1e6:.1f} µs/event, "
               f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart); "
               f"load average {os.getloadavg()[0]:.1f}")
+        print(f"sluice peak RSS: {rss_backlog:.1f} MiB when the backlog was built, "
+              f"{peak_rss_mib(daemon.proc.pid):.1f} MiB after the drain; anonymous memory while "
+              f"draining: median {sorted(anon)[len(anon) // 2]:.1f} MiB, max {max(anon):.1f} MiB "
+              f"({len(anon)} samples)")
         daemon.terminate()
 
         # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency.
@@ -250,6 +296,8 @@ def main() -> None:
                     help="distinct network user ids the drain's requests come from (0: none, all from one IP)")
     ap.add_argument("--max-in-flight", type=int, default=0,
                     help="publish.max_in_flight for the daemon (0: its default)")
+    ap.add_argument("--pin", action="store_true",
+                    help="drain: ClickHouse on CPU 0, sluice and the driver on CPU 1, in both measurements")
     ap.add_argument("--env", action="append", default=[], metavar="SLUICE_KEY=VALUE",
                     help="extra daemon environment (drain), e.g. SLUICE_CLICKHOUSE__COMPRESSION=none")
     ap.add_argument("--timeout", type=float, default=600)
