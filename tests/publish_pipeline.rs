@@ -195,6 +195,46 @@ fn failures_are_dead_lettered_with_their_category_and_raw_request_before_the_che
 }
 
 #[test]
+fn a_rejected_row_of_a_request_that_processed_cleanly_is_dead_lettered_with_its_request_read_back_from_the_log(
+) {
+    let h = Harness::new();
+    h.append("ok");
+    let clean = envelope("ok\nreject me\nok", 1_700_000_000_456);
+    let lsn = h.wal.append(clean.encode()).unwrap();
+    h.append("ok");
+    let sink = Arc::new(RecordingSink::default());
+    let p = h.start(
+        sink.clone(),
+        config(1000, 1 << 30, Duration::from_millis(20)),
+    );
+    wait_until("the batch is confirmed", || h.checkpoint() == Lsn(3));
+    stop(p);
+    let entries = h.store.list(&Filter::default()).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    let rejected = &entries[0];
+    assert_eq!(
+        rejected.id,
+        EntryId {
+            received_at_ms: 1_700_000_000_456,
+            partition: 0,
+            lsn: lsn.0,
+            index: 1
+        }
+    );
+    assert_eq!(rejected.category, FailureCategory::LoaderRejection);
+    assert_eq!(
+        rejected.envelope,
+        clean.encode(),
+        "the raw request, read back"
+    );
+    assert!(rejected
+        .event_payload
+        .as_deref()
+        .is_some_and(|p| p.contains("reject me")));
+    h.close();
+}
+
+#[test]
 fn a_batch_whose_records_all_failed_is_checkpointed_without_a_delivery() {
     let h = Harness::new();
     h.append("bad a\nbad b");

@@ -252,8 +252,9 @@ pub trait Deliver: Send + Sync {
     /// the events cost.
     type Rows: BatchRows;
 
-    /// Adds `rows` to `batch`.
-    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event]);
+    /// Adds `rows` to `batch`. `expect_rows` is how many rows the batch may grow to (its row
+    /// limit), a hint for reserving memory once instead of growing step by step.
+    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event], expect_rows: usize);
 
     /// Inserts a prepared batch exactly once where the server deduplicates by `token`; returns
     /// as soon as `stop` turns true with [`DeliverError::Stopped`], and with
@@ -321,8 +322,8 @@ impl Process for enrich::Processor {
 impl Deliver for crate::sink::clickhouse::Sink {
     type Rows = crate::sink::clickhouse::EncodedRows;
 
-    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event]) {
-        self.encode_into(batch, rows, 0);
+    fn prepare(&self, batch: &mut Self::Rows, rows: &[Event], expect_rows: usize) {
+        self.encode_into(batch, rows, expect_rows);
     }
 
     async fn deliver_prepared<'a>(
@@ -432,8 +433,14 @@ struct Batch<R> {
     rows: R,
     /// Failures, with the LSN of their request.
     failures: Vec<(Lsn, Failure)>,
-    /// The stored requests, by LSN (raw bytes kept for dead letters).
+    /// The stored requests that had processing failures, by LSN (raw bytes for their dead
+    /// letters). Other requests are not kept: the rare paths that need one again (a row the
+    /// sink rejects, rows prepared again) read it back from the log, which holds every record
+    /// of the batch until the batch is checkpointed.
     requests: BTreeMap<Lsn, Stored>,
+    /// When the batch's first request was received (for the lag gauge).
+    first_received_ms: Option<i64>,
+    /// Bytes of the stored requests kept in `requests`.
     bytes: u64,
     started: Option<Instant>,
 }
@@ -570,6 +577,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                     let worker = Lane {
                         partition,
                         shared: self.shared.clone(),
+                        wal: self.wal.clone(),
                         stop: lane_stop_rx.clone(),
                     };
                     let (jobs, done) = (job_rx.clone(), done_tx.clone());
@@ -644,7 +652,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                 recv(if accepting { formed } else { &never }) -> msg => match msg {
                     Ok(batch) => {
                         let Some(range) = batch.range else { continue };
-                        self.record_lag(&batch, range);
+                        self.record_lag(&batch);
                         self.ledger
                             .record(range)
                             .map_err(|source| PublishError::Ledger { partition, source })?;
@@ -697,7 +705,14 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         let Some(range) = batch.range else {
             return Ok(true);
         };
-        let entries = dead_letters(&*self.shared.processor, partition, &batch, &delivery);
+        let entries = dead_letters(
+            &*self.shared.processor,
+            &self.wal,
+            partition,
+            &batch,
+            &delivery,
+        )
+        .map_err(|source| PublishError::Wal { partition, source })?;
         if !entries.is_empty() && !self.write_dead_letters(&entries) {
             return Ok(false);
         }
@@ -720,15 +735,11 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 
     /// Sets the lag gauges: records not yet confirmed, and the age of the oldest of them (the
     /// batch's first request).
-    fn record_lag(&self, batch: &Batch<D::Rows>, range: BatchRange) {
+    fn record_lag(&self, batch: &Batch<D::Rows>) {
         let status = self.wal.status();
-        let oldest = batch
-            .requests
-            .get(&range.first)
-            .and_then(|s| s.received_at_ms)
-            .map_or(Duration::ZERO, |t| {
-                Duration::from_millis(deadletter::now_ms().saturating_sub(t).max(0) as u64)
-            });
+        let oldest = batch.first_received_ms.map_or(Duration::ZERO, |t| {
+            Duration::from_millis(deadletter::now_ms().saturating_sub(t).max(0) as u64)
+        });
         metrics::publish::lag(self.partition, status.unconfirmed, oldest);
     }
 
@@ -771,6 +782,8 @@ struct Done<R> {
 struct Lane<P, D> {
     partition: usize,
     shared: Arc<Shared<P, D>>,
+    /// The partition's log, to read a batch's requests back when its rows must be made again.
+    wal: Arc<Wal>,
     /// The partition's lane stop flag, raised by the publishing thread when it stops.
     stop: watch::Receiver<bool>,
 }
@@ -830,7 +843,20 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                         token,
                         "the destination changed; preparing the batch's rows again"
                     );
-                    batch.rows = prepare_again(&shared, self.partition, &batch.requests);
+                    let Some(range) = batch.range else {
+                        return Some(Delivery::default());
+                    };
+                    match prepare_again(&shared, &self.wal, self.partition, range) {
+                        Ok(rows) => batch.rows = rows,
+                        Err(e) => {
+                            tracing::error!(partition = self.partition, token, error = %e,
+                                retry_in = ?backoff, "cannot read the batch back from the log");
+                            if !pause(backoff, || self.stopped()) {
+                                return None;
+                            }
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
@@ -845,28 +871,52 @@ impl<P: Process, D: Deliver> Lane<P, D> {
     }
 }
 
-/// A batch's rows made again from its stored requests, in log order (as they were formed).
+/// A batch's rows made again from its requests, read back from the log in order (as they
+/// were formed).
 fn prepare_again<P: Process, D: Deliver>(
     shared: &Shared<P, D>,
+    wal: &Wal,
     partition: usize,
-    requests: &BTreeMap<Lsn, Stored>,
-) -> D::Rows {
+    range: BatchRange,
+) -> sluice_wal::Result<D::Rows> {
     let mut rows = D::Rows::default();
     let (mut events, mut failures) = (Vec::new(), Vec::new());
-    for (lsn, stored) in requests {
+    read_back(wal, range, |lsn, payload| {
         replay::process_record(
             &*shared.processor,
-            &stored.payload,
+            &payload,
             partition,
-            *lsn,
+            lsn,
             &mut events,
             &mut failures,
         );
-        shared.sink.prepare(&mut rows, &events);
+        shared
+            .sink
+            .prepare(&mut rows, &events, shared.config.batch_rows);
         events.clear();
         failures.clear();
+    })?;
+    Ok(rows)
+}
+
+/// Calls `each` with every record of `range` still in the log, in order. A batch's records
+/// stay in the log until it is checkpointed; only the drop-oldest policy can have recycled
+/// some of them (then they are missing, as their rows are).
+fn read_back(
+    wal: &Wal,
+    range: BatchRange,
+    mut each: impl FnMut(Lsn, Vec<u8>),
+) -> sluice_wal::Result<()> {
+    let mut reader = wal.reader(range.first);
+    while let Some(record) = reader.next()? {
+        if record.lsn > range.last {
+            break;
+        }
+        if record.lsn >= range.first {
+            each(record.lsn, record.payload);
+        }
     }
-    rows
+    Ok(())
 }
 
 /// Sleeps up to `d` or until `stopped()`; false when stopped.
@@ -961,7 +1011,6 @@ impl<P: Process, D: Deliver> Former<P, D> {
             },
             Some(r) => BatchRange { last: lsn, ..r },
         });
-        batch.bytes += payload.len() as u64;
         let mut failures = Vec::new();
         let received_at_ms = replay::process_record(
             &*self.shared.processor,
@@ -971,11 +1020,22 @@ impl<P: Process, D: Deliver> Former<P, D> {
             &mut self.scratch,
             &mut failures,
         );
-        self.shared.sink.prepare(&mut batch.rows, &self.scratch);
+        self.shared.sink.prepare(
+            &mut batch.rows,
+            &self.scratch,
+            self.shared.config.batch_rows,
+        );
         self.scratch.clear();
+        if batch.first_received_ms.is_none() {
+            batch.first_received_ms = received_at_ms;
+        }
+        if failures.is_empty() {
+            return;
+        }
         batch
             .failures
             .extend(failures.into_iter().map(|f| (lsn, f)));
+        batch.bytes += payload.len() as u64;
         batch.requests.insert(
             lsn,
             Stored {
@@ -990,12 +1050,36 @@ impl<P: Process, D: Deliver> Former<P, D> {
 /// sink rejected, each with its raw request.
 fn dead_letters<P: Process, R: BatchRows>(
     processor: &P,
+    wal: &Wal,
     partition: usize,
     batch: &Batch<R>,
     delivery: &Delivery,
-) -> Vec<Entry> {
+) -> sluice_wal::Result<Vec<Entry>> {
     let now = deadletter::now_ms();
-    let request = |lsn: Lsn| batch.requests.get(&lsn);
+    // Requests of rejected rows the batch did not keep are read back from the log.
+    let missing: std::collections::BTreeSet<Lsn> = delivery
+        .rejected
+        .iter()
+        .filter_map(|(i, _)| batch.rows.position(*i))
+        .map(|(lsn, _)| Lsn(lsn.unwrap_or(0)))
+        .filter(|lsn| !batch.requests.contains_key(lsn))
+        .collect();
+    let mut read: BTreeMap<Lsn, Stored> = BTreeMap::new();
+    if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+        read_back(wal, BatchRange { first, last }, |lsn, payload| {
+            if missing.contains(&lsn) {
+                let received_at_ms = Envelope::decode(&payload).ok().map(|e| e.received_at_ms);
+                read.insert(
+                    lsn,
+                    Stored {
+                        received_at_ms,
+                        payload,
+                    },
+                );
+            }
+        })?;
+    }
+    let request = |lsn: Lsn| batch.requests.get(&lsn).or_else(|| read.get(&lsn));
     let mut out = Vec::new();
     for (lsn, f) in &batch.failures {
         let stored = request(*lsn);
@@ -1060,7 +1144,7 @@ fn dead_letters<P: Process, R: BatchRows>(
             envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
         });
     }
-    out
+    Ok(out)
 }
 
 /// The running publishers: one thread per partition, stopped together.

@@ -130,7 +130,7 @@ impl RecordingSink {
 impl Deliver for RecordingSink {
     type Rows = Vec<Event>;
 
-    fn prepare(&self, batch: &mut Vec<Event>, rows: &[Event]) {
+    fn prepare(&self, batch: &mut Vec<Event>, rows: &[Event], _expect_rows: usize) {
         if batch.is_empty() && !rows.is_empty() {
             self.prepared_batches.fetch_add(1, Ordering::SeqCst);
         }

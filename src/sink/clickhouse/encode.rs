@@ -142,7 +142,8 @@ impl Encoder {
     /// Appends `rows` to `out` (their indices continue from the rows already there). `expect`
     /// is how many rows `out` will hold in all, a hint for reserving once.
     pub fn encode_into(&self, out: &mut Encoded, rows: &[Event], expect: usize) {
-        out.rows.reserve(rows.len());
+        let more = rows.len().max(expect.saturating_sub(out.rows.len()));
+        out.rows.reserve(more);
         for row in rows {
             let i = out.rows.len();
             if i > 0 && i == SIZE_SAMPLE_ROWS.min(expect.saturating_sub(1)) {

@@ -325,11 +325,12 @@ impl EncodedRows {
         self.positions.is_empty()
     }
 
-    /// Bytes the batch holds in memory (its RowBinary and per-row bookkeeping).
+    /// Bytes the batch fills (its RowBinary and per-row bookkeeping). Spare capacity is left
+    /// out: it is reserved but not touched, so it takes no memory until used.
     pub fn memory(&self) -> usize {
-        self.encoded.data.capacity()
-            + self.encoded.rows.capacity() * std::mem::size_of::<Option<std::ops::Range<usize>>>()
-            + self.positions.capacity() * std::mem::size_of::<(Option<u64>, Option<u64>)>()
+        self.encoded.data.len()
+            + self.encoded.rows.len() * std::mem::size_of::<Option<std::ops::Range<usize>>>()
+            + self.positions.len() * std::mem::size_of::<(Option<u64>, Option<u64>)>()
     }
 
     /// Row `i`'s `wal_lsn` and `wal_index`.
@@ -460,6 +461,8 @@ impl Sink {
         prepared
             .encoder
             .encode_into(&mut batch.encoded, rows, expect);
+        let more = rows.len().max(expect.saturating_sub(batch.positions.len()));
+        batch.positions.reserve(more);
         batch
             .positions
             .extend(rows.iter().map(|r| (r.wal_lsn, r.wal_index)));
