@@ -183,6 +183,8 @@ def drain(args, binary: Path, work: Path) -> None:
               f"draining: median {sorted(anon)[len(anon) // 2]:.1f} MiB, max {max(anon):.1f} MiB "
               f"({len(anon)} samples)")
         daemon.terminate()
+        if os.environ.get("DELIVERY_SHOW_LOG"):
+            print(daemon.log_tail(200))
 
         # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency.
         ch.execute(f"CREATE TABLE {EVENTS_TABLE}_copy AS {EVENTS_TABLE}")
