@@ -13,6 +13,7 @@
 //!   `Code: N.` prefix (18.16 sends no such header).
 //! - Auth: HTTP basic auth with `user` and `password` (accepted by all versions).
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use super::compress;
@@ -242,13 +243,31 @@ impl Client {
         settings: &[(&str, &str)],
         data: &[u8],
     ) -> Result<(), CallError> {
-        let mut params: Vec<(&str, &str)> = vec![("query", query)];
         let body = if self.lz4 {
-            params.push(("decompress", "1"));
-            compress::compress(data, true)
+            Bytes::from(compress::compress(data, true))
         } else {
-            data.to_vec()
+            Bytes::copy_from_slice(data)
         };
+        self.insert_body(query, settings, body).await
+    }
+
+    /// Whether insert bodies are ClickHouse LZ4 blocks (`clickhouse.compression = "lz4"`).
+    pub fn lz4(&self) -> bool {
+        self.lz4
+    }
+
+    /// Sends `body` as it is: ClickHouse compressed blocks when [`Client::lz4`], else raw
+    /// RowBinary (what [`Client::insert`] would make of the rows).
+    pub async fn insert_body(
+        &self,
+        query: &str,
+        settings: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(), CallError> {
+        let mut params: Vec<(&str, &str)> = vec![("query", query)];
+        if self.lz4 {
+            params.push(("decompress", "1"));
+        }
         params.extend_from_slice(settings);
         let req = self.request(&params).body(body);
         self.send(req).await.map(|_| ())

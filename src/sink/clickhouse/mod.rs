@@ -32,6 +32,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{HumanDuration, Violation};
@@ -307,10 +309,22 @@ pub struct Delivered {
 
 /// A batch's rows as RowBinary for one reading of the table ([`Sink::encode_into`]), with
 /// each row's place in the log (`wal_lsn`, `wal_index`) for dead-lettering.
+///
+/// With LZ4 on (`clickhouse.compression`), every full [`compress::BLOCK_BYTES`] of the
+/// RowBinary stream is compressed as soon as it is written: a batch waiting in memory holds
+/// compressed blocks plus less than one block of raw rows. The blocks fall on the same
+/// boundaries [`compress::compress`] uses for the whole stream, so the body sent is
+/// byte-for-byte what compressing the whole batch at once gives (a retry, or a replay after a
+/// crash, sends identical bytes).
 #[derive(Debug, Default)]
 pub struct EncodedRows {
     prepared: Option<Arc<Prepared>>,
+    /// Rows' byte ranges in the whole stream; `encoded.data` holds only the unsealed tail.
     encoded: Encoded,
+    /// Compressed blocks of the stream's first `sealed_len` bytes.
+    sealed: Vec<u8>,
+    sealed_len: usize,
+    lz4: bool,
     positions: Vec<(Option<u64>, Option<u64>)>,
 }
 
@@ -328,7 +342,8 @@ impl EncodedRows {
     /// Bytes the batch fills (its RowBinary and per-row bookkeeping). Spare capacity is left
     /// out: it is reserved but not touched, so it takes no memory until used.
     pub fn memory(&self) -> usize {
-        self.encoded.data.len()
+        self.sealed.len()
+            + self.encoded.data.len()
             + self.encoded.rows.len() * std::mem::size_of::<Option<std::ops::Range<usize>>>()
             + self.positions.len() * std::mem::size_of::<(Option<u64>, Option<u64>)>()
     }
@@ -336,6 +351,69 @@ impl EncodedRows {
     /// Row `i`'s `wal_lsn` and `wal_index`.
     pub fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
         self.positions.get(i).copied()
+    }
+
+    /// Encodes `rows` after the batch's rows (with the encoder it was started with) and seals
+    /// what fills whole blocks.
+    fn append(&mut self, rows: &[Event], expect: usize) {
+        let Some(prepared) = self.prepared.as_ref() else {
+            return;
+        };
+        let first = self.encoded.rows.len();
+        // With LZ4 the raw tail stays under two blocks: no reservation for the whole batch.
+        let reserve_for = if self.lz4 { 0 } else { expect };
+        prepared
+            .encoder
+            .encode_into(&mut self.encoded, rows, reserve_for);
+        if self.sealed_len > 0 {
+            // The encoder wrote ranges into the tail; make them positions in the whole stream.
+            for range in self.encoded.rows[first..].iter_mut().flatten() {
+                range.start += self.sealed_len;
+                range.end += self.sealed_len;
+            }
+        }
+        self.seal();
+        let more = rows.len().max(expect.saturating_sub(self.positions.len()));
+        self.positions.reserve(more);
+        self.positions
+            .extend(rows.iter().map(|r| (r.wal_lsn, r.wal_index)));
+    }
+
+    /// Compresses the tail's full blocks onto `sealed`.
+    fn seal(&mut self) {
+        let full = self.encoded.data.len() / compress::BLOCK_BYTES * compress::BLOCK_BYTES;
+        if !self.lz4 || full == 0 {
+            return;
+        }
+        self.sealed
+            .extend_from_slice(&compress::compress(&self.encoded.data[..full], true));
+        self.encoded.data.drain(..full);
+        self.sealed_len += full;
+    }
+
+    /// The body of every accepted row as the client sends it: the sealed blocks and the
+    /// compressed tail, or the raw stream without LZ4.
+    fn whole_body(&self) -> Bytes {
+        if !self.lz4 {
+            return Bytes::copy_from_slice(&self.encoded.data);
+        }
+        let mut body = Vec::with_capacity(self.sealed.len() + self.encoded.data.len() / 2 + 64);
+        body.extend_from_slice(&self.sealed);
+        body.extend_from_slice(&compress::compress(&self.encoded.data, true));
+        Bytes::from(body)
+    }
+
+    /// The rows with the whole stream in memory (the sealed blocks decompressed), to cut
+    /// pieces of when bisecting. `None` if the sealed blocks do not decompress (cannot happen
+    /// short of memory corruption: they were made here).
+    fn unsealed(&self) -> Option<Encoded> {
+        let mut data = compress::decompress(&self.sealed)?;
+        data.extend_from_slice(&self.encoded.data);
+        Some(Encoded {
+            data,
+            rows: self.encoded.rows.clone(),
+            rejected: self.encoded.rejected.clone(),
+        })
     }
 }
 
@@ -457,15 +535,11 @@ impl Sink {
     /// the batch will hold, a hint for reserving once. The rows can be dropped straight away:
     /// a batch waiting to be delivered costs its RowBinary bytes, not its [`Event`]s.
     pub fn encode_into(&self, batch: &mut EncodedRows, rows: &[Event], expect: usize) {
-        let prepared = batch.prepared.get_or_insert_with(|| self.current());
-        prepared
-            .encoder
-            .encode_into(&mut batch.encoded, rows, expect);
-        let more = rows.len().max(expect.saturating_sub(batch.positions.len()));
-        batch.positions.reserve(more);
-        batch
-            .positions
-            .extend(rows.iter().map(|r| (r.wal_lsn, r.wal_index)));
+        if batch.prepared.is_none() {
+            batch.prepared = Some(self.current());
+            batch.lz4 = self.client.lz4();
+        }
+        batch.append(rows, expect);
     }
 
     /// Inserts a batch built by [`Sink::encode_into`], as [`Sink::deliver`] does.
@@ -485,10 +559,7 @@ impl Sink {
             return Err(SinkError::Stale);
         }
         let encoded = &batch.encoded;
-        match self
-            .send_all(partition, prepared, encoded, token, stop)
-            .await
-        {
+        match self.send_all(partition, prepared, batch, token, stop).await {
             Ok(server_rejected) => {
                 let inserted = encoded.accepted().len() - server_rejected.len();
                 let mut rejected = encoded.rejected.clone();
@@ -509,26 +580,45 @@ impl Sink {
         &self,
         partition: usize,
         prepared: &Prepared,
-        encoded: &Encoded,
+        batch: &EncodedRows,
         token: &str,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Vec<(usize, String)>, Interrupt> {
-        let accepted = encoded.accepted();
+        let accepted = batch.encoded.accepted();
         let mut rejected = Vec::new();
         if accepted.is_empty() {
             return Ok(rejected);
         }
+        // Pieces are cut from the whole stream, decompressed once, only when bisecting.
+        let mut unsealed: Option<Encoded> = None;
         // Pieces still to send, as ranges of `accepted`; popped left to right.
         let mut pieces = vec![(0usize, accepted.len())];
         while let Some((lo, hi)) = pieces.pop() {
-            let piece_token = if (lo, hi) == (0, accepted.len()) {
+            let whole = (lo, hi) == (0, accepted.len());
+            let piece_token = if whole {
                 token.to_string()
             } else {
                 format!("{token}:{}-{}", accepted[lo], accepted[hi - 1] + 1)
             };
-            let body = encoded.body(&accepted[lo..hi]);
+            let body = if whole {
+                batch.whole_body()
+            } else {
+                if unsealed.is_none() {
+                    unsealed = batch.unsealed();
+                }
+                let Some(all) = unsealed.as_ref() else {
+                    tracing::error!(partition, "a batch's compressed blocks do not decompress");
+                    return Err(Interrupt::Stopped);
+                };
+                let raw = all.body(&accepted[lo..hi]);
+                if batch.lz4 {
+                    Bytes::from(compress::compress(&raw, true))
+                } else {
+                    Bytes::copy_from_slice(&raw)
+                }
+            };
             match self
-                .send_piece(partition, prepared, &body, &piece_token, stop)
+                .send_piece(partition, prepared, body, &piece_token, stop)
                 .await?
             {
                 None => {}
@@ -551,7 +641,7 @@ impl Sink {
         &self,
         partition: usize,
         prepared: &Prepared,
-        body: &[u8],
+        body: Bytes,
         token: &str,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<String>, Interrupt> {
@@ -567,7 +657,7 @@ impl Sink {
             }
             let started = Instant::now();
             let result = tokio::select! {
-                r = self.client.insert(&prepared.insert_sql, &settings, body) => r,
+                r = self.client.insert_body(&prepared.insert_sql, &settings, body.clone()) => r,
                 () = stopped(stop) => return Err(Interrupt::Stopped),
             };
             let took = started.elapsed();
@@ -726,6 +816,66 @@ mod tests {
         c.backoff_max = HumanDuration(Duration::from_millis(1));
         let keys: Vec<_> = c.violations().into_iter().map(|v| v.key).collect();
         assert_eq!(keys, vec!["clickhouse.table", "clickhouse.backoff_max"]);
+    }
+
+    #[test]
+    fn a_batch_sealed_block_by_block_sends_what_compressing_it_whole_gives_and_cuts_the_same_pieces(
+    ) {
+        let columns = [
+            ("event_id", "UUID", crate::event::Kind::Uuid),
+            ("app_id", "String", crate::event::Kind::Text),
+            ("page_url", "Nullable(String)", crate::event::Kind::Text),
+            (
+                "collector_tstamp",
+                "DateTime",
+                crate::event::Kind::Timestamp,
+            ),
+        ]
+        .map(|(name, ty, kind)| encode::TargetColumn {
+            name: name.into(),
+            ty: types::ChType::parse(ty),
+            kind,
+        });
+        let encoder = Encoder::new(columns.to_vec());
+        let events = sample::events(60_000);
+        let plain = encoder.encode(&events);
+        assert!(
+            plain.data.len() > 2 * compress::BLOCK_BYTES,
+            "spans several blocks"
+        );
+        for lz4 in [true, false] {
+            let mut batch = EncodedRows {
+                prepared: Some(Arc::new(Prepared {
+                    encoder: Encoder::new(columns.to_vec()),
+                    insert_sql: String::new(),
+                })),
+                lz4,
+                ..EncodedRows::default()
+            };
+            for chunk in events.chunks(777) {
+                batch.append(chunk, events.len());
+            }
+            assert_eq!(batch.len(), events.len());
+            if lz4 {
+                assert!(batch.sealed_len > 0 && batch.encoded.data.len() < compress::BLOCK_BYTES);
+                let held = batch.sealed.len() + batch.encoded.data.len();
+                assert!(
+                    held < plain.data.len() * 9 / 10,
+                    "compressed while waiting: {held}"
+                );
+                assert_eq!(
+                    &batch.whole_body()[..],
+                    compress::compress(&plain.data, true)
+                );
+            } else {
+                assert_eq!(&batch.whole_body()[..], &plain.data[..]);
+            }
+            let all = batch.unsealed().unwrap();
+            assert_eq!(all, plain, "the same stream, row ranges and rejections");
+            for piece in [&[0usize][..], &[31_111, 31_112], &[59_999]] {
+                assert_eq!(all.body(piece), plain.body(piece));
+            }
+        }
     }
 
     #[test]
