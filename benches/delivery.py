@@ -114,7 +114,7 @@ def drain(args, binary: Path, work: Path) -> None:
     env = {"SLUICE_LOG__LEVEL": "warn", "SLUICE_WAL__CAPACITY": "8GiB"}
     if args.max_in_flight:
         env["SLUICE_PUBLISH__MAX_IN_FLIGHT"] = str(args.max_in_flight)
-    if args.batch_rows != 20_000:
+    if args.batch_rows != 50_000:
         env["SLUICE_PUBLISH__BATCH_ROWS"] = str(args.batch_rows)
     env.update(kv.split("=", 1) for kv in args.env)
     print(f"drain: {args.events} events from {args.users or 'one IP and no'} user ids, "
@@ -292,7 +292,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 500_000)))
     ap.add_argument("--per-request", type=int, default=100)
     ap.add_argument("--senders", type=int, default=4)
-    ap.add_argument("--batch-rows", type=int, default=int(os.environ.get("BATCH_ROWS", 20_000)))
+    ap.add_argument("--batch-rows", type=int, default=int(os.environ.get("BATCH_ROWS", 50_000)))
     ap.add_argument("--partitions", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--users", type=int, default=1000,
                     help="distinct network user ids the drain's requests come from (0: none, all from one IP)")

@@ -109,11 +109,12 @@ pub const MAX_IN_FLIGHT_DEFAULT: usize = 2;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PublishConfig {
-    /// A batch is sent once it holds this many rows. Default `20000`; between `1` and
+    /// A batch is sent once it holds this many rows. Default `50000`; between `1` and
     /// `1000000` (ClickHouse recommends thousands to ~100k rows per insert).
     pub batch_rows: usize,
-    /// A batch is sent once the memory it holds reaches this many bytes: the stored requests it
-    /// covers plus its rows as the sink keeps them (RowBinary for ClickHouse). Default
+    /// A batch is sent once the memory it holds reaches this many bytes: its rows as the sink
+    /// keeps them (RowBinary, LZ4-compressed block by block unless `clickhouse.compression` is
+    /// `none`) plus the stored requests kept for dead letters. Default
     /// `16MiB`; between `1KiB` and `1GiB`. Bounds the publisher's memory per partition: at
     /// most `max_in_flight + 2` batches (sent, formed and waiting, being formed).
     pub batch_bytes: ByteSize,
@@ -136,7 +137,7 @@ pub struct PublishConfig {
 impl Default for PublishConfig {
     fn default() -> Self {
         PublishConfig {
-            batch_rows: 20_000,
+            batch_rows: 50_000,
             batch_bytes: ByteSize(16 << 20),
             batch_age: HumanDuration(Duration::from_secs(1)),
             stop_timeout: HumanDuration(Duration::from_secs(10)),
