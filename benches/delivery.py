@@ -289,7 +289,7 @@ def latency(args, binary: Path, work: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["drain", "latency"])
-    ap.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 500_000)))
+    ap.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 2_000_000)))
     ap.add_argument("--per-request", type=int, default=100)
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--batch-rows", type=int, default=int(os.environ.get("BATCH_ROWS", 50_000)))
