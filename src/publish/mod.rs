@@ -17,9 +17,12 @@
 //! 1. **Form.** Read records from the log and process them until a limit is reached (or, after
 //!    a start, exactly each range of the ledger's pending chain in turn). This runs on a
 //!    forming thread, overlapping the deliveries. Each request's rows go straight to the
-//!    sink's [`Deliver::prepare`] (RowBinary for ClickHouse) and are dropped, so a batch in
-//!    memory costs its stored requests plus its encoded rows. *Crash:* nothing was sent; the
-//!    records are read again.
+//!    sink's [`Deliver::prepare`] (RowBinary, compressed block by block, for ClickHouse) and
+//!    are dropped, and only requests with processing failures are kept (for their dead
+//!    letters), so a batch in memory costs little more than its encoded rows. The rare paths
+//!    that need another request again read it back from the log, which holds every record of
+//!    a batch until the batch is checkpointed. *Crash:* nothing was sent; the records are read
+//!    again.
 //! 2. **Record.** Append `(first, last)` to the partition's ledger ([`ledger`]) and fdatasync,
 //!    then hand the batch to a free lane. A batch is recorded only while fewer than
 //!    `max_in_flight` batches are outstanding (recorded but not yet checkpointed). *Crash
@@ -27,7 +30,8 @@
 //! 3. **Deliver** (on a lane). Insert the rows with the token; the sink retries transient
 //!    errors forever, bisects bad data and answers with the rows it rejected. If the table
 //!    changed since the rows were prepared (the sink answers [`DeliverError::Stale`]), the lane
-//!    prepares them again from the batch's stored requests and sends those. Lanes finish in
+//!    prepares them again from the batch's records, read back from the log, and sends those
+//!    (processing is deterministic: the same rows). Lanes finish in
 //!    any order. *Crash during or after it:* on restart the ledger's pending chain — every
 //!    range recorded past the checkpoint, contiguous from `checkpoint + 1` — is re-formed
 //!    first, range by range, with the same rows (processing is deterministic) and so the same
@@ -217,7 +221,7 @@ pub enum DeliverError {
     #[error("stopped")]
     Stopped,
     /// The prepared rows no longer fit the destination (its columns changed); nothing is
-    /// confirmed. Prepare the rows again (from the batch's stored requests) and deliver that.
+    /// confirmed. Prepare the rows again (from the batch's records) and deliver that.
     #[error("the destination changed since the rows were prepared")]
     Stale,
     /// The sink gave up on this attempt; the publisher waits and sends the same batch again.
