@@ -261,6 +261,11 @@ pub trait Deliver: Send + Sync {
     /// limit), a hint for reserving memory once instead of growing step by step.
     fn prepare(&self, batch: &mut Self::Rows, rows: &[Event], expect_rows: usize);
 
+    /// Ends `batch`: no rows are added after this (the sink may put it in its final form).
+    fn finish(&self, batch: &mut Self::Rows) {
+        let _ = batch;
+    }
+
     /// Inserts a prepared batch exactly once where the server deduplicates by `token`; returns
     /// as soon as `stop` turns true with [`DeliverError::Stopped`], and with
     /// [`DeliverError::Stale`] when `batch` must be prepared again.
@@ -329,6 +334,10 @@ impl Deliver for crate::sink::clickhouse::Sink {
 
     fn prepare(&self, batch: &mut Self::Rows, rows: &[Event], expect_rows: usize) {
         self.encode_into(batch, rows, expect_rows);
+    }
+
+    fn finish(&self, batch: &mut Self::Rows) {
+        batch.finish();
     }
 
     async fn deliver_prepared<'a>(
@@ -566,7 +575,8 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                     let mut forced = forced;
                     loop {
                         match former.form(&mut reader, &mut forced) {
-                            Ok(Some(batch)) => {
+                            Ok(Some(mut batch)) => {
+                                former.shared.sink.finish(&mut batch.rows);
                                 if tx.send(batch).is_err() {
                                     return Ok(());
                                 }
@@ -901,6 +911,7 @@ fn prepare_again<P: Process, D: Deliver>(
         events.clear();
         failures.clear();
     })?;
+    shared.sink.finish(&mut rows);
     Ok(rows)
 }
 

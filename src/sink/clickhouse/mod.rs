@@ -325,18 +325,28 @@ pub struct EncodedRows {
     sealed: Vec<u8>,
     sealed_len: usize,
     lz4: bool,
-    positions: Vec<(Option<u64>, Option<u64>)>,
+    /// The whole body once [`EncodedRows::finish`]ed (then `sealed` and the tail are empty).
+    body: Option<Bytes>,
+    /// Runs of rows from one request: (its `wal_lsn`, index of its first row here).
+    requests: Vec<(u64, u32)>,
+    /// Per row, its `wal_index`. `NONE_*` stand for a missing value.
+    indices: Vec<u32>,
 }
+
+/// A missing `wal_lsn` in [`EncodedRows`]' bookkeeping.
+const NONE_LSN: u64 = u64::MAX;
+/// A missing `wal_index` in [`EncodedRows`]' bookkeeping.
+const NONE_INDEX: u32 = u32::MAX;
 
 impl EncodedRows {
     /// Rows in the batch (encoded or rejected by the encoder).
     pub fn len(&self) -> usize {
-        self.positions.len()
+        self.indices.len()
     }
 
     /// True when no row was added.
     pub fn is_empty(&self) -> bool {
-        self.positions.is_empty()
+        self.indices.is_empty()
     }
 
     /// Bytes the batch fills (its RowBinary and per-row bookkeeping). Spare capacity is left
@@ -344,13 +354,43 @@ impl EncodedRows {
     pub fn memory(&self) -> usize {
         self.sealed.len()
             + self.encoded.data.len()
+            + self.body.as_ref().map_or(0, Bytes::len)
             + self.encoded.rows.len() * std::mem::size_of::<Option<std::ops::Range<usize>>>()
-            + self.positions.len() * std::mem::size_of::<(Option<u64>, Option<u64>)>()
+            + self.indices.len() * std::mem::size_of::<u32>()
+            + self.requests.len() * std::mem::size_of::<(u64, u32)>()
     }
 
     /// Row `i`'s `wal_lsn` and `wal_index`.
     pub fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
-        self.positions.get(i).copied()
+        let index = *self.indices.get(i)?;
+        let run = self
+            .requests
+            .partition_point(|&(_, first)| first as usize <= i)
+            .checked_sub(1)?;
+        let lsn = self.requests[run].0;
+        Some((
+            (lsn != NONE_LSN).then_some(lsn),
+            (index != NONE_INDEX).then_some(u64::from(index)),
+        ))
+    }
+
+    /// Ends the batch: compresses the rest of the tail and keeps the whole body, so delivering
+    /// it (and every retry) sends this one buffer without copying it. Nothing may be appended
+    /// afterwards.
+    pub fn finish(&mut self) {
+        if self.body.is_some() {
+            return;
+        }
+        let body = if self.lz4 {
+            let mut all = std::mem::take(&mut self.sealed);
+            all.extend_from_slice(&compress::compress(&self.encoded.data, true));
+            self.sealed_len += self.encoded.data.len();
+            all
+        } else {
+            std::mem::take(&mut self.encoded.data)
+        };
+        self.encoded.data = Vec::new();
+        self.body = Some(Bytes::from(body));
     }
 
     /// Encodes `rows` after the batch's rows (with the encoder it was started with) and seals
@@ -359,6 +399,7 @@ impl EncodedRows {
         let Some(prepared) = self.prepared.as_ref() else {
             return;
         };
+        debug_assert!(self.body.is_none(), "rows appended to a finished batch");
         let first = self.encoded.rows.len();
         // With LZ4 the raw tail stays under two blocks: no reservation for the whole batch.
         let reserve_for = if self.lz4 { 0 } else { expect };
@@ -373,10 +414,20 @@ impl EncodedRows {
             }
         }
         self.seal();
-        let more = rows.len().max(expect.saturating_sub(self.positions.len()));
-        self.positions.reserve(more);
-        self.positions
-            .extend(rows.iter().map(|r| (r.wal_lsn, r.wal_index)));
+        let more = rows.len().max(expect.saturating_sub(self.indices.len()));
+        self.indices.reserve(more);
+        for row in rows {
+            let lsn = row.wal_lsn.unwrap_or(NONE_LSN);
+            if self.requests.last().is_none_or(|&(last, _)| last != lsn) {
+                self.requests.push((lsn, self.indices.len() as u32));
+            }
+            let index = row
+                .wal_index
+                .and_then(|i| u32::try_from(i).ok())
+                .filter(|&i| i != NONE_INDEX)
+                .unwrap_or(NONE_INDEX);
+            self.indices.push(index);
+        }
     }
 
     /// Compresses the tail's full blocks onto `sealed`.
@@ -394,6 +445,9 @@ impl EncodedRows {
     /// The body of every accepted row as the client sends it: the sealed blocks and the
     /// compressed tail, or the raw stream without LZ4.
     fn whole_body(&self) -> Bytes {
+        if let Some(body) = &self.body {
+            return body.clone();
+        }
         if !self.lz4 {
             return Bytes::copy_from_slice(&self.encoded.data);
         }
@@ -407,8 +461,15 @@ impl EncodedRows {
     /// pieces of when bisecting. `None` if the sealed blocks do not decompress (cannot happen
     /// short of memory corruption: they were made here).
     fn unsealed(&self) -> Option<Encoded> {
-        let mut data = compress::decompress(&self.sealed)?;
-        data.extend_from_slice(&self.encoded.data);
+        let data = match &self.body {
+            Some(body) if self.lz4 => compress::decompress(body)?,
+            Some(body) => body.to_vec(),
+            None => {
+                let mut data = compress::decompress(&self.sealed)?;
+                data.extend_from_slice(&self.encoded.data);
+                data
+            }
+        };
         Some(Encoded {
             data,
             rows: self.encoded.rows.clone(),
@@ -523,6 +584,7 @@ impl Sink {
         loop {
             let mut encoded = EncodedRows::default();
             self.encode_into(&mut encoded, rows, rows.len());
+            encoded.finish();
             match self.deliver_encoded(partition, &encoded, token, stop).await {
                 Err(SinkError::Stale) => continue,
                 other => return other,
@@ -872,6 +934,15 @@ mod tests {
             }
             let all = batch.unsealed().unwrap();
             assert_eq!(all, plain, "the same stream, row ranges and rejections");
+            let before = batch.whole_body();
+            batch.finish();
+            assert_eq!(batch.whole_body(), before, "finishing changes no byte");
+            assert!(batch.sealed.is_empty() && batch.encoded.data.is_empty());
+            assert_eq!(batch.unsealed().unwrap(), plain);
+            assert_eq!(
+                batch.position(31_111),
+                Some((events[31_111].wal_lsn, events[31_111].wal_index))
+            );
             for piece in [&[0usize][..], &[31_111, 31_112], &[59_999]] {
                 assert_eq!(all.body(piece), plain.body(piece));
             }
