@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice::event::{Event, Text};
-use sluice::sink::clickhouse::{migrate, sample, EncodedRows, Sink, SinkError};
+use sluice::sink::clickhouse::{
+    migrate, sample, ClickHouseConfig, Compression, EncodedRows, Sink, SinkError,
+};
 use support::clickhouse::shared;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -266,6 +268,59 @@ fn a_batch_encoded_before_a_column_was_dropped_is_refused_as_stale_and_loads_onc
         shared().query("SELECT count() FROM t_stale.events FORMAT TSV"),
         "10\n"
     );
+}
+
+#[test]
+fn a_batch_of_several_compressed_blocks_is_bisected_with_and_without_lz4() {
+    for (db, compression) in [
+        ("t_bisect_lz4", Compression::Lz4),
+        ("t_bisect_raw", Compression::None),
+    ] {
+        let config = ClickHouseConfig {
+            compression,
+            ..fresh(db)
+        };
+        let rt = rt();
+        rt.block_on(migrate::init(&config)).unwrap();
+        shared().query(&format!(
+            "ALTER TABLE {db}.events ADD COLUMN app_num UInt16 MATERIALIZED toUInt16(app_id)"
+        ));
+        let sink = rt.block_on(Sink::connect(&config)).unwrap();
+        // Long page URLs: the batch's RowBinary spans several 1 MiB blocks, so with LZ4 the
+        // pieces are cut from blocks sealed while the batch formed.
+        let mut events = sample::events(3_000);
+        for (i, e) in events.iter_mut().enumerate() {
+            e.page_url = Some(Text::from(format!(
+                "https://example.test/{i}/{}",
+                "p".repeat(600)
+            )));
+            e.app_id = Some(if i == 7 || i == 2_345 {
+                Text::from(format!("bad-{i}"))
+            } else {
+                Text::from((i % 1000).to_string())
+            });
+        }
+        let (_tx, mut stop) = no_stop();
+        let d = rt
+            .block_on(sink.deliver(0, &events, "sluice-0-1-3000", &mut stop))
+            .unwrap();
+        assert_eq!(
+            d.rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![7, 2_345],
+            "{compression:?}"
+        );
+        assert_eq!(d.inserted, 2_998);
+        let text = shared().query(&format!(
+            "SELECT count(), uniqExact(wal_index), sum(length(page_url)) FROM {db}.events FORMAT TSV"
+        ));
+        let urls: usize = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 7 && *i != 2_345)
+            .map(|(_, e)| e.page_url.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(text, format!("2998\t2998\t{urls}\n"), "{compression:?}");
+    }
 }
 
 #[test]
