@@ -83,24 +83,18 @@ pub fn percent_decode(s: &str) -> String {
 pub(crate) fn process(
     p: &Processor,
     envelope: &Envelope,
+    body: &[u8],
     at: Position,
     events: &mut Vec<Event>,
     failures: &mut Vec<Failure>,
 ) {
-    let body = match p.json_body(envelope) {
-        Ok(b) => b,
-        Err(f) => {
-            failures.push(f);
-            return;
-        }
-    };
     let first = body
         .iter()
         .copied()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     let items: Vec<&RawValue> = match first {
-        Some(b'[') => serde_json::from_slice(&body),
-        _ => serde_json::from_slice::<&RawValue>(&body).map(|one| vec![one]),
+        Some(b'[') => serde_json::from_slice(body),
+        _ => serde_json::from_slice::<&RawValue>(body).map(|one| vec![one]),
     }
     .unwrap_or_else(|e| {
         failures.push(request_failure(

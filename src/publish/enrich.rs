@@ -371,16 +371,28 @@ impl Processor {
             lsn,
             index: 0,
         };
-        if let Some(call) = segment::Route::of(route) {
-            segment::process(self, envelope, call, at, events, failures);
-            return;
-        }
-        if let Some(shape) = pycolytics::Shape::of_route(route) {
-            pycolytics::process(self, envelope, shape, at, events, failures);
-            return;
-        }
-        if collect::is_route(route) {
-            collect::process(self, envelope, at, events, failures);
+        let json_route = segment::Route::of(route)
+            .map(JsonRoute::Segment)
+            .or_else(|| pycolytics::Shape::of_route(route).map(JsonRoute::Pycolytics))
+            .or_else(|| collect::is_route(route).then_some(JsonRoute::Collect));
+        if let Some(json_route) = json_route {
+            // The JSON sources share their body handling (gzip, its limit); each maps the rest.
+            let body = match self.json_body(envelope) {
+                Ok(b) => b,
+                Err(f) => {
+                    failures.push(f);
+                    return;
+                }
+            };
+            match json_route {
+                JsonRoute::Segment(call) => {
+                    segment::process(self, envelope, &body, call, at, events, failures)
+                }
+                JsonRoute::Pycolytics(shape) => {
+                    pycolytics::process(self, envelope, &body, shape, at, events, failures)
+                }
+                JsonRoute::Collect => collect::process(self, envelope, &body, at, events, failures),
+            }
             return;
         }
         if route.starts_with("/v1/") || route.starts_with("/v1.0/") {
@@ -817,7 +829,7 @@ impl Processor {
 
     /// The stored body as JSON bytes: as stored, or decompressed again when the request had
     /// `Content-Encoding: gzip` (stopped past `server.max_decompressed_bytes`, as at ingest).
-    pub(crate) fn json_body<'e>(&self, envelope: &'e Envelope) -> Result<Cow<'e, [u8]>, Failure> {
+    fn json_body<'e>(&self, envelope: &'e Envelope) -> Result<Cow<'e, [u8]>, Failure> {
         let mut gzip = false;
         for (name, value) in &envelope.headers {
             if name != "content-encoding" {
@@ -979,6 +991,13 @@ impl<'p> Known<'p> {
         }
         known
     }
+}
+
+/// The JSON sources' routes, which share [`Processor::json_body`].
+enum JsonRoute {
+    Segment(segment::Route),
+    Pycolytics(pycolytics::Shape),
+    Collect,
 }
 
 /// `source` of Snowplow rows.

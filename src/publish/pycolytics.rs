@@ -135,19 +135,13 @@ pub fn parse(shape: Shape, body: &[u8]) -> Result<Vec<Item<'_, JsonObject>>, Sha
 pub(crate) fn process(
     p: &Processor,
     envelope: &Envelope,
+    body: &[u8],
     shape: Shape,
     at: Position,
     events: &mut Vec<Event>,
     failures: &mut Vec<Failure>,
 ) {
-    let body = match p.json_body(envelope) {
-        Ok(b) => b,
-        Err(f) => {
-            failures.push(f);
-            return;
-        }
-    };
-    let items = match parse(shape, &body) {
+    let items = match parse(shape, body) {
         Ok(items) => items,
         Err(e) => {
             failures.push(request_failure(

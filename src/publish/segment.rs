@@ -171,18 +171,12 @@ struct Batch<'a> {
 pub(crate) fn process(
     p: &Processor,
     envelope: &Envelope,
+    body: &[u8],
     route: Route,
     at: Position,
     events: &mut Vec<Event>,
     failures: &mut Vec<Failure>,
 ) {
-    let body = match p.json_body(envelope) {
-        Ok(b) => b,
-        Err(f) => {
-            failures.push(f);
-            return;
-        }
-    };
     let request = p.request(envelope);
     match route {
         Route::Single(call) => {
@@ -190,7 +184,7 @@ pub(crate) fn process(
                 failures.push(size_failure(p, body.len(), 0));
                 return;
             }
-            let mut msg: Map<String, Value> = match serde_json::from_slice(&body) {
+            let mut msg: Map<String, Value> = match serde_json::from_slice(body) {
                 Ok(m) => m,
                 Err(e) => {
                     failures.push(request_failure(
@@ -216,7 +210,7 @@ pub(crate) fn process(
             );
         }
         Route::Batch => {
-            let batch: Batch<'_> = match serde_json::from_slice(&body) {
+            let batch: Batch<'_> = match serde_json::from_slice(body) {
                 Ok(b) => b,
                 Err(e) => {
                     failures.push(request_failure(
