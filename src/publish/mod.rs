@@ -1116,6 +1116,7 @@ fn dead_letters<P: Process, R: BatchRows>(
             envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
         });
     }
+    let mut remade: BTreeMap<Lsn, Vec<Event>> = BTreeMap::new();
     for (index, reason) in &delivery.rejected {
         let Some((wal_lsn, wal_index)) = batch.rows.position(*index) else {
             tracing::warn!(
@@ -1128,18 +1129,21 @@ fn dead_letters<P: Process, R: BatchRows>(
         let lsn = Lsn(wal_lsn.unwrap_or(0));
         let stored = request(lsn);
         // The batch keeps rows only in the sink's form; the row itself is made again from its
-        // request (processing is deterministic) for the entry's payload.
+        // request (processing is deterministic) for the entry's payload, once per request.
         let row = stored.and_then(|s| {
-            let (mut rows, mut failures) = (Vec::new(), Vec::new());
-            replay::process_record(
-                processor,
-                &s.payload,
-                partition,
-                lsn,
-                &mut rows,
-                &mut failures,
-            );
-            rows.into_iter().find(|r| r.wal_index == wal_index)
+            let rows = remade.entry(lsn).or_insert_with(|| {
+                let (mut rows, mut failures) = (Vec::new(), Vec::new());
+                replay::process_record(
+                    processor,
+                    &s.payload,
+                    partition,
+                    lsn,
+                    &mut rows,
+                    &mut failures,
+                );
+                rows
+            });
+            rows.iter().find(|r| r.wal_index == wal_index)
         });
         out.push(Entry {
             id: EntryId {
@@ -1156,7 +1160,7 @@ fn dead_letters<P: Process, R: BatchRows>(
             category: FailureCategory::LoaderRejection,
             messages: vec![reason.clone()],
             attempts: 1,
-            event_payload: row.and_then(|r| serde_json::to_string(&r).ok()),
+            event_payload: row.and_then(|r| serde_json::to_string(r).ok()),
             envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
         });
     }
