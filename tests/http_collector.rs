@@ -7,15 +7,13 @@ mod http_support;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use http_support::{stored, test_config, IO_BOUND};
-use reqwest::header::HeaderMap;
-use reqwest::{redirect, Client, Method, RequestBuilder, StatusCode};
+use http_support::{fetch, start, stored, test_config, Answer, IO_BOUND};
+use reqwest::{redirect, Client, Method, StatusCode};
 use sluice::config::{Config, HumanDuration};
 use sluice::envelope::{Envelope, ENVELOPE_VERSION};
 use sluice::http::collector::{Pattern, SameSite, ANONYMOUS_NUID};
 use sluice::http::PIXEL;
 use sluice::ingest::{partition_count, partition_dir, wal_config};
-use sluice::server::{self, RunningServer};
 
 const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
 const ORIGIN: &str = "https://shop.example";
@@ -28,40 +26,9 @@ fn client() -> Client {
         .unwrap()
 }
 
-async fn start(config: &Config) -> (RunningServer, String) {
-    let srv = server::start(config.clone()).await.unwrap();
-    let base = format!("http://{}", srv.collector_addr);
-    (srv, base)
-}
-
-/// A whole answer: status, headers and body.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
     fn cookie(&self) -> Option<SetCookie> {
         self.header("set-cookie").map(SetCookie::parse)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn send(req: RequestBuilder) -> Answer {
-    let resp = req.send().await.unwrap();
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
     }
 }
 
@@ -116,7 +83,7 @@ async fn cors_echoes_the_origin_and_preflights_allow_the_configured_extra_header
     let (srv, base) = start(&config).await;
     let http = client();
 
-    let pixel = send(http.get(format!("{base}/i?e=pv")).header("origin", ORIGIN)).await;
+    let pixel = fetch(http.get(format!("{base}/i?e=pv")).header("origin", ORIGIN)).await;
     assert_eq!(pixel.status, StatusCode::OK);
     assert_eq!(pixel.header("access-control-allow-origin"), Some(ORIGIN));
     assert_eq!(
@@ -131,7 +98,7 @@ async fn cors_echoes_the_origin_and_preflights_allow_the_configured_extra_header
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
-        let post = send(req).await;
+        let post = fetch(req).await;
         assert_eq!(post.status, StatusCode::OK);
         assert_eq!(
             post.header("access-control-allow-origin"),
@@ -140,7 +107,7 @@ async fn cors_echoes_the_origin_and_preflights_allow_the_configured_extra_header
         );
     }
 
-    let preflight = send(
+    let preflight = fetch(
         http.request(Method::OPTIONS, format!("{base}{TP2}"))
             .header("origin", ORIGIN)
             .header("access-control-request-method", "POST")
@@ -185,7 +152,7 @@ async fn an_origin_outside_the_allow_list_gets_no_allow_origin_but_its_event_is_
         ("http://shop.example", false),
         ("https://notacme.test", false),
     ] {
-        let answer = send(http.get(format!("{base}/i?e=pv")).header("origin", origin)).await;
+        let answer = fetch(http.get(format!("{base}/i?e=pv")).header("origin", origin)).await;
         assert_eq!(answer.status, StatusCode::OK, "{origin}");
         assert_eq!(answer.body, PIXEL, "{origin}");
         let expected = allowed.then_some(origin);
@@ -201,7 +168,7 @@ async fn an_origin_outside_the_allow_list_gets_no_allow_origin_but_its_event_is_
         );
         assert_eq!(answer.header("vary"), Some("Origin"), "{origin}");
 
-        let preflight = send(
+        let preflight = fetch(
             http.request(Method::OPTIONS, format!("{base}{TP2}"))
                 .header("origin", origin),
         )
@@ -230,7 +197,7 @@ async fn the_network_user_id_comes_from_sp_anonymous_then_the_nuid_parameter_the
     let url = |q: &str| format!("{base}/i?e=pv{q}");
 
     // 1. SP-Anonymous beats everything; no new cookie (the request had none).
-    let anon = send(
+    let anon = fetch(
         http.get(url("&nuid=from-param"))
             .header("sp-anonymous", "*")
             .header("cookie", "other=1"),
@@ -239,27 +206,27 @@ async fn the_network_user_id_comes_from_sp_anonymous_then_the_nuid_parameter_the
     assert_eq!(anon.status, StatusCode::OK);
     assert!(anon.cookie().is_none(), "{:?}", anon.header("set-cookie"));
     // 2. The nuid parameter beats the cookie.
-    let param = send(
+    let param = fetch(
         http.get(url("&nuid=from-param"))
             .header("cookie", "sp=from-cookie"),
     )
     .await;
     assert_eq!(param.cookie().unwrap().value, "from-param");
     // 3. The cookie.
-    let cookie = send(
+    let cookie = fetch(
         http.get(url(""))
             .header("cookie", "a=1; sp=from-cookie; b=2"),
     )
     .await;
     assert_eq!(cookie.cookie().unwrap().value, "from-cookie");
     // 4. A new v4 UUID, different each time.
-    let fresh = send(http.get(url(""))).await.cookie().unwrap().value;
-    let fresh2 = send(http.get(url(""))).await.cookie().unwrap().value;
+    let fresh = fetch(http.get(url(""))).await.cookie().unwrap().value;
+    let fresh2 = fetch(http.get(url(""))).await.cookie().unwrap().value;
     assert!(is_v4_uuid(&fresh), "{fresh}");
     assert!(is_v4_uuid(&fresh2), "{fresh2}");
     assert_ne!(fresh, fresh2);
     // A value that cannot be a cookie value is ignored, not echoed into Set-Cookie.
-    let injected = send(
+    let injected = fetch(
         http.get(url("&nuid=x%3B%20Domain%3Devil.example"))
             .header("cookie", "sp=from-cookie"),
     )
@@ -298,7 +265,7 @@ async fn the_cookie_has_the_configured_name_domain_same_site_security_and_slidin
 
     // Default attributes, domain chosen by the Origin's host (a subdomain of the second entry).
     let before = SystemTime::now();
-    let a = send(
+    let a = fetch(
         http.post(format!("{base}{TP2}"))
             .header("origin", "https://www.shop.example")
             .header("cookie", "sp=ignored; nuid_cookie=abc")
@@ -322,7 +289,7 @@ async fn the_cookie_has_the_configured_name_domain_same_site_security_and_slidin
     assert!(expires <= SystemTime::now() + lifetime, "{a:?}");
 
     // The first matching entry wins; an exact host match counts.
-    let b = send(
+    let b = fetch(
         http.get(format!("{base}/i"))
             .header("origin", "http://acme.test:8080"),
     )
@@ -340,7 +307,7 @@ async fn the_cookie_has_the_configured_name_domain_same_site_security_and_slidin
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
-        let c = send(req).await.cookie().unwrap();
+        let c = fetch(req).await.cookie().unwrap();
         assert_eq!(c.attributes["Domain"], "fallback.example", "{origin:?}");
     }
     srv.shutdown().await.unwrap();
@@ -353,7 +320,7 @@ async fn the_cookie_has_the_configured_name_domain_same_site_security_and_slidin
     c.secure = false;
     c.http_only = false;
     let (srv, base) = start(&config).await;
-    let d = send(http.get(format!("{base}/i")).header("origin", ORIGIN))
+    let d = fetch(http.get(format!("{base}/i")).header("origin", ORIGIN))
         .await
         .cookie()
         .unwrap();
@@ -370,7 +337,7 @@ async fn the_cookie_has_the_configured_name_domain_same_site_security_and_slidin
     let mut config = test_config(tmp.path());
     config.collector.cookie.enabled = false;
     let (srv, base) = start(&config).await;
-    let e = send(
+    let e = fetch(
         http.get(format!("{base}/i?nuid=p"))
             .header("cookie", "sp=c"),
     )
@@ -390,7 +357,7 @@ async fn sp_anonymous_stores_the_zero_nuid_clears_the_cookie_and_strips_identify
     let (srv, base) = start(&config).await;
     let http = client();
 
-    let answer = send(
+    let answer = fetch(
         http.post(format!("{base}{TP2}?nuid=param"))
             .header("sp-anonymous", "*")
             .header("origin", ORIGIN)
@@ -437,7 +404,7 @@ async fn a_request_with_the_do_not_track_cookie_is_answered_normally_but_not_sto
     let http = client();
 
     for cookie in ["opt_out=1", "sp=abc; opt_out=true"] {
-        let pixel = send(
+        let pixel = fetch(
             http.get(format!("{base}/i?e=pv"))
                 .header("cookie", cookie)
                 .header("origin", ORIGIN),
@@ -448,7 +415,7 @@ async fn a_request_with_the_do_not_track_cookie_is_answered_normally_but_not_sto
         assert_eq!(pixel.header("content-type"), Some("image/gif"));
         assert!(pixel.cookie().is_none(), "{cookie}");
         assert_eq!(pixel.header("access-control-allow-origin"), Some(ORIGIN));
-        let post = send(
+        let post = fetch(
             http.post(format!("{base}{TP2}"))
                 .header("cookie", cookie)
                 .body("{}"),
@@ -459,7 +426,7 @@ async fn a_request_with_the_do_not_track_cookie_is_answered_normally_but_not_sto
     }
     // The pattern must match the whole value; other values are tracked.
     for cookie in ["opt_out=10", "opt_out=0", "other=1"] {
-        let pixel = send(http.get(format!("{base}/i?e=pv")).header("cookie", cookie)).await;
+        let pixel = fetch(http.get(format!("{base}/i?e=pv")).header("cookie", cookie)).await;
         assert_eq!(pixel.status, StatusCode::OK);
         assert!(pixel.cookie().is_some(), "{cookie}");
     }
@@ -478,7 +445,7 @@ async fn redirects_are_disabled_by_default_and_store_nothing() {
         (Method::POST, "/r/tp2"),
         (Method::GET, "/r/other"),
     ] {
-        let answer = send(http.request(method.clone(), format!("{base}{path}"))).await;
+        let answer = fetch(http.request(method.clone(), format!("{base}{path}"))).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
         assert_eq!(answer.text().trim(), "redirects disabled");
         assert!(answer.header("location").is_none());
@@ -497,7 +464,7 @@ async fn an_enabled_redirect_stores_the_event_and_answers_302_only_to_allowed_ta
     let http = client();
 
     let target = "https://www.shop.example/landing?x=1&y=2";
-    let ok = send(
+    let ok = fetch(
         http.get(format!(
             "{base}/r/tp2?e=se&se_ca=c&u=https%3A%2F%2Fwww.shop.example%2Flanding%3Fx%3D1%26y%3D2"
         ))
@@ -508,7 +475,7 @@ async fn an_enabled_redirect_stores_the_event_and_answers_302_only_to_allowed_ta
     assert_eq!(ok.header("location"), Some(target));
     assert_eq!(ok.header("access-control-allow-origin"), Some(ORIGIN));
     assert!(ok.cookie().is_some(), "redirects carry the cookie");
-    let exact = send(http.get(format!("{base}/r/tp2?u=http://shop.example"))).await;
+    let exact = fetch(http.get(format!("{base}/r/tp2?u=http://shop.example"))).await;
     assert_eq!(exact.status, StatusCode::FOUND);
     assert_eq!(exact.header("location"), Some("http://shop.example"));
 
@@ -528,14 +495,14 @@ async fn an_enabled_redirect_stores_the_event_and_answers_302_only_to_allowed_ta
             "header injection",
         ),
     ] {
-        let bad = send(http.get(format!("{base}/r/tp2?{query}"))).await;
+        let bad = fetch(http.get(format!("{base}/r/tp2?{query}"))).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{what}");
         assert!(bad.header("location").is_none(), "{what}");
         assert!(!bad.text().is_empty(), "{what}: the 400 says why");
     }
-    let other = send(http.get(format!("{base}/r/anything?u=https://shop.example/"))).await;
+    let other = fetch(http.get(format!("{base}/r/anything?u=https://shop.example/"))).await;
     assert_eq!(other.status, StatusCode::FOUND);
-    let put = send(http.put(format!("{base}/r/tp2?u=https://shop.example/"))).await;
+    let put = fetch(http.put(format!("{base}/r/tp2?u=https://shop.example/"))).await;
     assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
     srv.shutdown().await.unwrap();
 
@@ -572,22 +539,22 @@ async fn a_path_alias_stores_the_mapped_route_and_path() {
     let (srv, base) = start(&config).await;
     let http = client();
 
-    let post = send(http.post(format!("{base}/com.acme/track")).body("{}")).await;
+    let post = fetch(http.post(format!("{base}/com.acme/track")).body("{}")).await;
     assert_eq!((post.status, post.text().as_str()), (StatusCode::OK, "ok"));
-    let get = send(http.get(format!("{base}/com.acme/track?e=pv"))).await;
+    let get = fetch(http.get(format!("{base}/com.acme/track?e=pv"))).await;
     assert_eq!(get.body, PIXEL);
-    let pixel = send(http.get(format!("{base}/com.acme/pixel?e=pv"))).await;
+    let pixel = fetch(http.get(format!("{base}/com.acme/pixel?e=pv"))).await;
     assert_eq!(pixel.body, PIXEL);
-    let wrong = send(http.post(format!("{base}/com.acme/pixel")).body("{}")).await;
+    let wrong = fetch(http.post(format!("{base}/com.acme/pixel")).body("{}")).await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
     // An alias of /r/tp2 redirects although the default redirect route is off.
-    let redirect = send(http.get(format!(
+    let redirect = fetch(http.get(format!(
         "{base}/com.acme/redirect?u=https%3A%2F%2Fshop.example%2F"
     )))
     .await;
     assert_eq!(redirect.status, StatusCode::FOUND);
     assert_eq!(redirect.header("location"), Some("https://shop.example/"));
-    let unknown = send(http.get(format!("{base}/com.acme/other"))).await;
+    let unknown = fetch(http.get(format!("{base}/com.acme/other"))).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     srv.shutdown().await.unwrap();
 
@@ -615,7 +582,7 @@ async fn robots_txt_disallows_every_crawler_and_crossdomain_xml_is_served_only_w
     let config = test_config(tmp.path());
     let (srv, base) = start(&config).await;
     let http = client();
-    let robots = send(http.get(format!("{base}/robots.txt"))).await;
+    let robots = fetch(http.get(format!("{base}/robots.txt"))).await;
     assert_eq!(robots.status, StatusCode::OK);
     assert!(robots
         .header("content-type")
@@ -628,7 +595,7 @@ async fn robots_txt_disallows_every_crawler_and_crossdomain_xml_is_served_only_w
             "{text}"
         );
     }
-    let cross = send(http.get(format!("{base}/crossdomain.xml"))).await;
+    let cross = fetch(http.get(format!("{base}/crossdomain.xml"))).await;
     assert_eq!(cross.status, StatusCode::NOT_FOUND);
     srv.shutdown().await.unwrap();
 
@@ -638,7 +605,7 @@ async fn robots_txt_disallows_every_crawler_and_crossdomain_xml_is_served_only_w
     config2.collector.cross_domain.domains = vec!["*.acme.test".into(), "shop.example".into()];
     config2.collector.cross_domain.secure = false;
     let (srv, base) = start(&config2).await;
-    let cross = send(http.get(format!("{base}/crossdomain.xml"))).await;
+    let cross = fetch(http.get(format!("{base}/crossdomain.xml"))).await;
     assert_eq!(cross.status, StatusCode::OK);
     assert_eq!(cross.header("content-type"), Some("text/xml"));
     assert_eq!(

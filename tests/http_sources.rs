@@ -8,11 +8,10 @@ mod http_support;
 use std::io::Write as _;
 use std::time::Duration;
 
-use http_support::{stored, test_config, IO_BOUND};
+use http_support::{fetch, start, stored, test_config, Answer, IO_BOUND};
 use reqwest::{Client, Method, StatusCode};
 use sluice::config::{ByteSize, Config};
 use sluice::envelope::Envelope;
-use sluice::server::{self, RunningServer};
 
 const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
 
@@ -20,43 +19,9 @@ fn client() -> Client {
     Client::builder().timeout(IO_BOUND).build().unwrap()
 }
 
-async fn start(config: &Config) -> (RunningServer, String) {
-    let srv = server::start(config.clone()).await.unwrap();
-    let base = format!("http://{}", srv.collector_addr);
-    (srv, base)
-}
-
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Answer {
-    let resp = req.send().await.unwrap();
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
-}
-
 /// POSTs `body` as JSON to `base` + `path`.
 async fn post(http: &Client, base: &str, path: &str, body: impl Into<Vec<u8>>) -> Answer {
-    send(
+    fetch(
         http.post(format!("{base}{path}"))
             .header("content-type", "application/json")
             .body(body.into()),
@@ -117,7 +82,7 @@ async fn segment_write_keys_are_taken_from_basic_auth_the_body_or_the_query() {
     let track = r#"{"type":"track","event":"E","userId":"u"}"#;
 
     // Basic auth: right, wrong, missing.
-    let ok = send(
+    let ok = fetch(
         http.post(format!("{base}/v1/track"))
             .header("authorization", basic("wk2"))
             .body(track),
@@ -125,7 +90,7 @@ async fn segment_write_keys_are_taken_from_basic_auth_the_body_or_the_query() {
     .await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.body, br#"{"success":true}"#);
-    let wrong = send(
+    let wrong = fetch(
         http.post(format!("{base}/v1/track"))
             .header("authorization", basic("nope"))
             .body(track),
@@ -178,7 +143,7 @@ async fn segment_write_keys_are_taken_from_basic_auth_the_body_or_the_query() {
         StatusCode::UNAUTHORIZED
     );
     // A wrong Basic key is not rescued by a right key elsewhere: the first place present wins.
-    let mixed = send(
+    let mixed = fetch(
         http.post(format!("{base}/v1/t?writeKey=wk1"))
             .header("authorization", basic("nope"))
             .body(track),
@@ -205,7 +170,7 @@ async fn without_keys_every_route_is_open_and_short_aliases_store_their_own_temp
     let http = client();
     for path in ["/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s"] {
         // analytics.js sends JSON as text/plain.
-        let a = send(
+        let a = fetch(
             http.post(format!("{base}{path}"))
                 .header("content-type", "text/plain")
                 .header("origin", "https://shop.example")
@@ -231,7 +196,7 @@ async fn without_keys_every_route_is_open_and_short_aliases_store_their_own_temp
         StatusCode::ACCEPTED
     );
     // A preflight from analytics.js (Basic auth on batches) may send Authorization.
-    let pre = send(
+    let pre = fetch(
         http.request(Method::OPTIONS, format!("{base}/v1/b"))
             .header("origin", "https://shop.example")
             .header("access-control-request-headers", "authorization"),
@@ -350,21 +315,21 @@ async fn collect_takes_objects_and_arrays_of_objects_with_an_optional_header_key
             .body(body)
     };
     assert_eq!(
-        send(with_key("/collect", r#"{"a":1}"#)).await.status,
+        fetch(with_key("/collect", r#"{"a":1}"#)).await.status,
         StatusCode::ACCEPTED
     );
     assert_eq!(
-        send(with_key("/collect/orders", r#"[{"a":1},{"b":[2]}]"#))
+        fetch(with_key("/collect/orders", r#"[{"a":1},{"b":[2]}]"#))
             .await
             .status,
         StatusCode::ACCEPTED
     );
     for bad in ["[1,2]", "\"text\"", "{\"a\":", "[{}, 3]"] {
-        let a = send(with_key("/collect", bad)).await;
+        let a = fetch(with_key("/collect", bad)).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(!a.body.is_empty());
     }
-    let form = send(
+    let form = fetch(
         with_key("/collect", r#"{"a":1}"#)
             .header("content-type", "application/x-www-form-urlencoded"),
     )
@@ -375,7 +340,7 @@ async fn collect_takes_objects_and_arrays_of_objects_with_an_optional_header_key
         post(&http, &base, "/collect", r#"{"a":1}"#).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let wrong = send(
+    let wrong = fetch(
         http.post(format!("{base}/collect"))
             .header("x-sluice-key", "nope")
             .body(r#"{"a":1}"#),
@@ -397,17 +362,17 @@ async fn snowplow_routes_take_an_optional_key_in_the_configured_header() {
     let (srv, base) = start(&config).await;
     let http = client();
     let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv"}]}"#;
-    let ok = send(
+    let ok = fetch(
         http.post(format!("{base}{TP2}"))
             .header("x-api-key", "sk")
             .body(body),
     )
     .await;
     assert_eq!(ok.status, StatusCode::OK);
-    let missing = send(http.post(format!("{base}{TP2}")).body(body)).await;
+    let missing = fetch(http.post(format!("{base}{TP2}")).body(body)).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert!(String::from_utf8_lossy(&missing.body).contains("auth.snowplow_keys"));
-    let pixel = send(http.get(format!("{base}/i?e=pv"))).await;
+    let pixel = fetch(http.get(format!("{base}/i?e=pv"))).await;
     assert_eq!(pixel.status, StatusCode::UNAUTHORIZED);
     srv.shutdown().await.unwrap();
     assert_eq!(envelopes(&config).len(), 1);
@@ -422,7 +387,7 @@ async fn gzip_bodies_are_checked_decompressed_and_stored_as_sent() {
     let http = client();
     let body = batch(50, Some("wk"));
     let gz = gzip(body.as_bytes());
-    let a = send(
+    let a = fetch(
         http.post(format!("{base}/v1/batch"))
             .header("content-type", "application/json")
             .header("content-encoding", "gzip")
@@ -431,7 +396,7 @@ async fn gzip_bodies_are_checked_decompressed_and_stored_as_sent() {
     .await;
     assert_eq!(a.status, StatusCode::OK);
     // The key inside the compressed body is checked.
-    let wrong = send(
+    let wrong = fetch(
         http.post(format!("{base}/v1/batch"))
             .header("content-encoding", "gzip")
             .body(gzip(batch(1, Some("bad")).as_bytes())),
@@ -439,7 +404,7 @@ async fn gzip_bodies_are_checked_decompressed_and_stored_as_sent() {
     .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     // Not gzip after all.
-    let broken = send(
+    let broken = fetch(
         http.post(format!("{base}/v1/batch"))
             .header("content-encoding", "gzip")
             .body(body.clone()),
@@ -483,7 +448,7 @@ async fn a_gzip_bomb_is_413_and_nothing_is_stored() {
     let bomb = gzip(&json);
     assert!(bomb.len() < 16 << 10, "{}", bomb.len());
     for path in ["/v1/batch", "/v1/track", "/v1.0/events", "/collect"] {
-        let a = send(
+        let a = fetch(
             http.post(format!("{base}{path}"))
                 .header("content-encoding", "gzip")
                 .body(bomb.clone()),
@@ -522,7 +487,7 @@ async fn oversize_messages_and_batches_are_413_and_too_many_items_400() {
         .unwrap()
         .contains("segment.max_event_bytes"));
     // The same message compressed is measured decompressed.
-    let a = send(
+    let a = fetch(
         http.post(format!("{base}/v1/track"))
             .header("content-encoding", "gzip")
             .body(gzip(big.as_bytes())),
@@ -622,7 +587,7 @@ async fn a_rate_limited_client_gets_429_with_retry_after_and_succeeds_after_the_
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.json()["code"], "rate_limited");
     // Every route family is limited by the same bucket.
-    let px = send(http.get(format!("{base}/i?e=pv"))).await;
+    let px = fetch(http.get(format!("{base}/i?e=pv"))).await;
     assert_eq!(px.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(px.header("retry-after").is_some());
     let py = post(&http, &base, "/v1.0/events", "[]").await;
@@ -702,7 +667,7 @@ async fn one_clients_limit_is_shared_by_every_connection_and_partition() {
     // A new connection (and a different user, so a different partition) per request.
     for user in 0..8 {
         let http = client();
-        let a = send(
+        let a = fetch(
             http.post(format!("{base}{TP2}"))
                 .header("cookie", format!("sp=user-{user}"))
                 .body(r#"{"data":[{"e":"pv"}]}"#),
@@ -710,7 +675,7 @@ async fn one_clients_limit_is_shared_by_every_connection_and_partition() {
         .await;
         assert_eq!(a.status, StatusCode::OK, "request {user}");
     }
-    let a = send(
+    let a = fetch(
         client()
             .post(format!("{base}{TP2}"))
             .header("cookie", "sp=someone-else")
@@ -742,15 +707,21 @@ async fn x_forwarded_for_picks_the_client_only_behind_a_trusted_proxy() {
             .header("x-forwarded-for", ip)
             .body("{}")
     };
-    assert_eq!(send(from("203.0.113.1")).await.status, StatusCode::ACCEPTED);
-    assert_eq!(send(from("203.0.113.2")).await.status, StatusCode::ACCEPTED);
     assert_eq!(
-        send(from("203.0.113.1")).await.status,
+        fetch(from("203.0.113.1")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        fetch(from("203.0.113.2")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        fetch(from("203.0.113.1")).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     // A client cannot escape by prepending a forged hop: the proxy's appended hop counts.
     assert_eq!(
-        send(from("198.51.100.7, 203.0.113.2")).await.status,
+        fetch(from("198.51.100.7, 203.0.113.2")).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     srv.shutdown().await.unwrap();
@@ -766,9 +737,12 @@ async fn x_forwarded_for_picks_the_client_only_behind_a_trusted_proxy() {
             .header("x-forwarded-for", ip)
             .body("{}")
     };
-    assert_eq!(send(from("203.0.113.1")).await.status, StatusCode::ACCEPTED);
     assert_eq!(
-        send(from("203.0.113.2")).await.status,
+        fetch(from("203.0.113.1")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        fetch(from("203.0.113.2")).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     srv.shutdown().await.unwrap();

@@ -1,6 +1,6 @@
-//! Shared helpers of the `http_*` integration tests: a small test configuration, a raw HTTP/1.1
-//! client for the cases reqwest cannot express (slow or oversize bodies), and reading every
-//! stored envelope back from the logs.
+//! Shared helpers of the `http_*` integration tests: a small test configuration, starting the
+//! server, whole answers through reqwest, a raw HTTP/1.1 client for the cases reqwest cannot
+//! express (slow or oversize bodies), and reading every stored envelope back from the logs.
 
 #![allow(dead_code)]
 
@@ -8,15 +8,58 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
 use sluice::config::{ByteSize, Config, HumanDuration};
 use sluice::envelope::Envelope;
 use sluice::ingest::{existing_partitions, partition_count, partition_dir, wal_config};
+use sluice::server::{self, RunningServer};
 use sluice_wal::{LogView, Lsn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Upper bound on any single network wait in these tests, so a hang fails instead of blocking.
 pub const IO_BOUND: Duration = Duration::from_secs(20);
+
+/// Starts the server with `config`; returns it and the collector's base URL.
+pub async fn start(config: &Config) -> (RunningServer, String) {
+    let srv = server::start(config.clone()).await.unwrap();
+    let base = format!("http://{}", srv.collector_addr);
+    (srv, base)
+}
+
+/// A whole answer: status, headers and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends `req` and reads the whole answer.
+pub async fn fetch(req: RequestBuilder) -> Answer {
+    let resp = req.send().await.unwrap();
+    Answer {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        body: resp.bytes().await.unwrap().to_vec(),
+    }
+}
 
 /// Listeners on port 0, two partitions of small logs, a 16 KiB body limit.
 pub fn test_config(data_dir: &Path) -> Config {
