@@ -3,23 +3,10 @@
 //! `path-segment NUL body`; without a NUL it is the body of a plain `/collect`.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
 use sluice::publish::collect::stream_name;
-use sluice::publish::enrich::Processor;
-
-fn processor() -> &'static Processor {
-    static P: OnceLock<Processor> = OnceLock::new();
-    P.get_or_init(|| {
-        Processor::new(
-            &sluice::config::Config::default(),
-            sluice::instance::InstanceId::from_u64(0),
-        )
-        .expect("default config")
-    })
-}
+use sluice_fuzz::processor;
 
 fuzz_target!(|input: &[u8]| {
     let (route, path, body) = match input.iter().position(|b| *b == 0) {

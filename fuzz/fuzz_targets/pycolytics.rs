@@ -3,23 +3,10 @@
 //! and maps every accepted event to one row. The first byte picks the route.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::enrich::Processor;
 use sluice::publish::pycolytics::{parse, validate, Shape};
-
-fn processor() -> &'static Processor {
-    static P: OnceLock<Processor> = OnceLock::new();
-    P.get_or_init(|| {
-        Processor::new(
-            &sluice::config::Config::default(),
-            sluice::instance::InstanceId::from_u64(0),
-        )
-        .expect("default config")
-    })
-}
+use sluice_fuzz::processor;
 
 fuzz_target!(|input: &[u8]| {
     let [which, body @ ..] = input else {

@@ -4,18 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
 use sluice::publish::snowplow::{decode_base64, parse_query};
-use std::sync::OnceLock;
-
-fn processor() -> &'static sluice::publish::enrich::Processor {
-    static P: OnceLock<sluice::publish::enrich::Processor> = OnceLock::new();
-    P.get_or_init(|| {
-        sluice::publish::enrich::Processor::new(
-            &sluice::config::Config::default(),
-            sluice::instance::InstanceId::from_u64(0),
-        )
-        .expect("default config")
-    })
-}
+use sluice_fuzz::processor;
 
 fuzz_target!(|data: &[u8]| {
     let query = String::from_utf8_lossy(data).into_owned();

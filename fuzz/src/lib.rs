@@ -1,0 +1,17 @@
+//! What the fuzz targets share.
+
+use std::sync::OnceLock;
+
+use sluice::publish::enrich::Processor;
+
+/// One processor with the default configuration, built once per fuzzing process.
+pub fn processor() -> &'static Processor {
+    static P: OnceLock<Processor> = OnceLock::new();
+    P.get_or_init(|| {
+        Processor::new(
+            &sluice::config::Config::default(),
+            sluice::instance::InstanceId::from_u64(0),
+        )
+        .expect("default config")
+    })
+}
