@@ -76,18 +76,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_anon_mib(pid: int) -> float:
-    """The process's anonymous resident memory now (RssAnon: heap, not file pages), MiB."""
+def status_mib(pid: int, field: str) -> float:
+    """A memory field of /proc/PID/status in MiB: `VmHWM` (peak resident set so far) or
+    `RssAnon` (anonymous resident memory now: heap, not file pages)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set so far (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -149,7 +142,7 @@ def drain(args, binary: Path, work: Path) -> None:
         total = len(acked) * args.per_request
         print(f"backlog: {total} events in {len(acked)} requests acknowledged in {time.monotonic() - t0:.1f} s")
         sluice_cpu0 = cpu_seconds(daemon.proc.pid)
-        rss_backlog = peak_rss_mib(daemon.proc.pid)
+        rss_backlog = status_mib(daemon.proc.pid, "VmHWM")
         restarted = time.monotonic()
         if args.pin:
             os.sched_setaffinity(0, clickhouse_cpus)  # the server inherits it from its parent
@@ -159,7 +152,7 @@ def drain(args, binary: Path, work: Path) -> None:
         first = None
         anon = []  # sluice's RssAnon, sampled with every poll
         while True:
-            anon.append(rss_anon_mib(daemon.proc.pid))
+            anon.append(status_mib(daemon.proc.pid, "RssAnon"))
             n = ch.count(f"SELECT sum(rows) FROM system.parts WHERE database = 'sluice' AND table = 'events' AND active")
             if n and first is None:
                 first = (time.monotonic(), n)
@@ -179,7 +172,7 @@ def drain(args, binary: Path, work: Path) -> None:
               f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart); "
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"sluice peak RSS: {rss_backlog:.1f} MiB when the backlog was built, "
-              f"{peak_rss_mib(daemon.proc.pid):.1f} MiB after the drain; anonymous memory while "
+              f"{status_mib(daemon.proc.pid, 'VmHWM'):.1f} MiB after the drain; anonymous memory while "
               f"draining: median {sorted(anon)[len(anon) // 2]:.1f} MiB, max {max(anon):.1f} MiB "
               f"({len(anon)} samples)")
         daemon.terminate()
