@@ -650,7 +650,7 @@ fn decode_item(
 fn require_keys(params: RawEvent<'_>, index: usize) -> Result<RawEvent<'_>, Failure> {
     let missing: Vec<String> = REQUIRED_KEYS
         .iter()
-        .filter(|k| !params.contains_key(**k))
+        .filter(|k| !params.contains_key(k))
         .map(|k| format!("event {index}: required parameter `{k}` is missing"))
         .collect();
     if missing.is_empty() {
