@@ -640,7 +640,7 @@ impl Processor {
         ev.ti_currency = text(k!("ti_cu"));
 
         // Entities and the self-describing event.
-        match json_param(params, "co", "cx") {
+        match json_param(get(k!("co")), get(k!("cx")), "cx") {
             Ok(None) => {}
             Ok(Some(json)) => match check_contexts(&json) {
                 Ok(()) => ev.contexts = Some(Text::from(json)),
@@ -648,7 +648,7 @@ impl Processor {
             },
             Err(m) => protocol_errors.push(m),
         }
-        let unstruct = match json_param(params, "ue_pr", "ue_px") {
+        let unstruct = match json_param(get(k!("ue_pr")), get(k!("ue_px")), "ue_px") {
             Ok(None) => None,
             Ok(Some(json)) => match check_unstruct(&json) {
                 Ok(key) => {
@@ -880,7 +880,11 @@ impl Processor {
 
     /// Campaign attribution from the page URL's (decoded) query parameters.
     fn campaign(&self, page: &url::Url, ev: &mut Event) {
-        let pairs: Vec<(String, String)> = page.query_pairs().into_owned().collect();
+        if page.query().is_none() {
+            return;
+        }
+        // Borrowed from the URL unless a pair had to be decoded.
+        let pairs: Vec<(Cow<str>, Cow<str>)> = page.query_pairs().collect();
         let first = |names: &[String]| {
             names.iter().find_map(|n| {
                 pairs
@@ -898,7 +902,7 @@ impl Processor {
         // The first click id in the URL that is configured.
         if let Some((id, network)) = pairs.iter().find_map(|(k, v)| {
             c.click_ids
-                .get(k)
+                .get(k.as_ref())
                 .and_then(|network| tsv_safe(v).map(|id| (id, network.clone())))
         }) {
             ev.mkt_clickid = Some(id);
@@ -926,13 +930,13 @@ pub(crate) fn referrer_parts(ev: &mut Event) -> Result<(), String> {
 
 /// The parameters [`Processor::enrich`] reads, in the order of their [`pack`]ed names (so a
 /// parameter finds its slot by a binary search over integers).
-const KNOWN: [&str; 63] = [
-    "e", "p", "cd", "cs", "cv", "ds", "fp", "ip", "tv", "tz", "ua", "vp", "aid", "dtm", "eid",
-    "res", "sid", "stm", "tna", "ttm", "uid", "url", "vid", "duid", "lang", "nuid", "page", "refr",
-    "ev_ac", "ev_ca", "ev_la", "ev_pr", "ev_va", "se_ac", "se_ca", "se_la", "se_pr", "se_va",
-    "ti_ca", "ti_cu", "ti_id", "ti_na", "ti_nm", "ti_pr", "ti_qu", "ti_sk", "tnuid", "tr_af",
-    "tr_ci", "tr_co", "tr_cu", "tr_id", "tr_sh", "tr_st", "tr_tt", "tr_tx", "ue_pr", "ue_px",
-    "cookie", "pp_max", "pp_may", "pp_mix", "pp_miy",
+const KNOWN: [&str; 65] = [
+    "e", "p", "cd", "co", "cs", "cv", "cx", "ds", "fp", "ip", "tv", "tz", "ua", "vp", "aid", "dtm",
+    "eid", "res", "sid", "stm", "tna", "ttm", "uid", "url", "vid", "duid", "lang", "nuid", "page",
+    "refr", "ev_ac", "ev_ca", "ev_la", "ev_pr", "ev_va", "se_ac", "se_ca", "se_la", "se_pr",
+    "se_va", "ti_ca", "ti_cu", "ti_id", "ti_na", "ti_nm", "ti_pr", "ti_qu", "ti_sk", "tnuid",
+    "tr_af", "tr_ci", "tr_co", "tr_cu", "tr_id", "tr_sh", "tr_st", "tr_tt", "tr_tx", "ue_pr",
+    "ue_px", "cookie", "pp_max", "pp_may", "pp_mix", "pp_miy",
 ];
 
 /// [`KNOWN`], packed.
@@ -1126,7 +1130,11 @@ pub fn tsv_safe(s: &str) -> Option<Text> {
     // Clean text (the common case) is copied whole. Every control character (U+0000–U+001F,
     // U+007F–U+009F) is one of these bytes in UTF-8: < 0x20, 0x7F, or the lead byte 0xC2 of
     // U+0080–U+00BF (which also covers harmless characters: those take the slow path).
-    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    // A fold without an early exit, so the compiler checks many bytes per instruction.
+    let clean = !s.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+    });
+    if clean {
         return (!s.is_empty()).then(|| Text::from(s));
     }
     let mut out = Text::with_capacity(s.len());
@@ -1151,22 +1159,26 @@ fn parse_dimensions(s: &str) -> Option<(i64, i64)> {
     Some((num(w)?, num(h)?))
 }
 
-/// The JSON text of a plain (`plain`) or base64 (`encoded`) parameter; plain wins when both are
-/// present. `Err` for bad base64 or a non-UTF-8 result.
-fn json_param(params: &RawEvent, plain: &str, encoded: &str) -> Result<Option<String>, String> {
-    if let Some(v) = params.get(plain) {
+/// The JSON text of a plain (`plain`) or base64 (`encoded`, the parameter named `encoded_name`)
+/// parameter; plain wins when both are present. `Err` for bad base64 or a non-UTF-8 result.
+fn json_param(
+    plain: Option<&str>,
+    encoded: Option<&str>,
+    encoded_name: &str,
+) -> Result<Option<String>, String> {
+    if let Some(v) = plain {
         return Ok((!v.trim().is_empty()).then(|| v.to_string()));
     }
-    let Some(v) = params.get(encoded) else {
+    let Some(v) = encoded else {
         return Ok(None);
     };
     if v.trim().is_empty() {
         return Ok(None);
     }
-    let bytes = snowplow::decode_base64(v).map_err(|e| format!("`{encoded}` is {e}"))?;
+    let bytes = snowplow::decode_base64(v).map_err(|e| format!("`{encoded_name}` is {e}"))?;
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| format!("`{encoded}` does not decode to UTF-8 text"))
+        .map_err(|_| format!("`{encoded_name}` does not decode to UTF-8 text"))
 }
 
 /// Parses a self-describing JSON: an object with an Iglu `schema` and a `data`.
