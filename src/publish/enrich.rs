@@ -1305,13 +1305,12 @@ pub fn fingerprint(params: &RawEvent<'_>, exclude: &[String], algorithm: HashAlg
 /// [`fingerprint`] with hash `D`: the joined text is built in one buffer and hashed in one
 /// call (feeding the hash four small pieces per parameter cost more than the copy).
 fn fingerprint_with<D: sha2::Digest>(params: &RawEvent<'_>, exclude: &[String]) -> String {
-    let kept = || {
-        params
-            .iter()
-            .filter(|(k, _)| !exclude.iter().any(|e| e == *k))
-    };
-    let mut text = Vec::with_capacity(kept().map(|(k, v)| k.len() + v.len() + 2).sum());
-    for (k, v) in kept() {
+    // Room for every parameter: counting only the kept ones would test the exclusions twice.
+    let mut text = Vec::with_capacity(params.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in params
+        .iter()
+        .filter(|(k, _)| !exclude.iter().any(|e| e == *k))
+    {
         text.extend_from_slice(k.as_bytes());
         text.push(0x1f);
         text.extend_from_slice(v.as_bytes());

@@ -28,6 +28,13 @@ const HEADER_BYTES: usize = 9;
 /// Frames `data` as ClickHouse compressed blocks, LZ4 when `lz4`, else stored (checksum only).
 pub fn compress(data: &[u8], lz4: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    compress_into(&mut out, data, lz4);
+    out
+}
+
+/// [`compress`], appending the blocks to `out` (a batch sealing block by block compresses into
+/// its body directly, with no buffer per block).
+pub fn compress_into(out: &mut Vec<u8>, data: &[u8], lz4: bool) {
     for chunk in data.chunks(BLOCK_BYTES) {
         let start = out.len();
         out.extend_from_slice(&[0u8; CHECKSUM_BYTES + HEADER_BYTES]);
@@ -51,7 +58,6 @@ pub fn compress(data: &[u8], lz4: bool) -> Vec<u8> {
         let hash = cityhash_rs::cityhash_102_128(&out[start + CHECKSUM_BYTES..]);
         out[start..start + 16].copy_from_slice(&checksum_bytes(hash));
     }
-    out
 }
 
 fn checksum_bytes(hash: u128) -> [u8; 16] {

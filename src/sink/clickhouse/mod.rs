@@ -383,7 +383,7 @@ impl EncodedRows {
         }
         let body = if self.lz4 {
             let mut all = std::mem::take(&mut self.sealed);
-            all.extend_from_slice(&compress::compress(&self.encoded.data, true));
+            compress::compress_into(&mut all, &self.encoded.data, true);
             self.sealed_len += self.encoded.data.len();
             all
         } else {
@@ -436,8 +436,7 @@ impl EncodedRows {
         if !self.lz4 || full == 0 {
             return;
         }
-        self.sealed
-            .extend_from_slice(&compress::compress(&self.encoded.data[..full], true));
+        compress::compress_into(&mut self.sealed, &self.encoded.data[..full], true);
         self.encoded.data.drain(..full);
         self.sealed_len += full;
     }
@@ -453,7 +452,7 @@ impl EncodedRows {
         }
         let mut body = Vec::with_capacity(self.sealed.len() + self.encoded.data.len() / 2 + 64);
         body.extend_from_slice(&self.sealed);
-        body.extend_from_slice(&compress::compress(&self.encoded.data, true));
+        compress::compress_into(&mut body, &self.encoded.data, true);
         Bytes::from(body)
     }
 
