@@ -44,6 +44,7 @@
 
 pub(crate) mod ip;
 mod ua;
+mod url_parts;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -767,20 +768,27 @@ impl Processor {
     /// Splits `ev.page_url` into its parts and fills the campaign fields from its query.
     /// `Err` names the URL when it does not parse (the parts stay empty).
     pub(crate) fn page_url_parts(&self, ev: &mut Event) -> Result<(), String> {
-        let Some(u) = ev.page_url.as_deref() else {
+        // Out of the event while its query (which may borrow from it) fills the campaign.
+        let Some(page_url) = ev.page_url.take() else {
             return Ok(());
         };
-        let parsed =
-            url::Url::parse(u).map_err(|err| format!("page URL {u:?} does not parse: {err}"))?;
-        let parts = UrlParts::of(&parsed);
-        ev.page_urlscheme = parts.scheme;
-        ev.page_urlhost = parts.host;
-        ev.page_urlport = parts.port;
-        ev.page_urlpath = parts.path;
-        ev.page_urlquery = parts.query;
-        ev.page_urlfragment = parts.fragment;
-        self.campaign(&parsed, ev);
-        Ok(())
+        let result = match url_parts::split(&page_url) {
+            Ok((parts, query)) => {
+                ev.page_urlscheme = parts.scheme;
+                ev.page_urlhost = parts.host;
+                ev.page_urlport = parts.port;
+                ev.page_urlpath = parts.path;
+                ev.page_urlquery = parts.query;
+                ev.page_urlfragment = parts.fragment;
+                if let Some(query) = query {
+                    self.campaign(&query, ev);
+                }
+                Ok(())
+            }
+            Err(err) => Err(format!("page URL {page_url:?} does not parse: {err}")),
+        };
+        ev.page_url = Some(page_url);
+        result
     }
 
     /// `user_ipaddress`: the first address in `explicit` (Snowplow `ip`, Segment
@@ -878,13 +886,10 @@ impl Processor {
         Ok(Cow::Owned(out))
     }
 
-    /// Campaign attribution from the page URL's (decoded) query parameters.
-    fn campaign(&self, page: &url::Url, ev: &mut Event) {
-        if page.query().is_none() {
-            return;
-        }
+    /// Campaign attribution from the page URL's query parameters (form-decoded).
+    fn campaign(&self, query: &str, ev: &mut Event) {
         // Borrowed from the URL unless a pair had to be decoded.
-        let pairs: Vec<(Cow<str>, Cow<str>)> = page.query_pairs().collect();
+        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(query.as_bytes()).collect();
         let first = |names: &[String]| {
             names.iter().find_map(|n| {
                 pairs
@@ -916,9 +921,8 @@ pub(crate) fn referrer_parts(ev: &mut Event) -> Result<(), String> {
     let Some(u) = ev.page_referrer.as_deref() else {
         return Ok(());
     };
-    let parsed =
-        url::Url::parse(u).map_err(|err| format!("referrer URL {u:?} does not parse: {err}"))?;
-    let parts = UrlParts::of(&parsed);
+    let (parts, _) =
+        url_parts::split(u).map_err(|err| format!("referrer URL {u:?} does not parse: {err}"))?;
     ev.refr_urlscheme = parts.scheme;
     ev.refr_urlhost = parts.host;
     ev.refr_urlport = parts.port;
@@ -1256,38 +1260,6 @@ fn check_unstruct(text: &str) -> Result<(String, String, String, String), String
     let (vendor, name, format, version) =
         snowplow::parse_iglu_uri(inner).ok_or_else(|| format!("{inner:?} is not an Iglu URI"))?;
     Ok((vendor.into(), name.into(), format.into(), version.into()))
-}
-
-/// Parts of a parsed URL, Snowplow style (port defaults to 443 for https, else 80).
-struct UrlParts {
-    scheme: Option<Text>,
-    host: Option<Text>,
-    port: Option<i64>,
-    path: Option<Text>,
-    query: Option<Text>,
-    fragment: Option<Text>,
-}
-
-impl UrlParts {
-    fn of(u: &url::Url) -> UrlParts {
-        let host = u
-            .host_str()
-            .and_then(|h| tsv_safe(h.trim_matches(['[', ']'])));
-        let port = host.as_ref().map(|_| {
-            i64::from(
-                u.port()
-                    .unwrap_or(if u.scheme() == "https" { 443 } else { 80 }),
-            )
-        });
-        UrlParts {
-            scheme: tsv_safe(u.scheme()),
-            host,
-            port,
-            path: tsv_safe(u.path()),
-            query: u.query().and_then(tsv_safe),
-            fragment: u.fragment().and_then(tsv_safe),
-        }
-    }
 }
 
 /// Snowplow's event fingerprint: parameters sorted by key, excluded keys dropped, each as
