@@ -403,6 +403,16 @@ pub fn decode_tp2_body<'a>(
     if let Some(items) = decode_tp2_body_fast(body, options) {
         return Ok(items);
     }
+    decode_tp2_body_general(body, options)
+}
+
+/// [`decode_tp2_body`] after the content type, without the fast path: through a
+/// `serde_json::Value`, for any body (and the failure messages of bad ones).
+fn decode_tp2_body_general(
+    body: &[u8],
+    options: DecodeOptions,
+) -> Result<Vec<Result<RawEvent<'_>, Failure>>, Failure> {
+    let tpv = |m: String| request_failure(FailureCategory::TrackerProtocolViolation, m);
     let json: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| tpv(format!("tp2 body is not valid JSON: {e}")))?;
     let obj = json.as_object().ok_or_else(|| {
@@ -438,48 +448,9 @@ pub fn decode_tp2_body<'a>(
         .collect())
 }
 
-/// A `payload_data` body exactly as the fast path takes it: `schema` and a `data` array of
-/// objects of strings, no other key, no key twice (anything else goes the general way).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Tp2Body<'a> {
-    #[serde(borrow)]
-    schema: Cow<'a, str>,
-    #[serde(borrow)]
-    data: Vec<BorrowedParams<'a>>,
-}
-
-/// One `data` element of [`Tp2Body`]: an object of strings, each borrowed from the body unless
-/// it has escapes (serde's own `Cow<str>` always copies; a `#[serde(borrow)]` field does not).
-struct BorrowedParams<'a>(RawEvent<'a>);
-
 /// A JSON string borrowed from the input when it has no escapes, else a copy.
 #[derive(serde::Deserialize)]
 pub(crate) struct BorrowedText<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedParams<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = BorrowedParams<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of strings")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                // Tracker events carry tens of parameters: one allocation for most.
-                let mut pairs = Vec::with_capacity(PAIRS_CAPACITY);
-                while let Some((BorrowedText(k), BorrowedText(v))) = map.next_entry()? {
-                    pairs.push((k, v));
-                }
-                Ok(BorrowedParams(RawEvent::from_pairs(pairs)))
-            }
-        }
-        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
-    }
-}
 
 /// The common case of [`decode_tp2_body`] without the intermediate `serde_json::Value`: a valid
 /// `payload_data` body whose every event is an object of string values under allowed keys
@@ -488,26 +459,205 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedParams<'a> {
 /// results for good bodies and the failures and messages for bad ones. Every value of a body
 /// taken here is a string, so the general path would parse it too (no number out of range, no
 /// deep nesting), and a key given twice keeps its last value on both paths.
+///
+/// A hand-written scanner for exactly this shape ([`Tp2Scanner`]) rather than a serde
+/// `Deserialize`: it checks the body's UTF-8 once, finds each string's end eight bytes at a
+/// time and borrows it, and hands the rare string with escapes to `serde_json` itself, so what
+/// it accepts it reads as `serde_json` does. It accepts a subset of what `serde_json` accepts.
 fn decode_tp2_body_fast(
     body: &[u8],
     options: DecodeOptions,
 ) -> Option<Vec<Result<RawEvent<'_>, Failure>>> {
-    let parsed: Tp2Body = serde_json::from_slice(body).ok()?;
-    if parsed.data.is_empty()
-        || !parsed.schema.starts_with(PAYLOAD_DATA_PREFIX)
-        || !is_iglu_uri(&parsed.schema)
+    let mut scan = Tp2Scanner {
+        text: std::str::from_utf8(body).ok()?,
+        at: 0,
+    };
+    let (mut schema, mut data) = (None, None);
+    scan.skip_ws();
+    scan.eat(b'{')?;
+    loop {
+        scan.skip_ws();
+        let key = scan.string()?;
+        scan.skip_ws();
+        scan.eat(b':')?;
+        scan.skip_ws();
+        match &*key {
+            "schema" if schema.is_none() => schema = Some(scan.string()?),
+            "data" if data.is_none() => data = Some(scan.events()?),
+            _ => return None,
+        }
+        scan.skip_ws();
+        match scan.next()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scan.skip_ws();
+    let (schema, data) = (schema?, data?);
+    if scan.at != body.len()
+        || data.is_empty()
+        || !schema.starts_with(PAYLOAD_DATA_PREFIX)
+        || !is_iglu_uri(&schema)
     {
         return None;
     }
     if options.strict_body_keys
-        && !parsed
-            .data
+        && !data
             .iter()
-            .all(|params| params.0.keys().all(|k| is_payload_data_key(k)))
+            .all(|params| params.keys().all(|k| is_payload_data_key(k)))
     {
         return None;
     }
-    Some(parsed.data.into_iter().map(|p| Ok(p.0)).collect())
+    Some(data.into_iter().map(Ok).collect())
+}
+
+/// For the fuzz target: panics unless the fast path, wherever it takes `body`, gives exactly
+/// what the general path gives (in both key modes).
+#[doc(hidden)]
+pub fn assert_tp2_fast_path_agrees(body: &[u8]) {
+    for strict_body_keys in [false, true] {
+        let options = DecodeOptions { strict_body_keys };
+        if let Some(fast) = decode_tp2_body_fast(body, options) {
+            assert_eq!(Ok(fast), decode_tp2_body_general(body, options));
+        }
+    }
+}
+
+/// The reader of [`decode_tp2_body_fast`]: a position in a body known to be UTF-8. Each method
+/// returns `None` on anything it does not take (the fast path then steps aside).
+struct Tp2Scanner<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Tp2Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// JSON's whitespace (RFC 8259: space, tab, line feed, carriage return).
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// The `data` array: objects of strings.
+    fn events(&mut self) -> Option<Vec<RawEvent<'a>>> {
+        self.eat(b'[')?;
+        let mut events = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(events);
+        }
+        loop {
+            self.skip_ws();
+            events.push(self.event()?);
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(events),
+                _ => return None,
+            }
+        }
+    }
+
+    /// One event: an object whose values are all strings; a repeated key keeps its last value.
+    fn event(&mut self) -> Option<RawEvent<'a>> {
+        self.eat(b'{')?;
+        // Tracker events carry tens of parameters: one allocation for most.
+        let mut pairs = Vec::with_capacity(PAIRS_CAPACITY);
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(RawEvent::from_pairs(pairs));
+        }
+        loop {
+            self.skip_ws();
+            let key = self.string()?;
+            self.skip_ws();
+            self.eat(b':')?;
+            self.skip_ws();
+            let value = self.string()?;
+            pairs.push((key, value));
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(RawEvent::from_pairs(pairs)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A JSON string: borrowed from the body when it has no escapes, else decoded by
+    /// `serde_json` (which refuses what it would refuse in the general path: bad escapes, lone
+    /// surrogates, control characters). A raw control character is refused here too.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        let end = start + find_quote_backslash_or_control(&bytes[start..])?;
+        match bytes[end] {
+            b'"' => {
+                self.at = end + 1;
+                Some(Cow::Borrowed(&self.text[start..end]))
+            }
+            b'\\' => {
+                // The closing quote: the first one not escaped (a backslash escapes one byte).
+                let mut i = end;
+                loop {
+                    match *bytes.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                self.at = i + 1;
+                let decoded: String = serde_json::from_str(&self.text[start - 1..=i]).ok()?;
+                Some(Cow::Owned(decoded))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The index of the first `"`, `\` or control character (below 0x20) of `bytes`, eight bytes
+/// at a time: a byte's high bit in `found` marks a match, and the lowest marked byte is always a
+/// true one (a borrow only carries upwards from a byte that matched).
+fn find_quote_backslash_or_control(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES << 7;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = (word.wrapping_sub(ONES * 0x20) & !word
+            | has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\'))))
+            & HIGHS;
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| offset + i)
 }
 
 /// True for the keys of [`PAYLOAD_DATA_KEYS`] (a `match` rather than a scan of the list).
@@ -1195,6 +1345,129 @@ mod tests {
             r#"{"data":[{"e":"pv"}]}"#.to_owned(),
         ] {
             assert_eq!(decode_tp2_body_fast(off.as_bytes(), relaxed), None, "{off}");
+        }
+    }
+
+    /// The fast path on `body`: `None`, or what the general path gives.
+    fn fast_agrees_or_declines(body: &[u8]) -> bool {
+        let relaxed = DecodeOptions {
+            strict_body_keys: false,
+        };
+        assert_tp2_fast_path_agrees(body);
+        decode_tp2_body_fast(body, relaxed).is_some()
+    }
+
+    #[test]
+    fn the_fast_path_reads_strings_as_serde_json_does_or_steps_aside() {
+        let schema = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+        let body = |event: &[u8]| {
+            let mut b = format!(r#"{{"schema":"{schema}","data":[{{"e":"pv"}},"#).into_bytes();
+            b.extend_from_slice(event);
+            b.extend_from_slice(b"]}");
+            b
+        };
+        // Taken (and equal to the general path's reading).
+        for event in [
+            &br#"{"page":"say \"hi\"","url":"a\\b\/c\\","refr":"\\\"","tz":"\\"}"#[..],
+            br#"{"page":"\u00e9\u2013\ud83d\ude00 \t\n","\u0065":"se"}"#,
+            "{\"page\":\"caf\u{e9} \u{2013} \u{1f600} \u{7f}\"}".as_bytes(),
+            br#"{"e":"pv","e":"pp","aid":"a","e":"se"}"#,
+            br#"{}"#,
+            b" { \"e\" :\t\"pv\" ,\r\n\"aid\": \"\" } ",
+        ] {
+            let b = body(event);
+            assert!(
+                fast_agrees_or_declines(&b),
+                "{}",
+                String::from_utf8_lossy(&b)
+            );
+        }
+        let dup = body(br#"{"e":"pv","e":"pp","aid":"a","e":"se"}"#);
+        let items = decode_tp2_body_fast(&dup, DecodeOptions::default()).unwrap();
+        assert_eq!(items[1].as_ref().unwrap()["e"], "se");
+        let spaced =
+            format!(" \n{{ \"data\" : [ {{\"e\":\"pv\"}} ] ,\t\"schema\" : \"{schema}\" }}\r\n");
+        assert!(fast_agrees_or_declines(spaced.as_bytes()));
+        // Declined (the general path has failures, or refuses the body, for each).
+        for event in [
+            &br#"{"page":"\ud800"}"#[..],
+            br#"{"page":"\udc00x"}"#,
+            br#"{"page":"\ud800\u0041"}"#,
+            br#"{"page":"\x"}"#,
+            br#"{"page":"\u12"}"#,
+            b"{\"page\":\"a\xffb\"}",
+            b"{\"page\":\"a\xc3\"}",
+            b"{\"page\":\"\xc0\xaf\"}",
+            b"{\"page\":\"\xed\xa0\x80\"}",
+            b"{\"page\":\"a\x01b\"}",
+            b"{\"page\":\"a\nb\"}",
+            b"{\"page\":\"a\\\"\tb\"}",
+            b"{\"page\":\"\x1f\"}",
+            br#"{"page":1}"#,
+            br#"{"page":null}"#,
+            br#"{"page":true}"#,
+            br#"{"page":{}}"#,
+            br#"{"page":["x"]}"#,
+            br#"{"page":"x",}"#,
+            br#"{"page":"x" "e":"pv"}"#,
+            br#"{"page" "x"}"#,
+            br#"{page:"x"}"#,
+            br#"{'page':'x'}"#,
+            br#""x""#,
+            br#"{"e":"pv"},"#,
+            br#"{"e":"pv"}}"#,
+            b"{\"e\":\"pv\"\x0b}",
+            b"{\"e\":\"pv\"\xc2\xa0}",
+        ] {
+            let b = body(event);
+            assert!(
+                !fast_agrees_or_declines(&b),
+                "{}",
+                String::from_utf8_lossy(&b)
+            );
+        }
+        let good = body(br#"{"e":"pv"}"#);
+        for tail in [&b"x"[..], b"}", b",", b"\x00", b" ]", b"\xef\xbb\xbf"] {
+            let mut b = good.clone();
+            b.extend_from_slice(tail);
+            assert!(
+                !fast_agrees_or_declines(&b),
+                "{}",
+                String::from_utf8_lossy(&b)
+            );
+        }
+        let mut bom = b"\xef\xbb\xbf".to_vec();
+        bom.extend_from_slice(&good);
+        assert!(!fast_agrees_or_declines(&bom));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_or_steps_aside_on_every_cut_and_one_byte_change_of_a_body() {
+        let schema = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+        let good = format!(
+            r#"{{"schema":"{schema}","data":[{{"e":"pv","tv":"js","page":"a \"b\" \u00e9\ud83d\ude00 c\\","url":"x"}},{{"e":"pp","aid":"s","e":"se"}}]}}"#
+        );
+        let good = good.as_bytes();
+        assert!(fast_agrees_or_declines(good));
+        for cut in 0..good.len() {
+            assert!(!fast_agrees_or_declines(&good[..cut]), "cut at {cut}");
+        }
+        let bytes = [
+            b'"', b'\\', b',', b':', b'{', b'}', b'[', b']', b' ', b'\n', 0, 0x1f, 0x7f, 0xc3,
+            0xff, b'u', b'd', b'8', b'0', b'a',
+        ];
+        for i in 0..good.len() {
+            for &b in &bytes {
+                let mut changed = good.to_vec();
+                changed[i] = b;
+                fast_agrees_or_declines(&changed);
+                let mut inserted = good.to_vec();
+                inserted.insert(i, b);
+                fast_agrees_or_declines(&inserted);
+            }
+            let mut removed = good.to_vec();
+            removed.remove(i);
+            fast_agrees_or_declines(&removed);
         }
     }
 
