@@ -381,7 +381,7 @@ impl EncodedRows {
         if self.body.is_some() {
             return;
         }
-        let body = if self.lz4 {
+        let mut body = if self.lz4 {
             let mut all = std::mem::take(&mut self.sealed);
             compress::compress_into(&mut all, &self.encoded.data, true);
             self.sealed_len += self.encoded.data.len();
@@ -389,6 +389,10 @@ impl EncodedRows {
         } else {
             std::mem::take(&mut self.encoded.data)
         };
+        // Sealing leaves up to an LZ4 bound (a block's size) of touched spare room, and growth
+        // by doubling up to as much again: a batch waits and is retried for as long as
+        // ClickHouse takes, so it keeps only its bytes (one copy of a compressed body).
+        body.shrink_to_fit();
         self.encoded.data = Vec::new();
         self.body = Some(Bytes::from(body));
     }
