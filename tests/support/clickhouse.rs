@@ -163,11 +163,20 @@ impl Owned {
             ),
             Err(e) => panic!("cannot start {SERVER_BIN}: {e}"),
         };
-        // Kill the server if this test process dies without dropping it.
+        // Kill the server if this test process dies without dropping it (a server shared
+        // through a `static` is never dropped), then remove its directory, which the
+        // `TempDir` would have removed on drop: once the server is gone, and only when the
+        // test process is gone too (a test that stops the server kills this watchdog first).
+        let quoted_dir = format!("'{}'", dir.display().to_string().replace('\'', r"'\''"));
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "while kill -0 {me} 2>/dev/null && kill -0 {ch} 2>/dev/null; do sleep 1; done; kill -9 {ch} 2>/dev/null",
+                "while kill -0 {me} 2>/dev/null && kill -0 {ch} 2>/dev/null; do sleep 1; done; \
+                 kill -9 {ch} 2>/dev/null; \
+                 if ! kill -0 {me} 2>/dev/null; then \
+                   for _ in $(seq 100); do kill -0 {ch} 2>/dev/null || break; sleep 0.1; done; \
+                   rm -rf {quoted_dir}; \
+                 fi",
                 me = std::process::id(),
                 ch = child.id()
             ))
