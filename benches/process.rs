@@ -36,12 +36,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sha2::Digest as _;
 use sluice::config::Config;
 use sluice::envelope::Envelope;
-use sluice::event::{Event, Failure, COLUMNS};
+use sluice::event::{Event, Failure};
 use sluice::instance::InstanceId;
 use sluice::publish::enrich::Processor;
 use sluice::sink::clickhouse::encode::{Encoder, TargetColumn};
-use sluice::sink::clickhouse::migrate::column_type;
-use sluice::sink::clickhouse::types::ChType;
+use sluice::sink::clickhouse::migrate::created_columns;
 use sluice::sink::clickhouse::version::Features;
 use sluice_wal::Lsn;
 
@@ -196,20 +195,12 @@ fn segment_envelope(n: usize) -> Envelope {
 
 /// The columns `sluice db init` creates on ClickHouse 18.16.
 fn columns_18_16() -> Vec<TargetColumn> {
-    let f = Features {
+    created_columns(Features {
         low_cardinality: true,
         datetime64: false,
         non_replicated_dedup_window: false,
         insert_deduplication_token: false,
-    };
-    COLUMNS
-        .iter()
-        .map(|c| TargetColumn {
-            name: c.name.to_string(),
-            ty: ChType::parse(&column_type(c, f)),
-            kind: c.kind,
-        })
-        .collect()
+    })
 }
 
 fn run(p: &Processor, env: &Envelope) -> (Vec<Event>, Vec<Failure>) {

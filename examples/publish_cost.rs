@@ -13,12 +13,10 @@
 
 use sluice::config::Config;
 use sluice::envelope::Envelope;
-use sluice::event::COLUMNS;
 use sluice::instance::InstanceId;
 use sluice::publish::enrich::Processor;
 use sluice::sink::clickhouse::encode::{Encoded, Encoder, TargetColumn};
-use sluice::sink::clickhouse::migrate::column_type;
-use sluice::sink::clickhouse::types::ChType;
+use sluice::sink::clickhouse::migrate::created_columns;
 use sluice::sink::clickhouse::version::Features;
 use sluice_wal::Lsn;
 
@@ -99,18 +97,10 @@ fn drain_request() -> Envelope {
 
 /// The columns `sluice db init` creates on ClickHouse 18.16 (`LowCardinality`, `DateTime`).
 fn columns_18_16() -> Vec<TargetColumn> {
-    let features = Features {
+    created_columns(Features {
         low_cardinality: true,
         datetime64: false,
         non_replicated_dedup_window: false,
         insert_deduplication_token: false,
-    };
-    COLUMNS
-        .iter()
-        .map(|c| TargetColumn {
-            name: c.name.to_string(),
-            ty: ChType::parse(&column_type(c, features)),
-            kind: c.kind,
-        })
-        .collect()
+    })
 }

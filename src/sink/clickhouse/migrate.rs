@@ -249,6 +249,19 @@ pub fn plan(table: &[TableColumn]) -> Plan {
     out
 }
 
+/// Every column of the table `sluice db init` creates on a server with `f`, as the encoder
+/// sees it (for benchmarks and tests that encode without a server).
+pub fn created_columns(f: Features) -> Vec<TargetColumn> {
+    COLUMNS
+        .iter()
+        .map(|c| TargetColumn {
+            name: c.name.to_string(),
+            ty: ChType::parse(&column_type(c, f)),
+            kind: c.kind,
+        })
+        .collect()
+}
+
 /// The ClickHouse type sluice gives a column on a server with `f`.
 pub fn column_type(col: &Column, f: Features) -> String {
     let lc = |t: &str| {
