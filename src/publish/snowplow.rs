@@ -97,6 +97,11 @@ impl<'a> RawEvent<'a> {
         self.0.iter().map(|(k, _)| k)
     }
 
+    /// The values, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &Cow<'a, str>> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
     /// How many parameters there are.
     pub fn len(&self) -> usize {
         self.0.len()
