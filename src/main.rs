@@ -18,6 +18,7 @@ use sluice::config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     // clap prints its own usage errors and exits 2 (0 for --help and --version).
     let cli = Cli::parse();
     let code = match run(&cli) {
@@ -35,6 +36,23 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` is set
+/// (then that choice stands).
+///
+/// mimalloc asks for huge pages on the arenas it reserves (`madvise(MADV_HUGEPAGE)`, honoured
+/// when the system's THP mode is `madvise` or `always`) and returns freed memory to the system
+/// in 64 KiB steps. A huge page that was partly returned is faulted back in whole, zeroed, for
+/// the next small allocation in it: while draining, half of sluice's resident memory was
+/// such pages (peak RSS 160 MiB with them, 83 MiB without, at the same CPU per event;
+/// BENCHMARKS.md, "Session 6"). Ordinary pages suit a process whose memory is many short-lived
+/// batches. The flag is the process's (inherited by children) and a failure only costs memory.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+    }
 }
 
 fn run(cli: &Cli) -> Result<Outcome, RunError> {
