@@ -32,8 +32,48 @@ use crate::event::{Failure, FailureCategory};
 ///
 /// A sorted vector rather than a map: an event has tens of parameters, gathered once and then
 /// only read, so one allocation sorted once beats a B-tree's nodes built by as many searches.
+/// Each parameter carries its key's first eight bytes as an integer ([`Param::order`]), so
+/// sorting and searching compare integers and look at the key's text only when those tie.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawEvent<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub struct RawEvent<'a>(Vec<Param<'a>>);
+
+/// One parameter of a [`RawEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// [`key_order`] of `key`.
+    order: u64,
+    key: Cow<'a, str>,
+    value: Cow<'a, str>,
+}
+
+impl<'a> Param<'a> {
+    /// `key`'s parameter.
+    pub fn new(key: Cow<'a, str>, value: Cow<'a, str>) -> Param<'a> {
+        Param {
+            order: key_order(&key),
+            key,
+            value,
+        }
+    }
+
+    /// Orders parameters by key, bytewise (as `str`'s `Ord` does).
+    fn cmp_key(&self, order: u64, key: &str) -> std::cmp::Ordering {
+        self.order
+            .cmp(&order)
+            .then_with(|| self.key.as_ref().cmp(key))
+    }
+}
+
+/// A key's first eight bytes, big-endian, zero-padded: integers in the keys' bytewise order
+/// wherever they differ (a shorter key pads with the smallest byte), equal only for keys that
+/// agree in their first eight bytes up to padding, which the key's text then decides.
+pub fn key_order(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let mut word = [0u8; 8];
+    let n = bytes.len().min(8);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(word)
+}
 
 impl<'a> RawEvent<'a> {
     /// No parameters.
@@ -43,30 +83,36 @@ impl<'a> RawEvent<'a> {
 
     /// The parameters of `pairs`, in any order; a key given more than once keeps its last
     /// value (as repeated query keys and JSON object keys do).
-    pub fn from_pairs(mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> RawEvent<'a> {
+    pub fn from_pairs(pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> RawEvent<'a> {
+        Self::from_params(pairs.into_iter().map(|(k, v)| Param::new(k, v)).collect())
+    }
+
+    /// [`RawEvent::from_pairs`] of parameters made with [`Param::new`].
+    pub fn from_params(mut params: Vec<Param<'a>>) -> RawEvent<'a> {
         // Stable, so a repeated key's values stay in the order given.
-        pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
+        params.sort_by(|a, b| a.cmp_key(b.order, &b.key));
         // `dedup_by` keeps the first of a run: hand it the later value before dropping it.
-        pairs.dedup_by(|(later_key, later), (kept_key, kept)| {
-            let same = later_key == kept_key;
+        params.dedup_by(|later, kept| {
+            let same = later.order == kept.order && later.key == kept.key;
             if same {
-                std::mem::swap(later, kept);
+                std::mem::swap(&mut later.value, &mut kept.value);
             }
             same
         });
-        RawEvent(pairs)
+        RawEvent(params)
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        let order = key_order(key);
+        self.0.binary_search_by(|p| p.cmp_key(order, key))
     }
 
     /// Sets `key` to `value`; the value it replaces, if any.
     pub fn insert(&mut self, key: Cow<'a, str>, value: Cow<'a, str>) -> Option<Cow<'a, str>> {
         match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].value, value)),
             Err(i) => {
-                self.0.insert(i, (key, value));
+                self.0.insert(i, Param::new(key, value));
                 None
             }
         }
@@ -74,7 +120,7 @@ impl<'a> RawEvent<'a> {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Cow<'a, str>> {
-        self.find(key).ok().map(|i| &self.0[i].1)
+        self.find(key).ok().map(|i| &self.0[i].value)
     }
 
     /// Whether `key` has a value.
@@ -84,22 +130,22 @@ impl<'a> RawEvent<'a> {
 
     /// Takes `key`'s value out.
     pub fn remove(&mut self, key: &str) -> Option<Cow<'a, str>> {
-        self.find(key).ok().map(|i| self.0.remove(i).1)
+        self.find(key).ok().map(|i| self.0.remove(i).value)
     }
 
     /// The parameters, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&Cow<'a, str>, &Cow<'a, str>)> {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|p| (&p.key, &p.value))
     }
 
     /// The keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &Cow<'a, str>> {
-        self.0.iter().map(|(k, _)| k)
+        self.0.iter().map(|p| &p.key)
     }
 
     /// The values, in key order.
     pub fn values(&self) -> impl Iterator<Item = &Cow<'a, str>> {
-        self.0.iter().map(|(_, v)| v)
+        self.0.iter().map(|p| &p.value)
     }
 
     /// How many parameters there are.
@@ -111,16 +157,26 @@ impl<'a> RawEvent<'a> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether every key is one of [`PAYLOAD_DATA_KEYS`] (by [`key_order`], no text compared).
+    fn has_only_payload_data_keys(&self) -> bool {
+        self.0.iter().all(|p| {
+            p.key.len() <= 7
+                && PAYLOAD_DATA_ORDERS
+                    .binary_search(&(p.order | p.key.len() as u64))
+                    .is_ok()
+        })
+    }
 }
 
 impl<'a, 'p> IntoIterator for &'p RawEvent<'a> {
     type Item = (&'p Cow<'a, str>, &'p Cow<'a, str>);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'p, (Cow<'a, str>, Cow<'a, str>)>,
-        fn(&'p (Cow<'a, str>, Cow<'a, str>)) -> (&'p Cow<'a, str>, &'p Cow<'a, str>),
+        std::slice::Iter<'p, Param<'a>>,
+        fn(&'p Param<'a>) -> (&'p Cow<'a, str>, &'p Cow<'a, str>),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|p| (&p.key, &p.value))
     }
 }
 
@@ -168,6 +224,23 @@ pub const PAYLOAD_DATA_KEYS: &[&str] = &[
     "ti_na", "ti_ca", "ti_pr", "ti_qu", "ti_cu", "sa", "sn", "st", "sp", "se_ca", "se_ac", "se_la",
     "se_pr", "se_va", "ue_na", "ue_pr", "ue_px", "co", "cx", "ua", "tnuid", "stm", "sid", "ttm",
 ];
+
+/// [`key_order`] of each of [`PAYLOAD_DATA_KEYS`] (all of at most seven bytes) with its
+/// length in the low byte (so a key that is one of them followed by NUL bytes is not), sorted.
+static PAYLOAD_DATA_ORDERS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+    let mut orders: Vec<u64> = PAYLOAD_DATA_KEYS
+        .iter()
+        .map(|k| {
+            assert!(
+                k.len() <= 7,
+                "payload_data key {k:?} is longer than seven bytes"
+            );
+            key_order(k) | k.len() as u64
+        })
+        .collect();
+    orders.sort_unstable();
+    orders
+});
 
 /// Every event must carry these (payload_data's `required`; sluice asks the same of GETs).
 pub const REQUIRED_KEYS: [&str; 3] = ["tv", "p", "e"];
@@ -507,11 +580,7 @@ fn decode_tp2_body_fast(
     {
         return None;
     }
-    if options.strict_body_keys
-        && !data
-            .iter()
-            .all(|params| params.keys().all(|k| is_payload_data_key(k)))
-    {
+    if options.strict_body_keys && !data.iter().all(RawEvent::has_only_payload_data_keys) {
         return None;
     }
     Some(data.into_iter().map(Ok).collect())
@@ -587,7 +656,7 @@ impl<'a> Tp2Scanner<'a> {
         self.skip_ws();
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(RawEvent::from_pairs(pairs));
+            return Some(RawEvent::from_params(pairs));
         }
         loop {
             self.skip_ws();
@@ -596,11 +665,11 @@ impl<'a> Tp2Scanner<'a> {
             self.eat(b':')?;
             self.skip_ws();
             let value = self.string()?;
-            pairs.push((key, value));
+            pairs.push(Param::new(key, value));
             self.skip_ws();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(RawEvent::from_pairs(pairs)),
+                b'}' => return Some(RawEvent::from_params(pairs)),
                 _ => return None,
             }
         }
@@ -1011,11 +1080,13 @@ mod tests {
 
     proptest::proptest! {
         /// `RawEvent` behaves as the sorted map it replaced: built from pairs in any order, or
-        /// by inserts and removes, it holds what a `BTreeMap` holds, in the same order.
+        /// by inserts and removes, it holds what a `BTreeMap` holds, in the same order. Keys
+        /// from a small alphabet with NUL, up to ten bytes, so many share their first eight
+        /// bytes (up to padding) and the text decides.
         #[test]
         fn raw_event_is_a_sorted_map_keeping_each_keys_last_value(
-            pairs in proptest::collection::vec(("[a-d]{0,2}", "[x-z]{0,2}"), 0..40),
-            edits in proptest::collection::vec(("[a-d]{0,2}", proptest::option::of("[x-z]{0,2}")), 0..10),
+            pairs in proptest::collection::vec(("[ab\\x00]{0,10}", "[x-z]{0,2}"), 0..40),
+            edits in proptest::collection::vec(("[ab\\x00]{0,10}", proptest::option::of("[x-z]{0,2}")), 0..10),
         ) {
             let mut model = std::collections::BTreeMap::new();
             for (k, v) in &pairs {
@@ -1288,6 +1359,43 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), PAYLOAD_DATA_KEYS.len());
+    }
+
+    #[test]
+    fn the_payload_data_key_check_by_integer_agrees_with_the_match() {
+        let one = |k: &str| RawEvent::from_pairs(vec![(k.to_owned().into(), "v".into())]);
+        let mut keys: Vec<String> = PAYLOAD_DATA_KEYS.iter().map(|k| k.to_string()).collect();
+        for k in PAYLOAD_DATA_KEYS {
+            // Padded with NUL, cut short, grown, changed in case: none of them is a key.
+            keys.extend([
+                format!("{k}\0"),
+                format!("{k}\0\0"),
+                k[..k.len() - 1].to_owned(),
+            ]);
+            keys.extend([
+                format!("{k}x"),
+                format!("{k}_longer_than_8"),
+                k.to_uppercase(),
+            ]);
+        }
+        keys.extend(["", "\0", "cv", "f_gearsx"].map(String::from));
+        for k in &keys {
+            assert_eq!(
+                one(k).has_only_payload_data_keys(),
+                is_payload_data_key(k),
+                "{k:?}"
+            );
+        }
+        let all = RawEvent::from_pairs(
+            PAYLOAD_DATA_KEYS
+                .iter()
+                .map(|k| (Cow::from(*k), "v".into()))
+                .collect(),
+        );
+        assert!(all.has_only_payload_data_keys());
+        let mut with_one_more = all.clone();
+        with_one_more.insert("cv".into(), "v".into());
+        assert!(!with_one_more.has_only_payload_data_keys());
     }
 
     /// The general path alone (what the fast path must agree with).
