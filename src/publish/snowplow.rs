@@ -32,7 +32,7 @@ use crate::event::{Failure, FailureCategory};
 ///
 /// A sorted vector rather than a map: an event has tens of parameters, gathered once and then
 /// only read, so one allocation sorted once beats a B-tree's nodes built by as many searches.
-/// Each parameter carries its key's first eight bytes as an integer ([`Param::order`]), so
+/// Each parameter carries its key's first eight bytes as an integer ([`key_order`]), so
 /// sorting and searching compare integers and look at the key's text only when those tie.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawEvent<'a>(Vec<Param<'a>>);
