@@ -3,11 +3,14 @@
   drain    Fill the log with N events (tp2 POSTs of EVENTS_PER_REQUEST events, each request from
            one of USERS network user ids, sent as the `sp` cookie, so the backlog spreads over
            the partitions as real traffic does) while ClickHouse is down, start ClickHouse, time
-           until all N rows are in `sluice.events` (active parts' row counts) → events/s.
-           Then ClickHouse's own rate for the same rows: they are dumped as RowBinary in batches
-           of the publisher's batch size (one file per batch, encoded before the clock starts),
-           re-inserted into an identical empty table with as many concurrent inserters as the
-           daemon has partitions, timed → events/s. Prints both and the ratio.
+           until all N rows are in `sluice.events` (active parts' row counts, every DRAIN_POLL
+           seconds) → events/s from the first row seen to the last.
+           Then ClickHouse's own rate for the same rows: they are dumped as RowBinary in the
+           order they were collected (as sluice's batches hold them; --baselines key adds the
+           table's sort key order), in batches of the publisher's batch size (one file per
+           batch, encoded before the clock starts), and once no merge is running re-inserted
+           into an identical empty table with as many concurrent inserters as the daemon has
+           partitions, timed → events/s. Prints both and the ratio.
            --pin gives ClickHouse CPU 0 and sluice (and this driver) CPU 1 in both measurements,
            so the collector cannot take ClickHouse's CPU: what a separate host would show.
   latency  ClickHouse up; send RATE events/s for SECONDS (tp2 POSTs); record each request's
@@ -85,6 +88,84 @@ def status_mib(pid: int, field: str) -> float:
     return float("nan")
 
 
+def metric_sum(port: int, name: str) -> float:
+    """The sum of every series of `name` in the daemon's /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split("{", 1)[0].split(" ", 1)[0] == name)
+
+
+# How the rows are ordered for ClickHouse alone: (ORDER BY, label in the output).
+ORDERS = {
+    # As they were collected: by request (collector time, then the request's network user id),
+    # each request's events in their order. sluice's batches hold the rows this way.
+    "collected": ("collector_tstamp, network_userid, se_value", ""),
+    # By the table's own sort key, so each batch arrives sorted and ClickHouse need not sort it.
+    "key": ("app_id, event, toDate(collector_tstamp), event_id", ", rows sorted by the table's key"),
+}
+
+
+def settle(ch: ClickHouse, limit: float = 120) -> None:
+    """Waits until ClickHouse runs no merge, so none is left over into a measurement."""
+    deadline = time.monotonic() + limit
+    while ch.count("SELECT count() FROM system.merges") and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def ordered_batches(ch: ClickHouse, order_by: str, batch_rows: int) -> list[bytes]:
+    """The rows of `sluice.events` in `order_by` order as RowBinary, cut into batches.
+
+    The rows are numbered in that order once (into a scratch table keyed by the number), so
+    each batch is an exact, disjoint range however the server splits its reads.
+    """
+    columns = ", ".join(f"`{line.split(chr(9))[0]}`" for line in
+                        ch.execute(f"DESCRIBE TABLE {EVENTS_TABLE} FORMAT TabSeparated").splitlines())
+    scratch = f"{EVENTS_TABLE}_ordered"
+    ch.execute(f"DROP TABLE IF EXISTS {scratch}")
+    ch.execute(f"CREATE TABLE {scratch} ENGINE = MergeTree ORDER BY seq AS SELECT rowNumberInAllBlocks() AS seq, * "
+               f"FROM (SELECT * FROM {EVENTS_TABLE} ORDER BY {order_by})", timeout=600)
+    total = ch.count(f"SELECT count() FROM {scratch}")
+    files = []
+    for start in range(0, total, batch_rows):
+        files.append(ch.session.post(ch.url, data=(
+            f"SELECT {columns} FROM {scratch} WHERE seq >= {start} AND seq < {start + batch_rows} "
+            f"ORDER BY seq FORMAT RowBinary").encode(), timeout=300).content)
+    ch.execute(f"DROP TABLE {scratch}")
+    return files
+
+
+def insert_alone(ch: ClickHouse, files: list[bytes], lanes_n: int) -> tuple[float, float, int, int]:
+    """Inserts `files` into an empty copy of the table from `lanes_n` threads, timed.
+
+    Returns (rows per second, ClickHouse CPU seconds per row, bytes, rows).
+    """
+    copy = f"{EVENTS_TABLE}_copy"
+    ch.execute(f"DROP TABLE IF EXISTS {copy}")
+    ch.execute(f"CREATE TABLE {copy} AS {EVENTS_TABLE}")
+    settle(ch)
+    lanes = [files[i::lanes_n] for i in range(lanes_n)]
+
+    def insert(lane):
+        for data in lane:
+            ch.execute(f"INSERT INTO {copy} FORMAT RowBinary", data=data, timeout=300)
+
+    cpu0 = cpu_seconds(ch.proc.pid)
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=insert, args=(lane,)) for lane in lanes]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    took = time.monotonic() - t0
+    cpu = cpu_seconds(ch.proc.pid) - cpu0
+    rows = ch.count(f"SELECT count() FROM {copy}")
+    ch.execute(f"DROP TABLE {copy}")
+    return rows / took, cpu / rows, sum(map(len, files)), rows
+
+
 def pin(pid: int, cpus: set[int]) -> None:
     """Every thread of `pid` runs only on `cpus` (threads it creates later inherit this)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -150,14 +231,20 @@ def drain(args, binary: Path, work: Path) -> None:
         if args.pin:
             os.sched_setaffinity(0, sluice_cpus)
         first = None
-        anon = []  # sluice's RssAnon, sampled with every poll
+        anon = []  # sluice's RssAnon, sampled every 50 ms
+        polled = 0.0
         while True:
             anon.append(status_mib(daemon.proc.pid, "RssAnon"))
-            n = ch.count(f"SELECT sum(rows) FROM system.parts WHERE database = 'sluice' AND table = 'events' AND active")
-            if n and first is None:
-                first = (time.monotonic(), n)
-            if n >= total:
-                break
+            if time.monotonic() - polled >= args.drain_poll:
+                # A query of system.parts costs 18.16 about 5 ms of CPU with tens of parts: at
+                # 20 a second the benchmark would take a tenth of ClickHouse's core itself.
+                polled = time.monotonic()
+                n = ch.count(f"SELECT sum(rows) FROM system.parts WHERE database = 'sluice' AND table = 'events' AND active")
+                if n and first is None:
+                    first = (time.monotonic(), n)
+                    ch_cpu_first = cpu_seconds(ch.proc.pid)
+                if n >= total:
+                    break
             if time.monotonic() - restarted > args.timeout:
                 raise SystemExit(f"only {n} of {total} rows after {args.timeout} s\n{daemon.log_tail()}")
             time.sleep(0.05)
@@ -169,8 +256,11 @@ def drain(args, binary: Path, work: Path) -> None:
               f"(first rows after {first[0] - restarted:.2f} s); {total / (done - restarted):,.0f} events/s overall, "
               f"{drain_rate:,.0f} events/s from first row to last")
         print(f"drain CPU: sluice {sluice_cpu:.1f} s = {sluice_cpu / total * 1e6:.1f} µs/event, "
-              f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart); "
+              f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart), "
+              f"{(ch_cpu - ch_cpu_first) / (total - first[1]) * 1e6:.1f} µs/event from first row to last; "
               f"load average {os.getloadavg()[0]:.1f}")
+        batches = metric_sum(daemon.metrics_port, "sluice_publish_batch_rows_count")
+        print(f"drain batches: {batches:.0f}, mean {metric_sum(daemon.metrics_port, 'sluice_publish_batch_rows_sum') / max(batches, 1):,.0f} rows")
         print(f"sluice peak RSS: {rss_backlog:.1f} MiB when the backlog was built, "
               f"{status_mib(daemon.proc.pid, 'VmHWM'):.1f} MiB after the drain; anonymous memory while "
               f"draining: median {sorted(anon)[len(anon) // 2]:.1f} MiB, max {max(anon):.1f} MiB "
@@ -179,34 +269,18 @@ def drain(args, binary: Path, work: Path) -> None:
         if os.environ.get("DELIVERY_SHOW_LOG"):
             print(daemon.log_tail(200))
 
-        # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency.
-        ch.execute(f"CREATE TABLE {EVENTS_TABLE}_copy AS {EVENTS_TABLE}")
-        files = []
-        for start in range(0, total, args.batch_rows):
-            data = ch.session.post(ch.url, data=f"SELECT * FROM {EVENTS_TABLE} LIMIT {start}, {args.batch_rows} FORMAT RowBinary".encode(), timeout=300).content
-            files.append(data)
-        size = sum(map(len, files))
-        lanes = [files[i :: args.partitions] for i in range(args.partitions)]
-
-        def insert(lane):
-            for data in lane:
-                ch.execute(f"INSERT INTO {EVENTS_TABLE}_copy FORMAT RowBinary", data=data, timeout=300)
-
-        ch_cpu0 = cpu_seconds(ch.proc.pid)
-        t0 = time.monotonic()
-        ts = [threading.Thread(target=insert, args=(lane,)) for lane in lanes]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        took = time.monotonic() - t0
-        alone_cpu = cpu_seconds(ch.proc.pid) - ch_cpu0
-        copied = ch.count(f"SELECT count() FROM {EVENTS_TABLE}_copy")
-        base_rate = copied / took
-        print(f"clickhouse alone: {copied} rows ({size / 1e6:.1f} MB RowBinary, {len(files)} batches of "
-              f"{args.batch_rows}, {args.partitions} concurrent) in {took:.2f} s = {base_rate:,.0f} events/s")
-        print(f"clickhouse alone CPU: {alone_cpu:.1f} s = {alone_cpu / copied * 1e6:.1f} µs/event")
-        print(f"ratio: sluice drain {drain_rate:,.0f} / clickhouse alone {base_rate:,.0f} = {drain_rate / base_rate:.0%}")
+        # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency, in the
+        # order they were collected (as sluice's batches hold them); then sorted by the table's key.
+        settle(ch)
+        alone = {}
+        for order in args.baselines.split(","):
+            files = ordered_batches(ch, ORDERS[order][0], args.batch_rows)
+            rate, cpu, size, rows = alone[order] = insert_alone(ch, files, args.partitions)
+            print(f"clickhouse alone{ORDERS[order][1]}: {rows} rows ({size / 1e6:.1f} MB RowBinary, {len(files)} batches of "
+                  f"{args.batch_rows}, {args.partitions} concurrent) = {rate:,.0f} events/s, "
+                  f"clickhouse CPU {cpu * 1e6:.1f} µs/event")
+        for order, (rate, *_) in alone.items():
+            print(f"ratio{ORDERS[order][1]}: sluice drain {drain_rate:,.0f} / clickhouse alone {rate:,.0f} = {drain_rate / rate:.0%}")
     finally:
         daemon.kill()
         ch.stop()
@@ -299,6 +373,11 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--poll", type=float, default=0.1)
+    ap.add_argument("--baselines", default="collected",
+                    help="drain: row orders to measure ClickHouse alone with, in turn: collected (the ratio's "
+                         "baseline), key (sorted by the table's key), comma-separated")
+    ap.add_argument("--drain-poll", type=float, default=0.2,
+                    help="drain: seconds between ClickHouse row counts (each costs 18.16 about 5 ms of CPU)")
     args = ap.parse_args()
     if args.mode == "latency" and args.per_request == 100:
         args.per_request = 20

@@ -29,7 +29,7 @@
 #   drain     what `benches/delivery.sh drain --events BENCH_DRAIN_EVENTS` runs (benches/delivery.py,
 #             owned by the delivery benchmark; a real clickhouse-server), with this run's binary:
 #             sluice's drain rate from a backlog vs the same ClickHouse inserting the same rows
-#             as pre-encoded RowBinary, batches of the publisher's size.
+#             as pre-encoded RowBinary in the order collected, batches of the publisher's size.
 #
 # Settings (environment): BENCH_SECONDS (10) per load run; BENCH_THREADS (2) and
 # BENCH_CONNECTIONS (64) for wrk; BENCH_WARMUP (3) seconds of GET /i before the load runs;

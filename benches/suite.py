@@ -317,7 +317,7 @@ def table(results: str, out: str) -> None:
         if drain.get("status") == "ok":
             lines.append(f"**Drain into ClickHouse** (`benches/delivery.py drain --events {drain['events']}`, as `benches/delivery.sh drain` runs it): "
                          f"sluice **{fmt(float(drain['drain_eps']))} events/s** (first row → last) vs ClickHouse alone "
-                         f"**{fmt(float(drain['alone_eps']))} events/s** for the same rows as pre-encoded RowBinary "
+                         f"**{fmt(float(drain['alone_eps']))} events/s** for the same rows as pre-encoded RowBinary (in the order collected) "
                          f"= **{drain['ratio']}**.")
         else:
             lines.append(f"**Drain into ClickHouse**: `benches/delivery.sh drain` failed ({drain.get('status')}); see its log above.")
