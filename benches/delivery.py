@@ -27,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -88,24 +89,32 @@ def status_mib(pid: int, field: str) -> float:
     return float("nan")
 
 
-def metric_sum(port: int, name: str) -> float:
-    """The sum of every series of `name` in the daemon's /metrics."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every series of `name` in a Prometheus exposition."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.split("{", 1)[0].split(" ", 1)[0] == name)
 
 
-# How the rows are ordered for ClickHouse alone: (ORDER BY, label in the output).
+# The row orders ClickHouse alone can be measured with: the label in the output.
 ORDERS = {
     # As they were collected: by request (collector time, then the request's network user id),
     # each request's events in their order. sluice's batches hold the rows this way.
-    "collected": ("collector_tstamp, network_userid, se_value", ""),
+    "collected": "",
     # By the table's own sort key, so each batch arrives sorted and ClickHouse need not sort it.
-    "key": ("app_id, event, toDate(collector_tstamp), event_id", ", rows sorted by the table's key"),
+    "key": ", rows sorted by the table's key",
 }
+
+
+def order_by(ch: ClickHouse, order: str) -> str:
+    """The ORDER BY expression of `order` (one of ORDERS) for `sluice.events`."""
+    if order == "collected":
+        return "collector_tstamp, network_userid, se_value"
+    # The table's sort key as `sluice db init` created it, read from the server.
+    create = ch.execute(f"SHOW CREATE TABLE {EVENTS_TABLE} FORMAT TSVRaw")
+    key = re.search(r"ORDER BY \((.*?)\)(?: SETTINGS|$)", create.strip())
+    if key is None:
+        raise SystemExit(f"no ORDER BY (...) in {EVENTS_TABLE}'s definition:\n{create}")
+    return key.group(1)
 
 
 def settle(ch: ClickHouse, limit: float = 120) -> None:
@@ -260,8 +269,9 @@ def drain(args, binary: Path, work: Path) -> None:
               f"clickhouse {ch_cpu:.1f} s = {ch_cpu / total * 1e6:.1f} µs/event (since its restart), "
               f"{(ch_cpu - ch_cpu_first) / (total - first[1]) * 1e6:.1f} µs/event from first row to last; "
               f"load average {os.getloadavg()[0]:.1f}")
-        batches = metric_sum(daemon.metrics_port, "sluice_publish_batch_rows_count")
-        print(f"drain batches: {batches:.0f}, mean {metric_sum(daemon.metrics_port, 'sluice_publish_batch_rows_sum') / max(batches, 1):,.0f} rows")
+        metrics = daemon.metrics_text()
+        batches = metric_sum(metrics, "sluice_publish_batch_rows_count")
+        print(f"drain batches: {batches:.0f}, mean {metric_sum(metrics, 'sluice_publish_batch_rows_sum') / max(batches, 1):,.0f} rows")
         print(f"sluice peak RSS: {rss_backlog:.1f} MiB when the backlog was built, "
               f"{status_mib(daemon.proc.pid, 'VmHWM'):.1f} MiB after the drain; anonymous memory while "
               f"draining: median {sorted(anon)[len(anon) // 2]:.1f} MiB, max {max(anon):.1f} MiB "
@@ -272,16 +282,16 @@ def drain(args, binary: Path, work: Path) -> None:
 
         # ClickHouse alone: the same rows as RowBinary, same batch size, same concurrency, in the
         # order they were collected (as sluice's batches hold them); then sorted by the table's key.
-        settle(ch)
+        # (insert_alone waits for merges to end before it starts the clock.)
         alone = {}
         for order in args.baselines.split(","):
-            files = ordered_batches(ch, ORDERS[order][0], args.batch_rows)
+            files = ordered_batches(ch, order_by(ch, order), args.batch_rows)
             rate, cpu, size, rows = alone[order] = insert_alone(ch, files, args.partitions)
-            print(f"clickhouse alone{ORDERS[order][1]}: {rows} rows ({size / 1e6:.1f} MB RowBinary, {len(files)} batches of "
+            print(f"clickhouse alone{ORDERS[order]}: {rows} rows ({size / 1e6:.1f} MB RowBinary, {len(files)} batches of "
                   f"{args.batch_rows}, {args.partitions} concurrent) = {rate:,.0f} events/s, "
                   f"clickhouse CPU {cpu * 1e6:.1f} µs/event")
         for order, (rate, *_) in alone.items():
-            print(f"ratio{ORDERS[order][1]}: sluice drain {drain_rate:,.0f} / clickhouse alone {rate:,.0f} = {drain_rate / rate:.0%}")
+            print(f"ratio{ORDERS[order]}: sluice drain {drain_rate:,.0f} / clickhouse alone {rate:,.0f} = {drain_rate / rate:.0%}")
     finally:
         daemon.kill()
         ch.stop()
@@ -380,6 +390,9 @@ def main() -> None:
     ap.add_argument("--drain-poll", type=float, default=0.2,
                     help="drain: seconds between ClickHouse row counts (each costs 18.16 about 5 ms of CPU)")
     args = ap.parse_args()
+    unknown = [o for o in args.baselines.split(",") if o not in ORDERS]
+    if unknown:
+        ap.error(f"--baselines: unknown order {', '.join(unknown)} (choose from {', '.join(ORDERS)})")
     if args.mode == "latency" and args.per_request == 100:
         args.per_request = 20
     binary = Path(os.environ.get("E2E_SLUICE_BIN", ROOT / "target" / "release" / "sluice"))

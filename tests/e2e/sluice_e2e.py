@@ -152,6 +152,11 @@ class Daemon:
         except (urllib.error.URLError, OSError):
             return None
 
+    def metrics_text(self) -> str:
+        """The daemon's Prometheus exposition (its separate metrics listener)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
     def kill(self) -> None:
         """SIGKILL the daemon and reap it."""
         if self.proc is not None and self.proc.poll() is None:

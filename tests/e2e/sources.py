@@ -506,8 +506,7 @@ def post(session, base_url: str, path: str, body=None, *, raw: bytes | None = No
 
 def metrics_text(pipe: Pipeline) -> str:
     """The daemon's Prometheus exposition (its separate metrics listener)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{pipe.daemon.metrics_port}/metrics", timeout=5) as r:
-        return r.read().decode()
+    return pipe.daemon.metrics_text()
 
 
 def rejections(text: str, reason: str, source: str) -> float:
