@@ -38,7 +38,7 @@ use sluice::config::Config;
 use sluice::envelope::Envelope;
 use sluice::event::{Event, Failure};
 use sluice::instance::InstanceId;
-use sluice::publish::enrich::Processor;
+use sluice::publish::process::Processor;
 use sluice::sink::clickhouse::encode::{Encoder, TargetColumn};
 use sluice::sink::clickhouse::migrate::created_columns;
 use sluice::sink::clickhouse::version::Features;
@@ -53,7 +53,12 @@ const RECEIVED: i64 = 1_700_000_100_000;
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
 fn processor() -> Processor {
-    Processor::new(&Config::default(), InstanceId::from_u64(0)).expect("default config is valid")
+    Processor::new(
+        &Config::default().enrich,
+        Config::default().process_limits(),
+        InstanceId::from_u64(0),
+    )
+    .expect("default config is valid")
 }
 
 /// One JS-tracker-like event (as JSON object text), varying with `i`.

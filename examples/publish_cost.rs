@@ -14,7 +14,7 @@
 use sluice::config::Config;
 use sluice::envelope::Envelope;
 use sluice::instance::InstanceId;
-use sluice::publish::enrich::Processor;
+use sluice::publish::process::Processor;
 use sluice::sink::clickhouse::encode::{Encoded, Encoder, TargetColumn};
 use sluice::sink::clickhouse::migrate::created_columns;
 use sluice::sink::clickhouse::version::Features;
@@ -38,8 +38,12 @@ fn main() {
         }
     };
     let envelope = drain_request();
-    let processor = Processor::new(&Config::default(), InstanceId::from_u64(0))
-        .expect("the default configuration is valid");
+    let processor = Processor::new(
+        &Config::default().enrich,
+        Config::default().process_limits(),
+        InstanceId::from_u64(0),
+    )
+    .expect("the default configuration is valid");
     let encoder = Encoder::new(columns_18_16());
     let (mut events, mut failures) = (Vec::with_capacity(EVENTS), Vec::new());
     let mut batch = Encoded::default();

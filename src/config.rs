@@ -853,6 +853,15 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 impl Config {
+    /// The size limits the publisher applies again to stored requests.
+    pub fn process_limits(&self) -> crate::publish::process::Limits {
+        crate::publish::process::Limits {
+            max_payload_bytes: self.collector.max_payload_bytes.bytes(),
+            max_event_bytes: self.segment.max_event_bytes.bytes(),
+            max_decompressed_bytes: self.server.max_decompressed_bytes.bytes(),
+        }
+    }
+
     /// Checks every documented bound; the error lists each violation with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let v = self.violations();

@@ -42,3 +42,4 @@ pub mod publish;
 pub mod ratelimit;
 pub mod server;
 pub mod sink;
+pub mod wire;

@@ -66,7 +66,7 @@ use crate::http::{App, Limits};
 use crate::ingest::Ingest;
 use crate::instance::InstanceId;
 use crate::metrics;
-use crate::publish::enrich::Processor;
+use crate::publish::process::Processor;
 use crate::publish::{Publishers, Shared};
 use crate::sink::clickhouse::Sink;
 
@@ -194,7 +194,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .await
             .context("reading the instance id panicked")??;
     let processor = Arc::new(
-        Processor::new(&config, instance).context("cannot set up enrichment (check [enrich])")?,
+        Processor::new(&config.enrich, config.process_limits(), instance)
+            .context("cannot set up enrichment (check [enrich])")?,
     );
     let store_path = config.dead_letter.path(&config.data_dir);
     let dead_letters = tokio::task::spawn_blocking(move || Store::open(&store_path))

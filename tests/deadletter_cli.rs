@@ -55,7 +55,7 @@ fn entry(lsn: u64, index: u32, category: FailureCategory, time_ms: i64) -> Entry
 
 fn seeded() -> (tempfile::TempDir, Vec<Entry>) {
     let dir = tempfile::tempdir().unwrap();
-    let now = sluice::deadletter::now_ms();
+    let now = sluice::wire::time::now_ms();
     let entries = vec![
         entry(
             1,

@@ -14,7 +14,7 @@ use sluice::config::{ByteSize, Config, HumanDuration};
 use sluice::deadletter::{Filter, Store};
 use sluice::envelope::Envelope;
 use sluice::event::{FailureCategory, COLUMNS};
-use sluice::publish::enrich::Processor;
+use sluice::publish::process::Processor;
 use sluice::publish::{PublishConfig, Publishers, Shared};
 use sluice::sink::clickhouse::migrate::{self, column_type};
 use sluice::sink::clickhouse::Sink;
@@ -165,7 +165,12 @@ fn segment_pycolytics_and_collect_requests_land_in_clickhouse_with_their_columns
         vec![(0, wal.clone())],
         Shared {
             processor: Arc::new(
-                Processor::new(&config, sluice::instance::InstanceId::from_u64(0)).unwrap(),
+                Processor::new(
+                    &config.enrich,
+                    config.process_limits(),
+                    sluice::instance::InstanceId::from_u64(0),
+                )
+                .unwrap(),
             ),
             sink,
             dead_letters: store.clone(),

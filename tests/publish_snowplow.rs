@@ -5,7 +5,7 @@ use base64::Engine as _;
 use sluice::config::Config;
 use sluice::envelope::Envelope;
 use sluice::event::{Event, Failure, FailureCategory};
-use sluice::publish::enrich::Processor;
+use sluice::publish::process::Processor;
 use sluice_wal::Lsn;
 
 const RECEIVED: i64 = 1_720_000_000_500;
@@ -13,7 +13,8 @@ const NUID: &str = "8f7cd1e5-4c1e-4f4a-9b5e-2a1b3c4d5e6f";
 
 fn processor() -> Processor {
     Processor::new(
-        &Config::default(),
+        &Config::default().enrich,
+        Config::default().process_limits(),
         sluice::instance::InstanceId::from_u64(0),
     )
     .expect("default config builds a processor")

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::collect::stream_name;
+use sluice::publish::map::collect::stream_name;
 use sluice_fuzz::processor;
 
 fuzz_target!(|input: &[u8]| {

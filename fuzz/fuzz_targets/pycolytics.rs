@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::pycolytics::{parse, validate, Shape};
+use sluice::wire::pycolytics::{parse, validate, Shape};
 use sluice_fuzz::processor;
 
 fuzz_target!(|input: &[u8]| {

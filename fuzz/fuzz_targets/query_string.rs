@@ -3,7 +3,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::snowplow::{decode_base64, parse_query};
+use sluice::wire::snowplow::parse_query;
+use sluice::wire::text::decode_base64;
 use sluice_fuzz::processor;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,26 +9,10 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::enrich::Processor;
-use sluice::publish::segment::{parse_iso8601, Route};
+use sluice::publish::process::Processor;
+use sluice::wire::route::{Route, SEGMENT_ROUTES};
+use sluice::wire::time::parse_iso8601;
 
-const ROUTES: [&str; 15] = [
-    "/v1/track",
-    "/v1/identify",
-    "/v1/page",
-    "/v1/screen",
-    "/v1/group",
-    "/v1/alias",
-    "/v1/batch",
-    "/v1/import",
-    "/v1/t",
-    "/v1/i",
-    "/v1/p",
-    "/v1/s",
-    "/v1/g",
-    "/v1/a",
-    "/v1/b",
-];
 
 fn processor() -> &'static Processor {
     static P: OnceLock<Processor> = OnceLock::new();
@@ -37,7 +21,7 @@ fn processor() -> &'static Processor {
         // Small enough that the fuzzer reaches the size checks and the gzip cap.
         config.segment.max_event_bytes = sluice::config::ByteSize(2 << 10);
         config.server.max_decompressed_bytes = sluice::config::ByteSize(64 << 10);
-        Processor::new(&config, sluice::instance::InstanceId::from_u64(0)).expect("valid config")
+        Processor::new(&config.enrich, config.process_limits(), sluice::instance::InstanceId::from_u64(0)).expect("valid config")
     })
 }
 
@@ -45,7 +29,10 @@ fuzz_target!(|input: &[u8]| {
     let [route, flags, body @ ..] = input else {
         return;
     };
-    let route = ROUTES[usize::from(*route) % ROUTES.len()];
+    let Route::Segment(segment) = SEGMENT_ROUTES[usize::from(*route) % SEGMENT_ROUTES.len()] else {
+        unreachable!("SEGMENT_ROUTES holds Segment routes")
+    };
+    let route = Route::Segment(segment).template();
     if let Ok(text) = std::str::from_utf8(body) {
         let _ = parse_iso8601(text);
     }
@@ -77,7 +64,7 @@ fuzz_target!(|input: &[u8]| {
         assert!(ev.event_id.is_some() && ev.event.is_some());
         assert_eq!(ev.source.as_deref(), Some("segment"));
     }
-    if let Some(Route::Single(_)) = Route::of(route) {
+    if !segment.is_batch() {
         assert_eq!(events.len() + failures.len(), 1);
     }
     let mut seen: Vec<_> = failures.iter().filter_map(|f| f.event_index).collect();

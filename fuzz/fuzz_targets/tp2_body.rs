@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::envelope::Envelope;
-use sluice::publish::snowplow::{assert_tp2_fast_path_agrees, decode_tp2_body, DecodeOptions};
+use sluice::wire::snowplow::{assert_tp2_fast_path_agrees, decode_tp2_body, DecodeOptions};
 use sluice_fuzz::processor;
 
 fuzz_target!(|body: &[u8]| {

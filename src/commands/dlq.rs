@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::progress::{Progress, ProgressMode};
 use crate::config::Config;
-use crate::deadletter::{self, DeadLetterError, Entry, EntryId, Filter, Store};
+use crate::deadletter::{DeadLetterError, Entry, EntryId, Filter, Store};
 use crate::event::FailureCategory;
 
 /// Why a `dlq` command could not run.
@@ -71,7 +71,7 @@ pub fn filter(
         .iter()
         .map(|i| i.parse::<EntryId>().map_err(DlqError::BadId))
         .collect::<Result<Vec<_>, _>>()?;
-    let written_before_ms = older_than.map(|d| deadletter::now_ms() - d.as_millis() as i64);
+    let written_before_ms = older_than.map(|d| crate::wire::time::now_ms() - d.as_millis() as i64);
     Ok(Filter {
         category,
         written_before_ms,

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::json;
@@ -17,6 +17,7 @@ use super::{CommandError, Outcome};
 use crate::config::{ByteSize, Config};
 use crate::envelope::Envelope;
 use crate::ingest::{existing_partitions, partition_count, partition_dir, wal_config};
+use crate::wire::time::now_ms;
 
 /// One partition's state, as `wal status` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,12 +104,6 @@ fn open_view(data_dir: &Path, partition: usize, wal: &WalConfig) -> Result<LogVi
         path,
         source,
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Age in seconds of the oldest record not yet confirmed, read from its envelope.

@@ -35,8 +35,8 @@ use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
-use crate::publish::enrich::ip;
 use crate::ratelimit::{BucketSpec, Decision, RateLimiter};
+use crate::wire::ip;
 
 use super::HttpError;
 
@@ -328,7 +328,7 @@ pub fn basic_username(headers: &HeaderMap) -> Option<String> {
 /// `?writeKey=` (percent-decoded), if present and non-empty.
 pub fn query_write_key(query: Option<&str>) -> Option<String> {
     let raw = super::collector::query_param(query?, "writeKey")?;
-    let key = super::collector::percent_decode(raw);
+    let key = crate::wire::text::form_decode_lossy(raw);
     (!key.is_empty()).then_some(key)
 }
 

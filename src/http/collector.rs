@@ -62,7 +62,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{ByteSize, HumanDuration, Violation};
 
-use super::{PIXEL_PATHS, TP1, TP2};
+use crate::wire::route::Route;
+use crate::wire::text::form_decode_lossy;
 
 /// The network user id stored for `SP-Anonymous` requests.
 pub const ANONYMOUS_NUID: &str = "00000000-0000-0000-0000-000000000000";
@@ -70,14 +71,6 @@ pub const ANONYMOUS_NUID: &str = "00000000-0000-0000-0000-000000000000";
 pub const SP_ANONYMOUS: &str = "sp-anonymous";
 /// [`SP_ANONYMOUS`] as a header name, so the lookup does not parse it per request.
 const SP_ANONYMOUS_HEADER: http::HeaderName = http::HeaderName::from_static(SP_ANONYMOUS);
-/// The default redirect route.
-pub const REDIRECT_TP2: &str = "/r/tp2";
-/// The route template of any other `/r/{path}` redirect.
-pub const REDIRECT_OTHER: &str = "/r/{path}";
-/// `GET /robots.txt`.
-pub const ROBOTS: &str = "/robots.txt";
-/// `GET /crossdomain.xml`.
-pub const CROSS_DOMAIN: &str = "/crossdomain.xml";
 /// The longest `nuid` parameter or cookie value that is used as the network user id.
 pub const MAX_NUID_BYTES: usize = 128;
 /// Headers a preflight always allows (the reference collector's fixed list).
@@ -88,8 +81,6 @@ pub const ANONYMOUS_STRIPPED_HEADERS: [&str; 4] =
 /// The body of `/robots.txt`: no crawler should index or follow the collector.
 pub const ROBOTS_TXT: &str = "User-agent: *\nDisallow: /\n\nUser-agent: Googlebot\nDisallow: /\n\n\
                               User-agent: AdsBot-Google\nDisallow: /\n";
-/// The Snowplow paths a custom alias may map to.
-pub const ALIAS_TARGETS: [&str; 5] = [TP2, TP1, PIXEL_PATHS[0], PIXEL_PATHS[1], REDIRECT_TP2];
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -442,11 +433,11 @@ impl CollectorConfig {
                 format!("alias `{from}` would hide a built-in route; pick another path"),
             );
             check(
-                ALIAS_TARGETS.contains(&to.as_str()),
+                Route::ALIAS_TARGETS.iter().any(|t| t.template() == to),
                 "collector.paths",
                 format!(
                     "alias `{from}` maps to `{to}`, which is not one of {}",
-                    ALIAS_TARGETS.join(", ")
+                    Route::ALIAS_TARGETS.map(Route::template).join(", ")
                 ),
             );
         }
@@ -514,8 +505,8 @@ fn is_builtin_path(p: &str) -> bool {
         || super::resolve(&http::Method::POST, p).is_ok()
         || p.starts_with("/r/")
         || p.starts_with("/collect/")
-        || p == ROBOTS
-        || p == CROSS_DOMAIN
+        || p == Route::Robots.template()
+        || p == Route::CrossDomain.template()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,13 +720,13 @@ pub enum Extra {
     /// A redirect route (`/r/tp2`, `/r/{path}`, or an alias of `/r/tp2`): the template and the
     /// path to store.
     Redirect {
-        /// [`REDIRECT_TP2`] or [`REDIRECT_OTHER`].
-        template: &'static str,
+        /// [`Route::Redirect`] or [`Route::RedirectOther`].
+        route: Route,
         /// The stored path: the request's path, or `/r/tp2` for an alias (`None` = as received).
         mapped: Option<&'static str>,
     },
-    /// An alias of a built-in tracking path.
-    Alias(&'static str),
+    /// An alias of a built-in tracking route.
+    Alias(Route),
 }
 
 /// The compiled `[collector]` section. Built once; shared by every request.
@@ -746,7 +737,7 @@ pub struct Collector {
     dnt: Option<(String, Pattern)>,
     redirects_enabled: bool,
     redirect_domains: Vec<String>,
-    aliases: HashMap<String, &'static str>,
+    aliases: HashMap<String, Route>,
     cross_domain: Option<Bytes>,
 }
 
@@ -819,7 +810,7 @@ impl Collector {
             .iter()
             .filter(|(from, _)| is_two_segment_path(from) && !is_builtin_path(from))
             .filter_map(|(from, to)| {
-                let target = ALIAS_TARGETS.iter().find(|t| **t == to)?;
+                let target = Route::ALIAS_TARGETS.iter().find(|t| t.template() == to)?;
                 Some((from.clone(), *target))
             })
             .collect();
@@ -857,10 +848,10 @@ impl Collector {
 
     /// What a path no built-in route matched means here, if anything.
     pub fn extra(&self, path: &str) -> Option<Extra> {
-        if path == ROBOTS {
+        if path == Route::Robots.template() {
             return Some(Extra::Robots);
         }
-        if path == CROSS_DOMAIN {
+        if path == Route::CrossDomain.template() {
             return self.cross_domain.is_some().then_some(Extra::CrossDomain);
         }
         if let Some(rest) = path.strip_prefix("/r/") {
@@ -870,13 +861,13 @@ impl Collector {
             if !self.redirects_enabled {
                 return Some(Extra::RedirectsDisabled);
             }
-            let template = if path == REDIRECT_TP2 {
-                REDIRECT_TP2
+            let route = if path == Route::Redirect.template() {
+                Route::Redirect
             } else {
-                REDIRECT_OTHER
+                Route::RedirectOther
             };
             return Some(Extra::Redirect {
-                template,
+                route,
                 mapped: None,
             });
         }
@@ -884,9 +875,9 @@ impl Collector {
             return None;
         }
         match *self.aliases.get(path)? {
-            REDIRECT_TP2 => Some(Extra::Redirect {
-                template: REDIRECT_TP2,
-                mapped: Some(REDIRECT_TP2),
+            Route::Redirect => Some(Extra::Redirect {
+                route: Route::Redirect,
+                mapped: Some(Route::Redirect.template()),
             }),
             target => Some(Extra::Alias(target)),
         }
@@ -985,7 +976,7 @@ impl Collector {
         }
         let known = query
             .and_then(|q| query_param(q, "nuid"))
-            .and_then(|v| usable_nuid(&percent_decode(v)))
+            .and_then(|v| usable_nuid(&form_decode_lossy(v)))
             .or_else(|| from_cookie.and_then(usable_nuid));
         let from_request = known.is_some();
         let nuid = known.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -1004,7 +995,7 @@ impl Collector {
         let raw = query
             .and_then(|q| query_param(q, "u"))
             .ok_or(RedirectRefusal::Missing)?;
-        let target = percent_decode(raw);
+        let target = form_decode_lossy(raw);
         if target.is_empty() {
             return Err(RedirectRefusal::Missing);
         }
@@ -1067,38 +1058,6 @@ fn url_host(url: &str) -> Option<&str> {
     plausible.then_some(host)
 }
 
-/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept literally and invalid
-/// UTF-8 is replaced.
-pub(crate) fn percent_decode(s: &str) -> String {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return s.to_owned();
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (
-                    bytes.get(i + 1).copied().and_then(hex),
-                    bytes.get(i + 2).copied().and_then(hex),
-                ) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1147,14 +1106,6 @@ mod tests {
         ] {
             assert_eq!(url_host(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn percent_decoding_handles_plus_escapes_and_broken_escapes() {
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("plain"), "plain");
     }
 
     #[test]
@@ -1247,7 +1198,7 @@ mod tests {
         );
         assert_eq!(
             keys(&|c| {
-                c.paths.insert("/r/x".into(), TP2.into());
+                c.paths.insert("/r/x".into(), Route::Tp2.template().into());
             }),
             ["collector.paths"]
         );

@@ -13,8 +13,8 @@ use http::{Method, Response, StatusCode};
 
 use super::collector::RedirectRefusal;
 use super::response::{message, with_body, Body};
-use super::sources::Source;
 use crate::ratelimit::retry_after_secs;
+use crate::wire::route::Source;
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]

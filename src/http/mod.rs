@@ -63,7 +63,7 @@ pub mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -74,48 +74,14 @@ use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::ingest::{Identity, Ingest};
 use crate::metrics;
+use crate::wire::route::{Route, Source};
+use crate::wire::time::now_ms;
 use auth::{Access, Policy};
 use collector::Extra;
-use sources::Shape;
 
 pub use collector::Collector;
 pub use error::HttpError;
 pub use response::{Answer, Body, PIXEL};
-
-/// Snowplow's legacy pixel paths.
-pub const PIXEL_PATHS: [&str; 2] = ["/i", "/ice.png"];
-/// Snowplow tracker protocol v1 (GET only).
-pub const TP1: &str = "/com.snowplowanalytics.snowplow/tp1";
-/// Snowplow tracker protocol v2 (GET pixel, POST batches).
-pub const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// Segment's HTTP tracking API: single calls (one message per request).
-pub const SEGMENT_PATHS: [&str; 8] = [
-    "/v1/track",
-    "/v1/identify",
-    "/v1/page",
-    "/v1/screen",
-    "/v1/group",
-    "/v1/alias",
-    "/v1/batch",
-    "/v1/import",
-];
-/// analytics.js' short aliases: `t`rack, `p`age, `i`dentify, `g`roup, `a`lias, `s`creen and
-/// `b`atch.
-pub const SEGMENT_SHORT_PATHS: [&str; 7] = [
-    "/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s", "/v1/b",
-];
-/// The Segment routes whose body is a batch (`{"batch":[…]}`).
-pub const SEGMENT_BATCH_PATHS: [&str; 3] = ["/v1/batch", "/v1/import", "/v1/b"];
-/// pycolytics' endpoints.
-pub const PYCOLYTICS_PATHS: [&str; 2] = ["/v1.0/event", "/v1.0/events"];
-/// The generic endpoint without a stream.
-pub const COLLECT: &str = "/collect";
-/// The generic endpoint's template with a stream name.
-pub const COLLECT_STREAM: &str = "/collect/{stream}";
-/// Liveness.
-pub const HEALTH: &str = "/health";
-/// Readiness.
-pub const READY: &str = "/ready";
 
 /// Metric label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -144,22 +110,21 @@ pub const LOGGED_HEADERS: [&str; 10] = [
     "sp-anonymous",
 ];
 
-/// A tracking route: the template that names it, what its body must be, and how it answers.
+/// A tracking request's route and the answer its method gets once the request is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    /// The route template, stored in the envelope and used as the metric label.
-    pub template: &'static str,
+pub struct Tracking {
+    /// The route: its template is stored in the envelope and used as the metric label, and it
+    /// decides what is checked in the body before it is stored.
+    pub route: Route,
     /// The answer once the request is durable.
     pub answer: Answer,
-    /// What is checked in the body before it is stored (and the route's protocol).
-    pub shape: Shape,
 }
 
 /// What a request's method and path resolve to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// Store the request, then answer.
-    Track(Route),
+    Track(Tracking),
     /// `GET /health`.
     Health,
     /// `GET /ready`.
@@ -168,110 +133,41 @@ pub enum Target {
 
 /// Matches a method and path against the route table (OPTIONS is handled before this).
 pub fn resolve(method: &Method, path: &str) -> Result<Target, HttpError> {
-    let (template, allow, answer, shape) = if let Some(t) = PIXEL_PATHS.iter().find(|p| **p == path)
-    {
-        (
-            *t,
-            ALLOW_PIXEL,
-            get_only(method, Answer::Pixel),
-            Shape::Opaque,
-        )
-    } else if path == TP2 {
-        let answer = match *method {
-            Method::GET | Method::HEAD => Some(Answer::Pixel),
-            Method::POST => Some(Answer::TextOk),
-            _ => None,
-        };
-        (TP2, ALLOW_TP2, answer, Shape::Opaque)
-    } else if path == TP1 {
-        (
-            TP1,
-            ALLOW_PIXEL,
-            get_only(method, Answer::Pixel),
-            Shape::Opaque,
-        )
-    } else if let Some(t) = path
-        .starts_with("/v1/")
-        .then(|| {
-            SEGMENT_PATHS
-                .iter()
-                .chain(&SEGMENT_SHORT_PATHS)
-                .find(|p| **p == path)
-        })
-        .flatten()
-    {
-        let shape = if SEGMENT_BATCH_PATHS.contains(t) {
-            Shape::SegmentBatch
-        } else {
-            Shape::SegmentMessage
-        };
-        (
-            *t,
-            ALLOW_POST,
-            post_only(method, Answer::SegmentSuccess),
-            shape,
-        )
-    } else if let Some(t) = PYCOLYTICS_PATHS.iter().find(|p| **p == path) {
-        let shape = if *t == PYCOLYTICS_PATHS[1] {
-            Shape::PycolyticsEvents
-        } else {
-            Shape::PycolyticsEvent
-        };
-        (*t, ALLOW_POST, post_only(method, Answer::NoContent), shape)
-    } else if path == COLLECT {
-        (
-            COLLECT,
-            ALLOW_POST,
-            post_only(method, Answer::Accepted),
-            Shape::Collect,
-        )
-    } else if is_collect_stream(path) {
-        (
-            COLLECT_STREAM,
-            ALLOW_POST,
-            post_only(method, Answer::Accepted),
-            Shape::Collect,
-        )
-    } else if path == HEALTH || path == READY {
-        let template = if path == HEALTH { HEALTH } else { READY };
-        return match *method {
-            Method::GET | Method::HEAD if template == HEALTH => Ok(Target::Health),
-            Method::GET | Method::HEAD => Ok(Target::Ready),
-            _ => Err(HttpError::MethodNotAllowed {
-                method: method.clone(),
-                route: template,
-                allow: ALLOW_PROBE,
-            }),
-        };
-    } else {
+    let Some(route) = Route::of_path(path) else {
         return Err(HttpError::NotFound { path: path.into() });
     };
+    let get = matches!(*method, Method::GET | Method::HEAD);
+    let post = *method == Method::POST;
+    let (allow, answer) = match route {
+        Route::Pixel | Route::IcePixel | Route::Tp1 => (ALLOW_PIXEL, get.then_some(Answer::Pixel)),
+        Route::Tp2 => {
+            let answer = if get {
+                Some(Answer::Pixel)
+            } else {
+                post.then_some(Answer::TextOk)
+            };
+            (ALLOW_TP2, answer)
+        }
+        Route::Segment(_) => (ALLOW_POST, post.then_some(Answer::SegmentSuccess)),
+        Route::PycolyticsEvent | Route::PycolyticsEvents => {
+            (ALLOW_POST, post.then_some(Answer::NoContent))
+        }
+        Route::Collect | Route::CollectStream => (ALLOW_POST, post.then_some(Answer::Accepted)),
+        Route::Health if get => return Ok(Target::Health),
+        Route::Ready if get => return Ok(Target::Ready),
+        Route::Health | Route::Ready => (ALLOW_PROBE, None),
+        Route::Redirect | Route::RedirectOther | Route::Robots | Route::CrossDomain => {
+            return Err(HttpError::NotFound { path: path.into() })
+        }
+    };
     match answer {
-        Some(answer) => Ok(Target::Track(Route {
-            template,
-            answer,
-            shape,
-        })),
+        Some(answer) => Ok(Target::Track(Tracking { route, answer })),
         None => Err(HttpError::MethodNotAllowed {
             method: method.clone(),
-            route: template,
+            route: route.template(),
             allow,
         }),
     }
-}
-
-fn get_only(method: &Method, answer: Answer) -> Option<Answer> {
-    matches!(*method, Method::GET | Method::HEAD).then_some(answer)
-}
-
-fn post_only(method: &Method, answer: Answer) -> Option<Answer> {
-    (*method == Method::POST).then_some(answer)
-}
-
-/// `/collect/NAME` with one non-empty segment.
-fn is_collect_stream(path: &str) -> bool {
-    path.strip_prefix("/collect/")
-        .is_some_and(|stream| !stream.is_empty() && !stream.contains('/'))
 }
 
 /// The limits the handler enforces, from `server.*`, the collector behaviour from
@@ -365,8 +261,11 @@ impl App {
                 mapped: None,
                 redirect: false,
             },
-            Ok(Target::Health) => return (HEALTH, response::text(StatusCode::OK, "ok\n")),
-            Ok(Target::Ready) => return (READY, self.readiness()),
+            Ok(Target::Health) => {
+                let answer = response::text(StatusCode::OK, "ok\n");
+                return (Route::Health.template(), answer);
+            }
+            Ok(Target::Ready) => return (Route::Ready.template(), self.readiness()),
             Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
                 return (route, e.into_response())
             }
@@ -392,7 +291,7 @@ impl App {
                 resp
             }
             Err(e) => {
-                let source = plan.route.shape.source();
+                let source = plan.route.route.source().unwrap_or(Source::Snowplow);
                 if let Some(reason) = e.rejection() {
                     metrics::record_rejection(reason, source.as_str());
                 }
@@ -400,7 +299,7 @@ impl App {
             }
         };
         collector.add_cors(resp.headers_mut(), origin.as_ref());
-        (plan.route.template, resp)
+        (plan.route.route.template(), resp)
     }
 
     /// Routes a path that only the `[collector]` section knows: answers it directly, or returns
@@ -423,44 +322,43 @@ impl App {
         };
         match extra {
             Extra::Robots if probe => Err((
-                collector::ROBOTS,
+                Route::Robots.template(),
                 response::text(StatusCode::OK, collector::ROBOTS_TXT),
             )),
-            Extra::Robots => Err(not_allowed(collector::ROBOTS, ALLOW_PROBE)),
+            Extra::Robots => Err(not_allowed(Route::Robots.template(), ALLOW_PROBE)),
             Extra::CrossDomain => match collector.cross_domain_policy() {
-                Some(body) if probe => Err((collector::CROSS_DOMAIN, response::xml(body))),
-                Some(_) => Err(not_allowed(collector::CROSS_DOMAIN, ALLOW_PROBE)),
+                Some(body) if probe => Err((Route::CrossDomain.template(), response::xml(body))),
+                Some(_) => Err(not_allowed(Route::CrossDomain.template(), ALLOW_PROBE)),
                 None => Err((
                     UNMATCHED,
                     HttpError::NotFound {
-                        path: collector::CROSS_DOMAIN.into(),
+                        path: Route::CrossDomain.template().into(),
                     }
                     .into_response(),
                 )),
             },
             Extra::RedirectsDisabled => Err((
-                collector::REDIRECT_OTHER,
+                Route::RedirectOther.template(),
                 HttpError::RedirectsDisabled.into_response(),
             )),
-            Extra::Redirect { template, mapped } => {
+            Extra::Redirect { route, mapped } => {
                 if probe || *method == Method::POST {
                     Ok(Plan {
-                        route: Route {
-                            template,
+                        route: Tracking {
+                            route,
                             answer: Answer::Found,
-                            shape: Shape::Opaque,
                         },
                         mapped,
                         redirect: true,
                     })
                 } else {
-                    Err(not_allowed(template, ALLOW_REDIRECT))
+                    Err(not_allowed(route.template(), ALLOW_REDIRECT))
                 }
             }
-            Extra::Alias(target) => match resolve(method, target) {
+            Extra::Alias(target) => match resolve(method, target.template()) {
                 Ok(Target::Track(route)) => Ok(Plan {
                     route,
-                    mapped: Some(target),
+                    mapped: Some(target.template()),
                     redirect: false,
                 }),
                 Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
@@ -470,7 +368,7 @@ impl App {
                 Ok(_) | Err(_) => Err((
                     UNMATCHED,
                     HttpError::NotFound {
-                        path: target.into(),
+                        path: target.template().into(),
                     }
                     .into_response(),
                 )),
@@ -505,7 +403,7 @@ impl App {
         };
         let visitor = collector.visitor(&parts.headers, query);
         let body = self.read_body(body, &parts.headers).await?;
-        let store = self.admit(&policy, plan.route.shape, &parts.headers, query, &body)?;
+        let store = self.admit(&policy, plan.route.route, &parts.headers, query, &body)?;
         if visitor.do_not_track || !store {
             return Ok(Accepted {
                 location,
@@ -528,7 +426,7 @@ impl App {
         };
         let envelope = Envelope {
             received_at_ms,
-            route: plan.route.template.to_owned(),
+            route: plan.route.route.template().to_owned(),
             method: parts.method.as_str().to_owned(),
             path: plan.mapped.unwrap_or(parts.uri.path()).to_owned(),
             query: query.map(str::to_owned),
@@ -557,16 +455,27 @@ impl App {
     fn admit(
         &self,
         policy: &Policy,
-        shape: Shape,
+        route: Route,
         headers: &HeaderMap,
         query: Option<&str>,
         body: &[u8],
     ) -> Result<bool, HttpError> {
         let access = &*self.limits.access;
-        let source = shape.source();
+        let source = route.source().unwrap_or(Source::Snowplow);
         let unauthorized = || HttpError::Unauthorized { protocol: source };
-        match shape {
-            Shape::Opaque => {
+        match route {
+            // Snowplow's bodies are stored as sent; the publisher decodes them. (The probes and
+            // `/robots.txt`, `/crossdomain.xml` are answered before anything is admitted.)
+            Route::Pixel
+            | Route::IcePixel
+            | Route::Tp1
+            | Route::Tp2
+            | Route::Redirect
+            | Route::RedirectOther
+            | Route::Health
+            | Route::Ready
+            | Route::Robots
+            | Route::CrossDomain => {
                 let key = auth::header_key(headers, &policy.key_header);
                 if !policy.snowplow_keys.admits(key) {
                     return Err(unauthorized());
@@ -574,7 +483,7 @@ impl App {
                 access.limit_key(policy, key)?;
                 Ok(true)
             }
-            Shape::Collect => {
+            Route::Collect | Route::CollectStream => {
                 let key = auth::header_key(headers, &policy.key_header);
                 if !policy.collect_keys.admits(key) {
                     return Err(unauthorized());
@@ -588,9 +497,9 @@ impl App {
                 access.limit_key(policy, key)?;
                 Ok(!inspected.empty)
             }
-            Shape::SegmentMessage | Shape::SegmentBatch => {
+            Route::Segment(segment) => {
                 sources::check_content_type(headers)?;
-                let batch = shape == Shape::SegmentBatch;
+                let batch = segment.is_batch();
                 let limit = if batch {
                     policy.max_batch_bytes
                 } else {
@@ -634,14 +543,14 @@ impl App {
                 access.limit_key(policy, key.as_deref())?;
                 Ok(!inspected.empty)
             }
-            Shape::PycolyticsEvent | Shape::PycolyticsEvents => {
+            Route::PycolyticsEvent | Route::PycolyticsEvents => {
                 sources::check_content_type(headers)?;
                 let cap = policy.max_decompressed_bytes;
                 let json = sources::decoded_body(headers, body, cap, cap, |_| {
                     HttpError::DecompressedTooLarge { limit: cap }
                 })?;
                 let inspected =
-                    sources::inspect_pycolytics(shape == Shape::PycolyticsEvents, &json)?;
+                    sources::inspect_pycolytics(route == Route::PycolyticsEvents, &json)?;
                 // Every event must carry a valid key; a missing one never passes. (An empty
                 // batch stores nothing and is answered 204 whatever its key.)
                 if !policy
@@ -721,7 +630,7 @@ impl App {
 /// How one tracking request is handled: its route, the path to store, and whether it redirects.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
-    route: Route,
+    route: Tracking,
     /// The stored path when it is not the request's own (an alias's target).
     mapped: Option<&'static str>,
     redirect: bool,
@@ -760,17 +669,15 @@ fn header_text(value: &HeaderValue) -> String {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::route::SEGMENT_ROUTES;
 
-    fn track(method: Method, path: &str) -> Route {
+    const TP1: &str = "/com.snowplowanalytics.snowplow/tp1";
+    const TP2: &str = "/com.snowplowanalytics.snowplow/tp2";
+
+    fn track(method: Method, path: &str) -> Tracking {
         match resolve(&method, path) {
             Ok(Target::Track(route)) => route,
             other => panic!("{method} {path} resolved to {other:?}"),
@@ -780,41 +687,47 @@ mod tests {
     #[test]
     fn every_tracking_route_resolves_to_its_template_and_answer() {
         assert_eq!(track(Method::GET, "/i").answer, Answer::Pixel);
-        assert_eq!(track(Method::HEAD, "/ice.png").template, "/ice.png");
+        assert_eq!(track(Method::HEAD, "/ice.png").route.template(), "/ice.png");
         assert_eq!(track(Method::GET, TP1).answer, Answer::Pixel);
         assert_eq!(track(Method::GET, TP2).answer, Answer::Pixel);
         assert_eq!(track(Method::POST, TP2).answer, Answer::TextOk);
-        for p in SEGMENT_PATHS.iter().chain(&SEGMENT_SHORT_PATHS) {
-            let batch = ["/v1/batch", "/v1/import", "/v1/b"].contains(p);
+        for route in SEGMENT_ROUTES {
+            let p = route.template();
+            let Route::Segment(segment) = route else {
+                panic!("{p} is a Segment route");
+            };
+            let batch = ["/v1/batch", "/v1/import", "/v1/b"].contains(&p);
             assert_eq!(
                 track(Method::POST, p),
-                Route {
-                    template: p,
+                Tracking {
+                    route,
                     answer: Answer::SegmentSuccess,
-                    shape: if batch {
-                        Shape::SegmentBatch
-                    } else {
-                        Shape::SegmentMessage
-                    },
                 },
                 "{p}"
             );
+            assert_eq!(segment.is_batch(), batch, "{p}");
         }
-        assert_eq!(track(Method::POST, "/v1/t").template, "/v1/t");
+        assert_eq!(track(Method::POST, "/v1/t").route.template(), "/v1/t");
         assert_eq!(
-            track(Method::POST, "/v1.0/event").shape,
-            Shape::PycolyticsEvent
+            track(Method::POST, "/v1.0/event").route,
+            Route::PycolyticsEvent
         );
-        assert_eq!(track(Method::GET, "/i").shape, Shape::Opaque);
-        assert_eq!(track(Method::POST, "/collect/x").shape, Shape::Collect);
+        assert_eq!(
+            track(Method::GET, "/i").route.source(),
+            Some(Source::Snowplow)
+        );
+        assert_eq!(
+            track(Method::POST, "/collect/x").route.source(),
+            Some(Source::Collect)
+        );
         assert_eq!(
             track(Method::POST, "/v1.0/events").answer,
             Answer::NoContent
         );
-        assert_eq!(track(Method::POST, "/collect").template, COLLECT);
+        assert_eq!(track(Method::POST, "/collect").route.template(), "/collect");
         assert_eq!(
-            track(Method::POST, "/collect/orders").template,
-            COLLECT_STREAM
+            track(Method::POST, "/collect/orders").route.template(),
+            "/collect/{stream}"
         );
     }
 

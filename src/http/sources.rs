@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::config::{ByteSize, Violation};
-use crate::publish::pycolytics;
+use crate::wire::pycolytics;
 
 use super::HttpError;
 
@@ -209,70 +209,6 @@ impl AuthConfig {
         }
         key_violations("auth.snowplow_keys", &self.snowplow_keys, &mut out);
         out
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Route families.
-// ---------------------------------------------------------------------------------------------
-
-/// Which protocol a route speaks: the `source` label of the rejection metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Snowplow trackers.
-    Snowplow,
-    /// Segment and RudderStack SDKs.
-    Segment,
-    /// pycolytics clients.
-    Pycolytics,
-    /// The generic endpoint.
-    Collect,
-}
-
-impl Source {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Snowplow => "snowplow",
-            Source::Segment => "segment",
-            Source::Pycolytics => "pycolytics",
-            Source::Collect => "collect",
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a route's body must be before the request is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// Snowplow: stored as sent; the publisher decodes it.
-    Opaque,
-    /// A Segment single call: one JSON object.
-    SegmentMessage,
-    /// A Segment batch: an object with a `batch` array.
-    SegmentBatch,
-    /// pycolytics `/v1.0/event`.
-    PycolyticsEvent,
-    /// pycolytics `/v1.0/events`.
-    PycolyticsEvents,
-    /// `/collect*`: an object or an array of objects.
-    Collect,
-}
-
-impl Shape {
-    /// The protocol of routes with this shape.
-    pub fn source(self) -> Source {
-        match self {
-            Shape::Opaque => Source::Snowplow,
-            Shape::SegmentMessage | Shape::SegmentBatch => Source::Segment,
-            Shape::PycolyticsEvent | Shape::PycolyticsEvents => Source::Pycolytics,
-            Shape::Collect => Source::Collect,
-        }
     }
 }
 

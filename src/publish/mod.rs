@@ -71,13 +71,11 @@
 //! and it then raises its lanes' flag, which interrupts their deliveries (the sink returns
 //! `Stopped`). Nothing in hand is checkpointed. `stop` joins the threads with a timeout.
 
-pub mod collect;
 pub mod enrich;
 pub mod ledger;
-pub mod pycolytics;
+pub mod map;
+pub mod process;
 pub mod replay;
-pub mod segment;
-pub mod snowplow;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -98,6 +96,7 @@ use crate::event::{Event, Failure, FailureCategory};
 use crate::instance::InstanceId;
 use crate::metrics;
 use ledger::{BatchRange, Ledger};
+use process::Process;
 
 /// Longest a publisher waits for a record before looking at its stop flag again.
 pub const STOP_POLL: Duration = Duration::from_millis(100);
@@ -188,21 +187,6 @@ impl PublishConfig {
         }
         out
     }
-}
-
-/// Turns one stored request into rows and failures. Implemented by [`enrich::Processor`];
-/// must be deterministic (a re-formed batch must produce the same rows).
-pub trait Process: Send + Sync {
-    /// Pushes one event per good event and one failure per bad one (or one failure with
-    /// `event_index: None` for a bad request).
-    fn process(
-        &self,
-        envelope: &Envelope,
-        partition: usize,
-        lsn: Lsn,
-        events: &mut Vec<Event>,
-        failures: &mut Vec<Failure>,
-    );
 }
 
 /// What the sink did with a batch.
@@ -313,19 +297,6 @@ impl BatchRows for crate::sink::clickhouse::EncodedRows {
 
     fn position(&self, i: usize) -> Option<(Option<u64>, Option<u64>)> {
         crate::sink::clickhouse::EncodedRows::position(self, i)
-    }
-}
-
-impl Process for enrich::Processor {
-    fn process(
-        &self,
-        envelope: &Envelope,
-        partition: usize,
-        lsn: Lsn,
-        events: &mut Vec<Event>,
-        failures: &mut Vec<Failure>,
-    ) {
-        enrich::Processor::process(self, envelope, partition, lsn, events, failures);
     }
 }
 
@@ -753,7 +724,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
     fn record_lag(&self, batch: &Batch<D::Rows>) {
         let status = self.wal.status();
         let oldest = batch.first_received_ms.map_or(Duration::ZERO, |t| {
-            Duration::from_millis(deadletter::now_ms().saturating_sub(t).max(0) as u64)
+            Duration::from_millis(crate::wire::time::now_ms().saturating_sub(t).max(0) as u64)
         });
         metrics::publish::lag(self.partition, status.unconfirmed, oldest);
     }
@@ -897,7 +868,7 @@ fn prepare_again<P: Process, D: Deliver>(
     let mut rows = D::Rows::default();
     let (mut events, mut failures) = (Vec::new(), Vec::new());
     read_back(wal, range, |lsn, payload| {
-        replay::process_record(
+        process::process_record(
             &*shared.processor,
             &payload,
             partition,
@@ -1028,7 +999,7 @@ impl<P: Process, D: Deliver> Former<P, D> {
             Some(r) => BatchRange { last: lsn, ..r },
         });
         let mut failures = Vec::new();
-        let received_at_ms = replay::process_record(
+        let received_at_ms = process::process_record(
             &*self.shared.processor,
             &payload,
             self.partition,
@@ -1071,7 +1042,7 @@ fn dead_letters<P: Process, R: BatchRows>(
     batch: &Batch<R>,
     delivery: &Delivery,
 ) -> sluice_wal::Result<Vec<Entry>> {
-    let now = deadletter::now_ms();
+    let now = crate::wire::time::now_ms();
     // Requests of rejected rows the batch did not keep are read back from the log.
     let missing: std::collections::BTreeSet<Lsn> = delivery
         .rejected
@@ -1133,7 +1104,7 @@ fn dead_letters<P: Process, R: BatchRows>(
         let row = stored.and_then(|s| {
             let rows = remade.entry(lsn).or_insert_with(|| {
                 let (mut rows, mut failures) = (Vec::new(), Vec::new());
-                replay::process_record(
+                process::process_record(
                     processor,
                     &s.payload,
                     partition,

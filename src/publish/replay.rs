@@ -32,9 +32,9 @@ use sluice_wal::{LogView, Lsn, WalConfig};
 use tokio::sync::watch;
 
 use super::ledger::{recorded_ranges, BatchRange};
-use super::{Deliver, DeliverError, Delivery, Process, PublishConfig};
+use super::process::{process_record, Process};
+use super::{Deliver, DeliverError, Delivery, PublishConfig};
 use crate::deadletter::{self, Entry, Filter, Store};
-use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory};
 
 /// Why a replay stopped.
@@ -143,7 +143,7 @@ pub struct Pipeline {
     /// Drives the sink's futures (one worker thread; `Handle::block_on` needs a worker).
     pub runtime: tokio::runtime::Runtime,
     /// The configured enrichment.
-    pub processor: crate::publish::enrich::Processor,
+    pub processor: crate::publish::process::Processor,
     /// Connected to the configured ClickHouse.
     pub sink: crate::sink::clickhouse::Sink,
     /// The data directory's instance id: replayed batches carry the daemon's tokens.
@@ -154,8 +154,12 @@ impl Pipeline {
     /// Sets up enrichment and connects to ClickHouse (one attempt: the operator is watching).
     pub fn connect(config: &crate::config::Config) -> Result<Pipeline, ReplayError> {
         let instance = crate::instance::load_or_create(&config.data_dir)?;
-        let processor = crate::publish::enrich::Processor::new(config, instance)
-            .map_err(|e| ReplayError::Enrich(e.to_string()))?;
+        let processor = crate::publish::process::Processor::new(
+            &config.enrich,
+            config.process_limits(),
+            instance,
+        )
+        .map_err(|e| ReplayError::Enrich(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -329,32 +333,6 @@ pub fn replay_range<P: Process, D: Deliver>(
     Ok(summary)
 }
 
-/// Decodes and processes one stored request the way the publisher does.
-pub fn process_record<P: Process>(
-    processor: &P,
-    payload: &[u8],
-    partition: usize,
-    lsn: Lsn,
-    events: &mut Vec<Event>,
-    failures: &mut Vec<Failure>,
-) -> Option<i64> {
-    match Envelope::decode(payload) {
-        Ok(envelope) => {
-            processor.process(&envelope, partition, lsn, events, failures);
-            Some(envelope.received_at_ms)
-        }
-        Err(e) => {
-            failures.push(Failure {
-                category: FailureCategory::CollectorPayloadFormatViolation,
-                messages: vec![format!("the stored request cannot be decoded: {e}")],
-                event_index: None,
-                event_payload: None,
-            });
-            None
-        }
-    }
-}
-
 /// What a `dlq replay` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DlqSummary {
@@ -492,7 +470,7 @@ pub fn replay_dead_letters<P: Process, D: Deliver>(
         &mut summary,
     )?;
 
-    let now = deadletter::now_ms();
+    let now = crate::wire::time::now_ms();
     let again: Vec<Entry> = failed
         .into_iter()
         .map(|e| Entry {

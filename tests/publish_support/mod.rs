@@ -20,9 +20,8 @@ use sluice::deadletter::Store;
 use sluice::envelope::Envelope;
 use sluice::event::{Event, Failure, FailureCategory};
 use sluice::instance::InstanceId;
-use sluice::publish::{
-    Deliver, DeliverError, Delivery, Process, PublishConfig, Publishers, Shared,
-};
+use sluice::publish::process::Process;
+use sluice::publish::{Deliver, DeliverError, Delivery, PublishConfig, Publishers, Shared};
 use sluice_wal::{Lsn, Wal, WalConfig};
 use tokio::sync::watch;
 

@@ -1,4 +1,4 @@
-//! pycolytics' API (`POST /v1.0/event`, `POST /v1.0/events`): the body's shape and its rows.
+//! pycolytics' API (`POST /v1.0/event`, `POST /v1.0/events`): the body's shape.
 //!
 //! A pycolytics event is a JSON object with six required strings (`event_type`,
 //! `application`, `version`, `platform`, `user_id`, `session_id`), an optional `value` that
@@ -8,28 +8,11 @@
 //!
 //! The HTTP layer calls [`validate`] before it answers (a wrong shape is a 422 carrying
 //! [`ShapeError`]'s message, a body that is not JSON a 400); the publisher calls [`parse`] on the
-//! stored body and maps each item to an [`Event`] (the mapping below).
+//! stored body and maps each item to a row ([`crate::publish::map::pycolytics`]).
 //!
 //! Parsing borrows strings from the body (only strings with escapes are copied) and, in
 //! [`validate`], checks `value`'s shape without building it.
 //!
-//! # Mapping
-//!
-//! | pycolytics | column |
-//! |---|---|
-//! | (route) | `source` = `pycolytics` |
-//! | `event_type` | `event_name` (`event` is `"pycolytics"`) |
-//! | `application` | `app_id` |
-//! | `version` | `app_version` |
-//! | `platform` | `platform` (free text here: pycolytics does not restrict it) |
-//! | `user_id` | `user_id` |
-//! | `session_id` | `domain_sessionid` |
-//! | `value` | `properties` (JSON text; `{}` when absent) |
-//! | `api_key` | never stored in a column |
-//! | (received) | `collector_tstamp`, `derived_tstamp` (pycolytics clients send no time) |
-//! | (the request) | `user_ipaddress` (trusted proxies, anonymisation), `useragent` and its parsed fields |
-//! | (the event's place in the log) | `event_id` |
-//! | the event without `api_key` | `event_fingerprint` |
 
 use std::borrow::Cow;
 use std::fmt;
@@ -37,12 +20,9 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value as Json;
 
-use crate::envelope::Envelope;
-use crate::event::{Event, Failure, FailureCategory, Text};
-use crate::publish::enrich::{tsv_safe, Position, Processor, RequestContext};
-use crate::publish::snowplow::{request_failure, BorrowedText};
+use crate::wire::route::Route;
+use crate::wire::snowplow::BorrowedText;
 
 /// `source` of pycolytics rows.
 pub const SOURCE: &str = "pycolytics";
@@ -61,9 +41,9 @@ pub enum Shape {
 impl Shape {
     /// The shape a route template expects, or `None` for other routes.
     pub fn of_route(route: &str) -> Option<Shape> {
-        match route {
-            "/v1.0/event" => Some(Shape::One),
-            "/v1.0/events" => Some(Shape::Many),
+        match Route::of_template(route)? {
+            Route::PycolyticsEvent => Some(Shape::One),
+            Route::PycolyticsEvents => Some(Shape::Many),
             _ => None,
         }
     }
@@ -128,71 +108,6 @@ pub fn validate(shape: Shape, body: &[u8]) -> Result<Vec<Item<'_, AnyObject>>, S
 /// Parses a body, keeping each `value` (for the publisher).
 pub fn parse(shape: Shape, body: &[u8]) -> Result<Vec<Item<'_, JsonObject>>, ShapeError> {
     decode(shape, body)
-}
-
-/// Maps one stored pycolytics request: one row per event. The HTTP layer refused wrong
-/// shapes before storing, so a body that fails here fails as a whole.
-pub(crate) fn process(
-    p: &Processor,
-    envelope: &Envelope,
-    body: &[u8],
-    shape: Shape,
-    at: Position,
-    events: &mut Vec<Event>,
-    failures: &mut Vec<Failure>,
-) {
-    let items = match parse(shape, body) {
-        Ok(items) => items,
-        Err(e) => {
-            failures.push(request_failure(
-                FailureCategory::TrackerProtocolViolation,
-                format!("the body is not a pycolytics request: {e}"),
-            ));
-            return;
-        }
-    };
-    let request = p.request(envelope);
-    events.extend(
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| to_event(p, &request, item, at.at(index))),
-    );
-}
-
-/// One pycolytics event as a row (see the module's mapping table).
-pub(crate) fn to_event(
-    p: &Processor,
-    request: &RequestContext<'_>,
-    item: Item<'_, JsonObject>,
-    at: Position,
-) -> Event {
-    let mut ev = p.base_event(request.envelope, SOURCE, at);
-    ev.event = Some(Text::from(EVENT));
-    ev.event_id = Some(at.derived_event_id());
-    let value = Json::Object(item.value.unwrap_or_default());
-    // The fingerprint covers the event's own fields; `api_key` is left out.
-    let canonical = serde_json::json!({
-        "application": &*item.application,
-        "event_type": &*item.event_type,
-        "platform": &*item.platform,
-        "session_id": &*item.session_id,
-        "user_id": &*item.user_id,
-        "value": &value,
-        "version": &*item.version,
-    });
-    ev.event_fingerprint = (p.fingerprint_json(&canonical.to_string())).map(Text::from);
-    ev.event_name = tsv_safe(&item.event_type);
-    ev.app_id = tsv_safe(&item.application);
-    ev.app_version = tsv_safe(&item.version);
-    ev.platform = tsv_safe(&item.platform);
-    ev.user_id = tsv_safe(&item.user_id);
-    ev.domain_sessionid = tsv_safe(&item.session_id);
-    ev.properties = Some(Text::from(value.to_string()));
-    p.user_ip(&mut ev, None, request);
-    ev.useragent = request.user_agent.and_then(tsv_safe);
-    p.user_agent_families(&mut ev);
-    ev
 }
 
 fn decode<'a, V: ObjectValue<'a>>(
@@ -427,10 +342,10 @@ fn read_item<'de, A: MapAccess<'de>, V: ObjectValue<'de>>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{"event_type":"level_up","application":"game","version":"1.2","platform":"linux","user_id":"u1","session_id":"s1","value":{"level":3},"api_key":"k"}"#;
+    pub(crate) const GOOD: &str = r#"{"event_type":"level_up","application":"game","version":"1.2","platform":"linux","user_id":"u1","session_id":"s1","value":{"level":3},"api_key":"k"}"#;
 
     #[test]
     fn one_event_parses_with_its_value_and_key() {
@@ -543,116 +458,6 @@ mod tests {
             validate(Shape::Many, b"[] []"),
             Err(ShapeError::Json(_))
         ));
-    }
-
-    mod mapping {
-        use super::super::*;
-        use super::GOOD;
-        use crate::config::Config;
-        use crate::envelope::Envelope;
-        use crate::event::{Event, FailureCategory};
-        use crate::publish::enrich::{
-            derived_event_id, COLLECTOR_VERSION, ETL_VERSION, TEST_INSTANCE,
-        };
-        use sluice_wal::Lsn;
-
-        const RECEIVED: i64 = 1_700_000_100_000;
-        const GODOT: &str = "GodotEngine/4.2.1.stable (Linux)";
-
-        fn envelope(route: &str, body: &str) -> Envelope {
-            Envelope {
-                received_at_ms: RECEIVED,
-                route: route.into(),
-                method: "POST".into(),
-                path: route.into(),
-                query: None,
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("user-agent".into(), GODOT.into()),
-                ],
-                body: body.as_bytes().to_vec(),
-                peer: Some("198.51.100.7:40000".into()),
-                nuid: None,
-            }
-        }
-
-        fn run(env: &Envelope) -> (Vec<Event>, Vec<crate::event::Failure>) {
-            let p = Processor::new(&Config::default(), TEST_INSTANCE).unwrap();
-            let (mut events, mut failures) = (Vec::new(), Vec::new());
-            p.process(env, 1, Lsn(4), &mut events, &mut failures);
-            (events, failures)
-        }
-
-        #[test]
-        fn one_event_fills_every_column_it_has_a_value_for() {
-            let (events, failures) = run(&envelope("/v1.0/event", GOOD));
-            assert!(failures.is_empty(), "{failures:?}");
-            let ev = &events[0];
-            let fingerprint = ev.event_fingerprint.clone();
-            assert!(fingerprint.as_deref().is_some_and(|f| f.len() == 32));
-            let expected = Event {
-                event_id: Some(derived_event_id(TEST_INSTANCE, 1, Lsn(4), 0)),
-                source: Some("pycolytics".into()),
-                event: Some("pycolytics".into()),
-                event_name: Some("level_up".into()),
-                app_id: Some("game".into()),
-                app_version: Some("1.2".into()),
-                platform: Some("linux".into()),
-                user_id: Some("u1".into()),
-                domain_sessionid: Some("s1".into()),
-                properties: Some(r#"{"level":3}"#.into()),
-                collector_tstamp: Some(RECEIVED),
-                derived_tstamp: Some(RECEIVED),
-                v_collector: Some(COLLECTOR_VERSION.into()),
-                v_etl: Some(ETL_VERSION.into()),
-                user_ipaddress: Some("198.51.100.7".into()),
-                useragent: Some(GODOT.into()),
-                br_name: ev.br_name.clone(),
-                br_family: ev.br_family.clone(),
-                br_version: ev.br_version.clone(),
-                os_name: ev.os_name.clone(),
-                os_family: ev.os_family.clone(),
-                dvce_type: ev.dvce_type.clone(),
-                dvce_ismobile: ev.dvce_ismobile,
-                event_fingerprint: fingerprint,
-                wal_partition: Some(1),
-                wal_lsn: Some(4),
-                wal_index: Some(0),
-                ..Event::default()
-            };
-            assert_eq!(*ev, expected);
-            assert!(
-                !serde_json::to_string(ev).unwrap().contains("\"k\""),
-                "api_key is never stored"
-            );
-        }
-
-        #[test]
-        fn a_batch_gives_one_row_per_event_and_a_missing_value_is_an_empty_object() {
-            let bare = GOOD.replace(r#","value":{"level":3}"#, "");
-            let (events, failures) = run(&envelope("/v1.0/events", &format!("[{GOOD},{bare}]")));
-            assert!(failures.is_empty());
-            assert_eq!(events.len(), 2);
-            assert_eq!(events[1].wal_index, Some(1));
-            assert_eq!(
-                events[1].event_id,
-                Some(derived_event_id(TEST_INSTANCE, 1, Lsn(4), 1))
-            );
-            assert_eq!(events[1].properties.as_deref(), Some("{}"));
-            assert_ne!(events[0].event_fingerprint, events[1].event_fingerprint);
-            let (events, failures) = run(&envelope("/v1.0/events", "[]"));
-            assert!(events.is_empty() && failures.is_empty());
-        }
-
-        #[test]
-        fn a_stored_body_of_the_wrong_shape_fails_as_a_whole() {
-            let (events, failures) = run(&envelope("/v1.0/event", "[]"));
-            assert!(events.is_empty());
-            assert_eq!(
-                (failures[0].category, failures[0].event_index),
-                (FailureCategory::TrackerProtocolViolation, None)
-            );
-        }
     }
 
     #[test]

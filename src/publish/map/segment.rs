@@ -64,88 +64,17 @@ use uuid::Uuid;
 
 use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory, Text};
-use crate::publish::enrich::{
-    referrer_parts, tsv_safe, Position, Processor, RequestContext, MAX_TSTAMP_MS, MIN_TSTAMP_MS,
-};
-use crate::publish::snowplow::request_failure;
+use crate::publish::enrich::{referrer_parts, Enricher, Position, RequestContext};
+use crate::wire::route::{Call, SegmentBody};
+use crate::wire::snowplow::request_failure;
+use crate::wire::text::tsv_safe;
+use crate::wire::time::{parse_iso8601, MAX_TSTAMP_MS, MIN_TSTAMP_MS};
 
 /// `source` of Segment and RudderStack rows.
 pub const SOURCE: &str = "segment";
 
 /// The namespace of the v5-style UUIDs derived from `messageId`s that are not UUIDs.
 pub const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c1c_e5e9_0d1a_4a3c_9b7e_2f44_6d1e_a004);
-
-/// A Segment call type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// A user action, named by `event`.
-    Track,
-    /// Who the user is (`traits`).
-    Identify,
-    /// A web page view.
-    Page,
-    /// A mobile screen view.
-    Screen,
-    /// The user's group or account (`groupId`).
-    Group,
-    /// Links a previous id to `userId`.
-    Alias,
-}
-
-impl Call {
-    /// Every call, in Segment's documentation order.
-    pub const ALL: [Call; 6] = [
-        Call::Identify,
-        Call::Track,
-        Call::Page,
-        Call::Screen,
-        Call::Group,
-        Call::Alias,
-    ];
-
-    /// The `type` name (also the `event` column's value).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Call::Track => "track",
-            Call::Identify => "identify",
-            Call::Page => "page",
-            Call::Screen => "screen",
-            Call::Group => "group",
-            Call::Alias => "alias",
-        }
-    }
-
-    /// The call a `type` names (exactly, lower-case).
-    pub fn parse(name: &str) -> Option<Call> {
-        Call::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
-
-/// What a `/v1/*` route carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// One message of this call type.
-    Single(Call),
-    /// `{"batch": [...]}`.
-    Batch,
-}
-
-impl Route {
-    /// The route template's meaning, or `None` for routes that are not Segment's.
-    pub fn of(route: &str) -> Option<Route> {
-        let name = route.strip_prefix("/v1/")?;
-        Some(match name {
-            "track" | "t" => Route::Single(Call::Track),
-            "identify" | "i" => Route::Single(Call::Identify),
-            "page" | "p" => Route::Single(Call::Page),
-            "screen" | "s" => Route::Single(Call::Screen),
-            "group" | "g" => Route::Single(Call::Group),
-            "alias" | "a" => Route::Single(Call::Alias),
-            "batch" | "import" | "b" => Route::Batch,
-            _ => return None,
-        })
-    }
-}
 
 /// What the items of one batch share.
 #[derive(Debug, Default)]
@@ -168,20 +97,22 @@ struct Batch<'a> {
 }
 
 /// Maps one stored Segment request: one row or failure per message.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn process(
-    p: &Processor,
+    p: &Enricher,
+    max_event_bytes: u64,
     envelope: &Envelope,
     body: &[u8],
-    route: Route,
+    route: SegmentBody,
     at: Position,
     events: &mut Vec<Event>,
     failures: &mut Vec<Failure>,
 ) {
     let request = p.request(envelope);
     match route {
-        Route::Single(call) => {
-            if body.len() as u64 > p.max_event_bytes {
-                failures.push(size_failure(p, body.len(), 0));
+        SegmentBody::Single(call) => {
+            if body.len() as u64 > max_event_bytes {
+                failures.push(size_failure(max_event_bytes, body.len(), 0));
                 return;
             }
             let mut msg: Map<String, Value> = match serde_json::from_slice(body) {
@@ -209,7 +140,7 @@ pub(crate) fn process(
                 failures,
             );
         }
-        Route::Batch => {
+        SegmentBody::Batch => {
             let batch: Batch<'_> = match serde_json::from_slice(body) {
                 Ok(b) => b,
                 Err(e) => {
@@ -226,8 +157,8 @@ pub(crate) fn process(
             };
             for (index, raw) in batch.batch.iter().enumerate() {
                 let text = raw.get();
-                if text.len() as u64 > p.max_event_bytes {
-                    failures.push(size_failure(p, text.len(), index));
+                if text.len() as u64 > max_event_bytes {
+                    failures.push(size_failure(max_event_bytes, text.len(), index));
                     continue;
                 }
                 let mut msg: Map<String, Value> = match serde_json::from_str(text) {
@@ -260,12 +191,11 @@ fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 
-fn size_failure(p: &Processor, size: usize, index: usize) -> Failure {
+fn size_failure(max_event_bytes: u64, size: usize, index: usize) -> Failure {
     Failure {
         category: FailureCategory::SizeViolation,
         messages: vec![format!(
-            "message {index} is {size} bytes, above segment.max_event_bytes ({} bytes)",
-            p.max_event_bytes
+            "message {index} is {size} bytes, above segment.max_event_bytes ({max_event_bytes} bytes)"
         )],
         event_index: Some(index_u32(index)),
         event_payload: None,
@@ -317,7 +247,7 @@ const FINGERPRINT_EXCLUDE: [&str; 4] = ["messageId", "sentAt", "receivedAt", "wr
 /// Maps one message. `call` is the route's call type (single calls) or `None` (read `type`).
 /// The batch's context is merged into `msg` in place (so a failure's payload shows it).
 pub(crate) fn message(
-    p: &Processor,
+    p: &Enricher,
     request: &RequestContext<'_>,
     call: Option<Call>,
     msg: &mut Map<String, Value>,
@@ -602,107 +532,6 @@ fn timestamp(v: Option<&Value>) -> Result<Option<i64>, ()> {
     }
 }
 
-/// Milliseconds since the epoch of an ISO 8601 / RFC 3339 date-time as SDKs send them:
-/// `YYYY-MM-DD`, optionally `T` (or `t` or a space) `hh:mm[:ss[.fraction]]`, optionally `Z` or
-/// an offset `±hh[:mm]` / `±hhmm` (none = UTC). Years 0000–9999; fractions beyond
-/// milliseconds are truncated.
-pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let b = s.trim().as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let d = b.get(from..from + len)?;
-        d.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| d.iter().fold(0i64, |n, c| n * 10 + i64::from(c - b'0')))
-    };
-    let year = num(0, 4)?;
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    let (month, day) = (num(5, 2)?, num(8, 2)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let mut ms = days_from_civil(year, month, day) * 86_400_000;
-    let mut i = 10;
-    if i == b.len() {
-        return Some(ms);
-    }
-    if !matches!(b[i], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (hour, minute) = (num(i + 1, 2)?, num(i + 4, 2)?);
-    if b.get(i + 3) != Some(&b':') || hour > 23 || minute > 59 {
-        return None;
-    }
-    ms += hour * 3_600_000 + minute * 60_000;
-    i += 6;
-    if b.get(i) == Some(&b':') {
-        let second = num(i + 1, 2)?;
-        if second > 60 {
-            return None;
-        }
-        ms += second.min(59) * 1000;
-        i += 3;
-        if matches!(b.get(i), Some(b'.' | b',')) {
-            i += 1;
-            let start = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-            let frac = &b[start..i.min(start + 3)];
-            let mut f = frac.iter().fold(0i64, |n, c| n * 10 + i64::from(c - b'0'));
-            for _ in frac.len()..3 {
-                f *= 10;
-            }
-            ms += f;
-        }
-    }
-    match b.get(i) {
-        None => {}
-        Some(b'Z' | b'z') if i + 1 == b.len() => {}
-        Some(&sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1, 2)?;
-            let rest = &b[i + 3..];
-            let om = match rest {
-                [] => 0,
-                [b':', _, _] => num(i + 4, 2)?,
-                [_, _] => num(i + 3, 2)?,
-                _ => return None,
-            };
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let offset = (oh * 60 + om) * 60_000;
-            ms += if sign == b'+' { -offset } else { offset };
-        }
-        _ => return None,
-    }
-    (MIN_TSTAMP_MS..=MAX_TSTAMP_MS).contains(&ms).then_some(ms)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,6 +539,8 @@ mod tests {
     use crate::publish::enrich::{
         derived_event_id, UaParser, COLLECTOR_VERSION, ETL_VERSION, TEST_INSTANCE,
     };
+    use crate::publish::process::Processor;
+    use crate::wire::route::Route;
     use sluice_wal::Lsn;
     use std::io::Write as _;
 
@@ -719,7 +550,8 @@ mod tests {
     fn processor(f: impl FnOnce(&mut Config)) -> Processor {
         let mut config = Config::default();
         f(&mut config);
-        Processor::new(&config, TEST_INSTANCE).expect("valid config")
+        Processor::new(&config.enrich, config.process_limits(), TEST_INSTANCE)
+            .expect("valid config")
     }
 
     fn envelope(route: &str, body: &[u8]) -> Envelope {
@@ -970,6 +802,13 @@ mod tests {
         assert_eq!(ev, expected);
     }
 
+    fn route_of(template: &str) -> Option<SegmentBody> {
+        match Route::of_template(template)? {
+            Route::Segment(route) => Some(route.body()),
+            _ => None,
+        }
+    }
+
     #[test]
     fn every_route_and_short_alias_maps_to_its_call() {
         for (route, call) in [
@@ -986,7 +825,7 @@ mod tests {
             ("/v1/alias", Call::Alias),
             ("/v1/a", Call::Alias),
         ] {
-            assert_eq!(Route::of(route), Some(Route::Single(call)), "{route}");
+            assert_eq!(route_of(route), Some(SegmentBody::Single(call)), "{route}");
             // The route decides, whatever `type` the body claims.
             let ev = one(
                 route,
@@ -995,10 +834,10 @@ mod tests {
             assert_eq!(ev.event.as_deref(), Some(call.as_str()), "{route}");
         }
         for route in ["/v1/batch", "/v1/import", "/v1/b"] {
-            assert_eq!(Route::of(route), Some(Route::Batch));
+            assert_eq!(route_of(route), Some(SegmentBody::Batch));
         }
-        assert_eq!(Route::of("/v1/merge"), None);
-        assert_eq!(Route::of("/v1.0/event"), None);
+        assert_eq!(route_of("/v1/merge"), None);
+        assert_eq!(route_of("/v1.0/event"), None);
     }
 
     #[test]
@@ -1256,36 +1095,6 @@ mod tests {
             ),
             (None, Some("/a"), Some("q=1"))
         );
-    }
-
-    #[test]
-    fn iso_8601_timestamps_parse_with_offsets_and_fractions() {
-        for (s, ms) in [
-            ("2023-11-14T22:13:20Z", Some(1_700_000_000_000)),
-            ("2023-11-14T22:13:20.123Z", Some(1_700_000_000_123)),
-            ("2023-11-14T22:13:20.123456+00:00", Some(1_700_000_000_123)),
-            ("2023-11-14T22:13:20.1Z", Some(1_700_000_000_100)),
-            ("2023-11-14 23:13:20+0100", Some(1_700_000_000_000)),
-            ("2023-11-14T20:13:20-02", Some(1_700_000_000_000)),
-            ("2023-11-14T22:13:20", Some(1_700_000_000_000)),
-            ("2023-11-14T22:13Z", Some(1_699_999_980_000)),
-            ("2023-11-14", Some(1_699_920_000_000)),
-            ("1970-01-01T00:00:00Z", Some(0)),
-            ("1969-12-31T23:59:59.999Z", Some(-1)),
-            ("2024-02-29T00:00:00Z", Some(1_709_164_800_000)),
-            ("0000-01-01T00:00:00Z", Some(MIN_TSTAMP_MS)),
-            ("2023-02-29T00:00:00Z", None),
-            ("2023-13-01T00:00:00Z", None),
-            ("2023-11-14T24:00:00Z", None),
-            ("2023-11-14T22:13:20.Z", None),
-            ("2023-11-14T22:13:20Zjunk", None),
-            ("2023-11-14T22:13:20+1", None),
-            ("20231114T221320Z", None),
-            ("", None),
-            ("2023-11-14T22:13:20+ß", None),
-        ] {
-            assert_eq!(parse_iso8601(s), ms, "{s}");
-        }
     }
 
     #[test]

@@ -31,57 +31,31 @@ use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory, Text};
-use crate::publish::enrich::{tsv_safe, Position, Processor, RequestContext};
-use crate::publish::segment::{self, json_text, Call, Shared};
-use crate::publish::snowplow::request_failure;
+use crate::publish::enrich::{Enricher, Position, RequestContext};
+use crate::publish::map::segment::{self, json_text, Shared};
+use crate::wire::route::{Call, Route};
+use crate::wire::snowplow::request_failure;
+use crate::wire::text::{path_decode_lossy, tsv_safe};
 
 /// `source` of `/collect` rows.
 pub const SOURCE: &str = "collect";
 /// `event` of objects that are not Segment messages.
 pub const EVENT: &str = "collect";
 
-/// The route templates this module maps.
-pub const ROUTES: [&str; 2] = ["/collect", "/collect/{stream}"];
-
-/// Whether `route` is a `/collect` route.
-pub fn is_route(route: &str) -> bool {
-    ROUTES.contains(&route)
-}
-
 /// The stream of a `/collect/{stream}` request: the path's last segment, percent-decoded
 /// (invalid escapes are kept as written, invalid UTF-8 replaced), trimmed and made TSV-safe.
 /// `None` for `/collect` or an empty name.
 pub fn stream_name(route: &str, path: &str) -> Option<Text> {
-    if route != "/collect/{stream}" {
+    if Route::of_template(route) != Some(Route::CollectStream) {
         return None;
     }
     let segment = path.trim_end_matches('/').rsplit('/').next()?;
-    tsv_safe(percent_decode(segment).trim())
-}
-
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    tsv_safe(path_decode_lossy(segment).trim())
 }
 
 /// Maps one stored `/collect` request: one row or failure per object.
 pub(crate) fn process(
-    p: &Processor,
+    p: &Enricher,
     envelope: &Envelope,
     body: &[u8],
     at: Position,
@@ -139,7 +113,7 @@ pub(crate) fn process(
 
 /// An object that is not a Segment message.
 fn plain(
-    p: &Processor,
+    p: &Enricher,
     request: &RequestContext<'_>,
     object: &Map<String, Value>,
     stream: Option<Text>,
@@ -163,6 +137,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::publish::enrich::{derived_event_id, COLLECTOR_VERSION, ETL_VERSION, TEST_INSTANCE};
+    use crate::publish::process::Processor;
     use sluice_wal::Lsn;
 
     const RECEIVED: i64 = 1_700_000_100_000;
@@ -182,7 +157,12 @@ mod tests {
     }
 
     fn run(env: &Envelope) -> (Vec<Event>, Vec<Failure>) {
-        let p = Processor::new(&Config::default(), TEST_INSTANCE).unwrap();
+        let p = Processor::new(
+            &Config::default().enrich,
+            Config::default().process_limits(),
+            TEST_INSTANCE,
+        )
+        .unwrap();
         let (mut events, mut failures) = (Vec::new(), Vec::new());
         p.process(env, 0, Lsn(2), &mut events, &mut failures);
         (events, failures)

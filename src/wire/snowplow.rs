@@ -12,7 +12,7 @@
 //! - `/r/tp2`: the redirect adapter (the target `u` becomes a `uri_redirect` event or entity).
 //!
 //! Query strings are decoded as `application/x-www-form-urlencoded` (`+` is a space); repeated
-//! keys keep the last value. Base64 (`cx`, `ue_px`) is decoded leniently by [`decode_base64`]:
+//! keys keep the last value. Base64 (`cx`, `ue_px`) is decoded leniently by [`decode_base64`](crate::wire::text::decode_base64):
 //! standard and URL-safe alphabets, padding optional.
 //!
 //! Every violation is a [`Failure`] with the category Snowplow's bad rows use (§5): a bad event
@@ -20,10 +20,10 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-
 use crate::envelope::Envelope;
 use crate::event::{Failure, FailureCategory};
+use crate::wire::route::Route;
+use crate::wire::text::{decode_base64, form_decode};
 
 /// One event's raw parameters, sorted by key (the order fingerprints and dead letters use),
 /// each key once. Keys and values borrow from the stored request wherever they are its bytes
@@ -200,15 +200,6 @@ impl serde::Serialize for RawEvent<'_> {
 /// allocation (the JavaScript tracker sends 20–40).
 const PAIRS_CAPACITY: usize = 32;
 
-/// The POST route of the tracker protocol (payload_data bodies).
-pub const TP2_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// The legacy GET route of the tracker protocol.
-pub const TP1_PATH: &str = "/com.snowplowanalytics.snowplow/tp1";
-/// The redirect route.
-pub const REDIRECT_PATH: &str = "/r/tp2";
-/// The pixel routes: one event per query string.
-pub const PIXEL_PATHS: [&str; 2] = ["/i", "/ice.png"];
-
 /// The schema family every POST body must carry (any `1-0-*` revision).
 const PAYLOAD_DATA_PREFIX: &str =
     "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-";
@@ -307,15 +298,14 @@ pub fn params_json(params: &RawEvent<'_>) -> String {
 pub fn decode(envelope: &Envelope, options: DecodeOptions) -> Decoded<'_> {
     let route = envelope.route.as_str();
     let query = envelope.query.as_deref().unwrap_or("");
-    if PIXEL_PATHS.contains(&route) || route == TP1_PATH {
-        return decode_get(query, route);
-    }
-    if route == TP2_PATH {
-        let content_type = envelope.header("content-type");
-        return decode_tp2(content_type, &envelope.body, query, options);
-    }
-    if route == REDIRECT_PATH {
-        return decode_redirect(query);
+    match Route::of_template(route) {
+        Some(Route::Pixel | Route::IcePixel | Route::Tp1) => return decode_get(query, route),
+        Some(Route::Tp2) => {
+            let content_type = envelope.header("content-type");
+            return decode_tp2(content_type, &envelope.body, query, options);
+        }
+        Some(Route::Redirect) => return decode_redirect(query),
+        _ => {}
     }
     let path = envelope.path.as_str();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -915,80 +905,17 @@ pub fn parse_query(query: &str) -> Result<RawEvent<'_>, String> {
             continue;
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(k)
+        let key = form_decode(k)
             .map_err(|_| format!("query string key {k:?} is not UTF-8 once percent-decoded"))?;
         if key.is_empty() {
             continue;
         }
-        let value = percent_decode(v).map_err(|_| {
+        let value = form_decode(v).map_err(|_| {
             format!("query string value of `{key}` is not UTF-8 once percent-decoded")
         })?;
         pairs.push((key, value));
     }
     Ok(RawEvent::from_pairs(pairs))
-}
-
-/// `s` form-decoded: borrowed when it has nothing to decode (no `+`, no `%`).
-fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::string::FromUtf8Error> {
-    if !s.bytes().any(|b| b == b'+' || b == b'%') {
-        return Ok(Cow::Borrowed(s));
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map(Cow::Owned)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Lenient base64: standard (`+/`) or URL-safe (`-_`) alphabet, with or without `=` padding,
-/// surrounding whitespace ignored (commons-codec's `Base64(urlSafe = true)` as enrich uses it).
-pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
-    let trimmed = s.trim().trim_end_matches('=');
-    // Byte by byte: both replacements are ASCII, and any other byte is left for the decoder
-    // to refuse.
-    let normalised: Vec<u8> = trimmed
-        .bytes()
-        .map(|b| match b {
-            b'-' => b'+',
-            b'_' => b'/',
-            b => b,
-        })
-        .collect();
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(&normalised)
-        .or_else(|_| {
-            // Non-canonical trailing bits (a sloppy encoder) are tolerated, as commons-codec does.
-            base64::engine::GeneralPurpose::new(
-                &base64::alphabet::STANDARD,
-                base64::engine::GeneralPurposeConfig::new()
-                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
-                    .with_decode_allow_trailing_bits(true),
-            )
-            .decode(&normalised)
-        })
-        .map_err(|e| format!("not valid base64: {e}"))
 }
 
 /// An Iglu URI: `iglu:vendor/name/format/model-revision-addition`.
@@ -1139,7 +1066,7 @@ mod tests {
 
     #[test]
     fn an_empty_pixel_or_tp1_query_is_an_adapter_failure() {
-        for route in ["/i", "/ice.png", TP1_PATH] {
+        for route in ["/i", "/ice.png", Route::Tp1.template()] {
             let f = request(decode(
                 &envelope(route, "GET", None, None, ""),
                 DecodeOptions::default(),
@@ -1170,7 +1097,7 @@ mod tests {
             {"e":"pv","tv":"py-1.1.0"},
             "not an object",
             {"e":"se","tv":"py-1.1.0","p":"pc","cv":"x"}]}"#;
-        let env = envelope(TP2_PATH, "POST", None, JSON, body);
+        let env = envelope(Route::Tp2.template(), "POST", None, JSON, body);
         let e = events(decode(&env, DecodeOptions::default()));
         assert_eq!(e.len(), 6);
         assert!(e[0].is_ok());
@@ -1202,7 +1129,13 @@ mod tests {
     #[test]
     fn query_parameters_are_merged_into_each_post_event_and_win() {
         let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-3","data":[{"e":"pv","tv":"js","p":"web","aid":"body"},{"e":"pp","tv":"js","aid":"body"}]}"#;
-        let env = envelope(TP2_PATH, "POST", Some("aid=query&p=mob"), JSON, body);
+        let env = envelope(
+            Route::Tp2.template(),
+            "POST",
+            Some("aid=query&p=mob"),
+            JSON,
+            body,
+        );
         let e = events(decode(&env, DecodeOptions::default()));
         for ev in &e {
             let p = ev.as_ref().unwrap();
@@ -1233,7 +1166,7 @@ mod tests {
         let body = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv","tv":"js","p":"web"}]}"#;
         for ct in [Some("text/plain"), None] {
             let f = request(decode(
-                &envelope(TP2_PATH, "POST", None, ct, body),
+                &envelope(Route::Tp2.template(), "POST", None, ct, body),
                 DecodeOptions::default(),
             ));
             assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
@@ -1252,7 +1185,7 @@ mod tests {
             r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"}"#,
         ] {
             let f = request(decode(
-                &envelope(TP2_PATH, "POST", None, JSON, body),
+                &envelope(Route::Tp2.template(), "POST", None, JSON, body),
                 DecodeOptions::default(),
             ));
             assert_eq!(
@@ -1267,11 +1200,17 @@ mod tests {
     #[test]
     fn a_tp2_request_without_a_body_is_one_event_from_its_query_or_a_violation_when_both_are_empty()
     {
-        let env = envelope(TP2_PATH, "GET", Some("e=pv&tv=js&p=web"), None, "");
+        let env = envelope(
+            Route::Tp2.template(),
+            "GET",
+            Some("e=pv&tv=js&p=web"),
+            None,
+            "",
+        );
         let e = events(decode(&env, DecodeOptions::default()));
         assert_eq!(e[0].as_ref().unwrap()["e"], "pv");
         let f = request(decode(
-            &envelope(TP2_PATH, "POST", None, JSON, ""),
+            &envelope(Route::Tp2.template(), "POST", None, JSON, ""),
             DecodeOptions::default(),
         ));
         assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
@@ -1295,7 +1234,7 @@ mod tests {
     #[test]
     fn a_redirect_becomes_a_uri_redirect_event_or_entity() {
         let env = envelope(
-            REDIRECT_PATH,
+            Route::Redirect.template(),
             "GET",
             Some("u=https%3A%2F%2Fdest.example%2F&aid=a"),
             None,
@@ -1311,7 +1250,7 @@ mod tests {
         );
         assert!(!p.contains_key("u"));
         let env = envelope(
-            REDIRECT_PATH,
+            Route::Redirect.template(),
             "GET",
             Some("u=https%3A%2F%2Fd.example%2F&e=pv"),
             None,
@@ -1320,29 +1259,10 @@ mod tests {
         let e = events(decode(&env, DecodeOptions::default()));
         assert!(e[0].as_ref().unwrap()["co"].contains("uri_redirect"));
         let f = request(decode(
-            &envelope(REDIRECT_PATH, "GET", Some("e=pv"), None, ""),
+            &envelope(Route::Redirect.template(), "GET", Some("e=pv"), None, ""),
             DecodeOptions::default(),
         ));
         assert_eq!(f.category, FailureCategory::TrackerProtocolViolation);
-    }
-
-    #[test]
-    fn base64_accepts_both_alphabets_with_or_without_padding() {
-        // "{\"a\":\"??>\"}" has bytes that encode to '+' / '/' in standard base64.
-        let text = "{\"a\":\"\u{fffe}?>\"}";
-        let std_padded = base64::engine::general_purpose::STANDARD.encode(text);
-        let url_unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
-        assert_ne!(std_padded.trim_end_matches('='), url_unpadded);
-        for enc in [
-            std_padded.clone(),
-            url_unpadded.clone(),
-            std_padded.trim_end_matches('=').to_owned(),
-            base64::engine::general_purpose::URL_SAFE.encode(text),
-        ] {
-            assert_eq!(decode_base64(&enc).unwrap(), text.as_bytes(), "{enc}");
-        }
-        assert!(decode_base64("not*base64").is_err());
-        assert!(decode_base64("a").is_err());
     }
 
     #[test]
