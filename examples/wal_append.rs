@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
             ..defaults
         };
         let ingest = Arc::new(
-            Ingest::open(&config)
+            Ingest::open(&config.wal, config.max_record_bytes(), &config.data_dir)
                 .with_context(|| format!("opening logs in {}", config.data_dir.display()))?,
         );
         let line = runtime.block_on(measure(&ingest, size, &options))?;

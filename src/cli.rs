@@ -38,7 +38,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::load::Overrides;
 
 /// Exit codes of the `sluice` binary (see the module docs).
 pub mod exit {
@@ -81,7 +81,7 @@ Examples:
 )]
 pub struct Cli {
     /// TOML configuration file. Precedence: defaults < file < SLUICE_* environment < flags.
-    #[arg(long, global = true, value_name = "FILE", env = crate::config::CONFIG_FILE_ENV)]
+    #[arg(long, global = true, value_name = "FILE", env = crate::config::load::CONFIG_FILE_ENV)]
     pub config: Option<PathBuf>,
 
     /// What to do.

@@ -38,8 +38,10 @@ use std::sync::{Arc, Mutex};
 use sluice_wal::fs::StdFs;
 use sluice_wal::{Appender, FullPolicy, Lsn, Status, Wal, WalConfig};
 
-use crate::config::{Config, FullPolicySetting};
 use crate::metrics::{PartitionMetrics, WalObserver};
+use serde::{Deserialize, Serialize};
+
+use crate::config::units::ByteSize;
 
 /// Name of the directory under `data_dir` that holds the partitions.
 pub const WAL_DIR: &str = "wal";
@@ -94,12 +96,12 @@ pub fn existing_partitions(data_dir: &Path) -> std::io::Result<Vec<usize>> {
 /// Number of partitions new requests are routed to: `wal.partitions`, or when it is 0 one per
 /// available core, but no more than `wal.capacity` can give two segments each (so the default
 /// configuration is valid on any machine); at least 1, at most [`MAX_PARTITIONS`].
-pub fn partition_count(config: &Config) -> usize {
-    let n = match config.wal.partitions {
+pub fn partition_count(wal: &WalSettings) -> usize {
+    let n = match wal.partitions {
         0 => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let per_partition = 2 * config.wal.segment_size.bytes().max(1);
-            let fit = (config.wal.capacity.bytes() / per_partition).max(1);
+            let per_partition = 2 * wal.segment_size.bytes().max(1);
+            let fit = (wal.capacity.bytes() / per_partition).max(1);
             cores.min(usize::try_from(fit).unwrap_or(usize::MAX))
         }
         n => n,
@@ -109,22 +111,19 @@ pub fn partition_count(config: &Config) -> usize {
 
 /// The settings of each partition's log when `partitions` share the configured budget.
 ///
-/// `max_record_bytes` is `max_body_bytes + max_header_bytes + 4096`: an envelope holds the body,
-/// a subset of the head, and a little framing, so any request the HTTP limits admit fits.
-pub fn wal_config(config: &Config, partitions: usize) -> WalConfig {
+/// `max_record_bytes` is the largest envelope the HTTP limits admit (see
+/// [`crate::config::Config::max_record_bytes`]).
+pub fn wal_config(wal: &WalSettings, max_record_bytes: u64, partitions: usize) -> WalConfig {
     let partitions = partitions.max(1) as u64;
-    let max_record_bytes = config.server.max_body_bytes.bytes()
-        + config.server.max_header_bytes.bytes()
-        + ENVELOPE_OVERHEAD_BYTES;
     WalConfig {
-        segment_bytes: config.wal.segment_size.bytes(),
-        capacity_bytes: config.wal.capacity.bytes() / partitions,
+        segment_bytes: wal.segment_size.bytes(),
+        capacity_bytes: wal.capacity.bytes() / partitions,
         max_record_bytes,
-        full_policy: match config.wal.full_policy {
+        full_policy: match wal.full_policy {
             FullPolicySetting::Reject => FullPolicy::Reject,
             FullPolicySetting::DropOldest => FullPolicy::DropOldest,
         },
-        queue_capacity: config.wal.queue_capacity,
+        queue_capacity: wal.queue_capacity,
         max_batch_bytes: MAX_BATCH_BYTES.max(max_record_bytes),
     }
 }
@@ -276,21 +275,25 @@ pub struct Ingest {
 impl Ingest {
     /// Opens every partition's log (blocking: recovery reads the disk). Run it off the async
     /// runtime's worker threads.
-    pub fn open(config: &Config) -> Result<Ingest, IngestError> {
-        let routable = partition_count(config);
-        let wal_config = wal_config(config, routable);
-        let existing =
-            existing_partitions(&config.data_dir).map_err(|source| IngestError::List {
-                dir: config.data_dir.join(WAL_DIR),
-                source,
-            })?;
+    /// `max_record_bytes` bounds one record (the largest envelope the HTTP limits admit).
+    pub fn open(
+        wal: &WalSettings,
+        max_record_bytes: u64,
+        data_dir: &Path,
+    ) -> Result<Ingest, IngestError> {
+        let routable = partition_count(wal);
+        let wal_config = wal_config(wal, max_record_bytes, routable);
+        let existing = existing_partitions(data_dir).map_err(|source| IngestError::List {
+            dir: data_dir.join(WAL_DIR),
+            source,
+        })?;
         let mut indices: Vec<usize> = (0..routable).collect();
         indices.extend(existing.into_iter().filter(|&i| i >= routable));
 
         let fs = Arc::new(StdFs);
         let mut partitions = Vec::with_capacity(indices.len());
         for index in indices {
-            let dir = partition_dir(&config.data_dir, index);
+            let dir = partition_dir(data_dir, index);
             let observer = Arc::new(WalObserver::new(index));
             let wal = Wal::open_with(&dir, wal_config.clone(), fs.clone(), observer).map_err(
                 |source| IngestError::Open {
@@ -316,7 +319,7 @@ impl Ingest {
         let ingest = Ingest {
             appenders,
             partitions: Mutex::new(partitions),
-            data_dir: config.data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
         };
         ingest.refresh_metrics();
         Ok(ingest)
@@ -420,6 +423,12 @@ impl Ingest {
     }
 }
 
+impl crate::metrics::Gauges for Ingest {
+    fn refresh_gauges(&self) {
+        self.refresh_metrics();
+    }
+}
+
 impl Drop for Ingest {
     /// The normal path is [`Ingest::close`]; this covers an `Ingest` dropped without it (an
     /// error path, or a server dropped without `shutdown`), so a failed close is still logged.
@@ -438,10 +447,53 @@ impl Drop for Ingest {
     }
 }
 
+/// What to do when the log is full (see `sluice_wal::FullPolicy`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicySetting {
+    /// Answer 503 with `Retry-After`; never overwrite unpublished data. The default.
+    #[default]
+    Reject,
+    /// Overwrite the oldest unpublished records and count them.
+    DropOldest,
+}
+
+/// The write-ahead log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSettings {
+    /// Number of independent logs, each with its own writer thread. `0` (the default) means
+    /// one per CPU core, capped so each gets at least two segments of `capacity`. At most 256. A restart with fewer partitions keeps draining the
+    /// extra ones' records but routes nothing new to them.
+    pub partitions: usize,
+    /// Disk budget of all partitions together, split evenly between them. Default `4GiB`;
+    /// each partition's share must hold at least two segments.
+    pub capacity: ByteSize,
+    /// Size of each preallocated segment file. Default `32MiB`; `64KiB` to `1GiB`.
+    pub segment_size: ByteSize,
+    /// `reject` (default) or `drop_oldest`.
+    pub full_policy: FullPolicySetting,
+    /// Appends that may wait for one partition's writer before answering 503. Default 65 536;
+    /// 1 to 16 777 216.
+    pub queue_capacity: usize,
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings {
+            partitions: 0,
+            capacity: ByteSize(4 << 30),
+            segment_size: ByteSize(32 << 20),
+            full_policy: FullPolicySetting::Reject,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::{ByteSize, Config};
 
     #[test]
     fn fnv1a64_matches_the_reference_vectors() {
@@ -475,7 +527,11 @@ mod tests {
         let mut config = Config::default();
         config.wal.capacity = ByteSize(4 << 30);
         config.wal.partitions = 4;
-        let w = wal_config(&config, partition_count(&config));
+        let w = wal_config(
+            &config.wal,
+            config.max_record_bytes(),
+            partition_count(&config.wal),
+        );
         assert_eq!(w.capacity_bytes, 1 << 30);
         assert_eq!(w.segment_bytes, 32 << 20);
         assert_eq!(w.max_record_bytes, (2 << 20) + (40 << 10) + 4096);
@@ -485,9 +541,9 @@ mod tests {
     #[test]
     fn zero_partitions_means_one_per_core() {
         let config = Config::default();
-        assert!(partition_count(&config) >= 1);
+        assert!(partition_count(&config.wal) >= 1);
         assert_eq!(
-            partition_count(&config),
+            partition_count(&config.wal),
             std::thread::available_parallelism().unwrap().get()
         );
     }

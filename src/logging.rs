@@ -22,7 +22,7 @@ use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry};
 
-use crate::config::{LogConfig, LogFormat};
+use serde::{Deserialize, Serialize};
 
 /// Why logging could not be set up or changed.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +198,37 @@ pub fn redact_url(text: &str) -> String {
             format!("{scheme}://{user}:{REDACTED_PASSWORD}{}", &rest[at..])
         }
         _ => text.to_string(),
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `sluice=debug,info`. Default `info`.
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 

@@ -56,7 +56,7 @@ fn no_transparent_huge_pages() {
 }
 
 fn run(cli: &Cli) -> Result<Outcome, RunError> {
-    let origin = config::Origin {
+    let origin = config::load::Origin {
         file: cli.config.clone(),
         overrides: cli.overrides(),
     };

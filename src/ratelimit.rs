@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::Violation;
+use crate::config::units::{check_range, Violation};
 
 /// Number of independently locked bucket maps per limiter.
 pub const SHARDS: usize = 64;
@@ -207,18 +207,9 @@ impl LimitsConfig {
                 }
             }
         }
-        if self.burst > MAX_BURST {
-            out.push(Violation {
-                key: "limits.burst",
-                message: format!("{} is outside 0 to {MAX_BURST}", self.burst),
-            });
-        }
-        if !(1_000..=10_000_000).contains(&self.max_buckets) {
-            out.push(Violation {
-                key: "limits.max_buckets",
-                message: format!("{} is outside 1000 to 10000000", self.max_buckets),
-            });
-        }
+        check_range(&mut out, "limits.burst", self.burst, 0, MAX_BURST);
+        let buckets = self.max_buckets;
+        check_range(&mut out, "limits.max_buckets", buckets, 1_000, 10_000_000);
         out
     }
 }

@@ -105,7 +105,7 @@ impl RunningServer {
     /// lists, the rate limits, the trusted proxies and the JSON size limits (see
     /// [`crate::http::auth`]). Everything else needs a restart.
     pub fn reload(&self, config: &Config) {
-        self.access.reload(config);
+        self.access.reload(&config.access());
         warn_open_routes(&self.access);
         tracing::info!("reloaded keys, rate limits, trusted proxies and JSON size limits");
     }
@@ -183,10 +183,15 @@ impl RunningServer {
 /// Opens the logs, binds the collector and metrics listeners and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     metrics::handle();
-    let open_config = config.clone();
-    let ingest = tokio::task::spawn_blocking(move || Ingest::open(&open_config))
-        .await
-        .context("opening the logs panicked")??;
+    let (wal, max_record_bytes, data_dir) = (
+        config.wal.clone(),
+        config.max_record_bytes(),
+        config.data_dir.clone(),
+    );
+    let ingest =
+        tokio::task::spawn_blocking(move || Ingest::open(&wal, max_record_bytes, &data_dir))
+            .await
+            .context("opening the logs panicked")??;
     let ingest = Arc::new(ingest);
     let instance_dir = config.data_dir.clone();
     let instance =
@@ -217,18 +222,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let metrics_addr = metrics_listener.local_addr()?;
 
     let (stop, stop_rx) = watch::channel(false);
-    let app = Arc::new(App::new(ingest.clone(), Limits::from_config(&config)));
+    let app = Arc::new(App::new(
+        ingest.clone(),
+        Limits::new(&config.server, &config.collector, &config.access()),
+    ));
     let access = app.access().clone();
     warn_open_routes(&access);
     let settings = ConnectionSettings::from_config(&config);
     let collector_task = tokio::spawn(serve_collector(collector, app, settings, stop_rx.clone()));
-    let metrics_task = tokio::spawn(metrics::serve(
+    let metrics_task = tokio::spawn(metrics::listener::serve(
         metrics_listener,
-        ingest.clone(),
+        ingest.clone() as Arc<dyn metrics::Gauges>,
         stop_rx.clone(),
     ));
-    let refresher = tokio::spawn(metrics::refresh_loop(
-        ingest.clone(),
+    let refresher = tokio::spawn(metrics::listener::refresh_loop(
+        ingest.clone() as Arc<dyn metrics::Gauges>,
         GAUGE_REFRESH,
         stop_rx.clone(),
     ));

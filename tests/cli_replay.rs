@@ -48,7 +48,15 @@ fn write_log(data_dir: &Path) {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let wal = Wal::open(partition_dir(data_dir, 0), wal_config(&config(data_dir), 1)).unwrap();
+    let wal = Wal::open(
+        partition_dir(data_dir, 0),
+        wal_config(
+            &config(data_dir).wal,
+            config(data_dir).max_record_bytes(),
+            1,
+        ),
+    )
+    .unwrap();
     for i in 0..RECORDS {
         let query = format!(
             "e=pv&tv=js-3.0.0&p=web&aid=cli-replay&url=http%3A%2F%2Fexample.com%2F{i}\

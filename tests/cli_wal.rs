@@ -41,7 +41,11 @@ fn config(data_dir: &Path) -> Config {
 fn open(data_dir: &Path, partition: usize) -> Wal {
     Wal::open(
         partition_dir(data_dir, partition),
-        wal_config(&config(data_dir), 2),
+        wal_config(
+            &config(data_dir).wal,
+            config(data_dir).max_record_bytes(),
+            2,
+        ),
     )
     .unwrap()
 }

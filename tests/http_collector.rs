@@ -650,7 +650,11 @@ fn an_envelope_written_before_nuid_existed_still_decodes_from_the_log() {
     rmp_serde::encode::write_named(&mut bytes, &old).unwrap();
     let wal = sluice_wal::Wal::open(
         partition_dir(&config.data_dir, 0),
-        wal_config(&config, partition_count(&config)),
+        wal_config(
+            &config.wal,
+            config.max_record_bytes(),
+            partition_count(&config.wal),
+        ),
     )
     .unwrap();
     wal.append(bytes).unwrap();
@@ -691,7 +695,7 @@ max_age = "10m"
 "#,
     )
     .unwrap();
-    let loaded = sluice::config::load(Some(&file), &Default::default()).unwrap();
+    let loaded = sluice::config::load::load(Some(&file), &Default::default()).unwrap();
     let c = &loaded.config.collector;
     assert_eq!(c.max_payload_bytes.bytes(), 512 << 10);
     assert_eq!(c.paths["/com.acme/track"], TP2);
@@ -708,7 +712,7 @@ max_age = "10m"
         "[collector.do_not_track_cookie]\nenabled = true\nname = \"dnt\"\nvalue = \"(\"\n",
     )
     .unwrap();
-    let err = sluice::config::load(Some(&file), &Default::default())
+    let err = sluice::config::load::load(Some(&file), &Default::default())
         .unwrap_err()
         .to_string();
     assert!(

@@ -21,7 +21,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use crate::config::{is_secret_key, Loaded};
+use crate::config::load::{is_secret_key, Loaded};
 use crate::logging::redact_url;
 
 /// What is printed instead of a secret's value.
@@ -203,7 +203,8 @@ fn toml_value(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{flatten, Config};
+    use crate::config::load::flatten;
+    use crate::config::Config;
 
     fn loaded() -> Loaded {
         let config = Config::default();

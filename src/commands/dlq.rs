@@ -175,7 +175,12 @@ pub fn replay(
     out: &mut dyn Write,
 ) -> Result<crate::publish::replay::DlqSummary, crate::publish::replay::ReplayError> {
     use crate::publish::replay::{replay_dead_letters, Pipeline};
-    let pipeline = Pipeline::connect(config)?;
+    let pipeline = Pipeline::connect(
+        &config.enrich,
+        config.process_limits(),
+        &config.clickhouse,
+        &config.data_dir,
+    )?;
     let progress = Progress::new("dlq replay", "entries", 0, mode);
     // The entries that failed again are reported one per line; in JSON they are collected.
     let mut failed_lines = Vec::new();

@@ -5,7 +5,8 @@ use std::io::Write;
 use super::progress::ProgressMode;
 use super::{config_show, db, dlq, serve, wal, Outcome, RunError};
 use crate::cli::{Command, ConfigCommand, DbCommand, DlqCommand, WalCommand};
-use crate::config::{Config, Loaded, Origin};
+use crate::config::load::{Loaded, Origin};
+use crate::config::Config;
 
 /// Runs `command` with the loaded configuration: validates it (`config show` prints even an
 /// invalid one first, then reports what is wrong), starts logging, and runs the command.

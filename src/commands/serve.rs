@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::RunError;
-use crate::config::{flatten, Config, Origin};
+use crate::config::load::{flatten, Origin};
+use crate::config::Config;
 
 /// The keys (or key prefixes, ending in `.`) a SIGHUP applies while serving.
 pub const RELOADABLE: &[&str] = &[

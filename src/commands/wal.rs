@@ -94,7 +94,11 @@ fn partitions(data_dir: &Path) -> Result<Vec<usize>, CommandError> {
 /// The log configuration the daemon uses for every partition (it fixes the capacity share
 /// reported; segment sizes are read from the files).
 fn view_config(config: &Config) -> WalConfig {
-    wal_config(config, partition_count(config))
+    wal_config(
+        &config.wal,
+        config.max_record_bytes(),
+        partition_count(&config.wal),
+    )
 }
 
 fn open_view(data_dir: &Path, partition: usize, wal: &WalConfig) -> Result<LogView, CommandError> {
@@ -812,7 +816,12 @@ pub fn replay(
         Some(partition) => return Err(ReplayError::NoSuchPartition { partition, found }),
         None => found,
     };
-    let pipeline = Pipeline::connect(config)?;
+    let pipeline = Pipeline::connect(
+        &config.enrich,
+        config.process_limits(),
+        &config.clickhouse,
+        &config.data_dir,
+    )?;
     let wal = view_config(config);
     // The records to go through, for the bar (ranges widen a little to whole batches).
     let total: u64 = selected

@@ -41,7 +41,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Violation;
+use crate::config::units::Violation;
 use crate::event::FailureCategory;
 
 /// First byte of every stored entry.

@@ -34,11 +34,11 @@ use http::header::{self, HeaderMap, HeaderName};
 use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::Config;
-use crate::ratelimit::{BucketSpec, Decision, RateLimiter};
+use crate::http::sources::{AuthConfig, CollectConfig, PycolyticsConfig, SegmentConfig};
+use crate::ratelimit::{BucketSpec, Decision, LimitsConfig, RateLimiter};
 use crate::wire::ip;
 
-use super::HttpError;
+use super::error::HttpError;
 
 /// Keys as SHA-256 digests, compared in constant time.
 #[derive(Clone, Default)]
@@ -116,6 +116,26 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// The sections the access rules are compiled from (see
+/// [`crate::config::Config::access`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessConfig<'a> {
+    /// `[auth]`.
+    pub auth: &'a AuthConfig,
+    /// `[segment]`.
+    pub segment: &'a SegmentConfig,
+    /// `[pycolytics]`.
+    pub pycolytics: &'a PycolyticsConfig,
+    /// `[collect]`.
+    pub collect: &'a CollectConfig,
+    /// `[limits]`.
+    pub limits: &'a LimitsConfig,
+    /// `enrich.trusted_proxies`.
+    pub trusted_proxies: &'a [String],
+    /// `server.max_decompressed_bytes`.
+    pub max_decompressed_bytes: u64,
+}
+
 /// Everything the access checks read, compiled from one configuration.
 #[derive(Debug)]
 pub struct Policy {
@@ -149,7 +169,7 @@ impl Policy {
     /// Compiles the relevant sections. Entries that fail validation (which start-up runs first)
     /// are skipped: an unparseable proxy network is not trusted, an invalid header name falls
     /// back to the default.
-    pub fn new(config: &Config) -> Policy {
+    pub fn new(config: &AccessConfig<'_>) -> Policy {
         let limits = &config.limits;
         Policy {
             segment_keys: KeySet::new(&config.segment.write_keys),
@@ -159,7 +179,6 @@ impl Policy {
             key_header: HeaderName::from_bytes(config.auth.header.as_bytes())
                 .unwrap_or_else(|_| HeaderName::from_static("x-api-key")),
             trusted_proxies: config
-                .enrich
                 .trusted_proxies
                 .iter()
                 .filter_map(|p| ip::parse_cidr(p).ok())
@@ -169,7 +188,7 @@ impl Policy {
             max_event_bytes: config.segment.max_event_bytes.bytes(),
             max_batch_bytes: config.segment.max_batch_bytes.bytes(),
             max_batch_items: config.segment.max_batch_items,
-            max_decompressed_bytes: config.server.max_decompressed_bytes.bytes(),
+            max_decompressed_bytes: config.max_decompressed_bytes,
         }
     }
 
@@ -200,7 +219,7 @@ pub struct Access {
 impl Access {
     /// The rules of `config`, with empty rate limiters sized by `limits.max_buckets` (a reload
     /// does not resize them).
-    pub fn new(config: &Config) -> Access {
+    pub fn new(config: &AccessConfig<'_>) -> Access {
         Access {
             policy: RwLock::new(Arc::new(Policy::new(config))),
             per_ip: RateLimiter::new(config.limits.max_buckets),
@@ -211,7 +230,7 @@ impl Access {
     /// Swaps in the keys, limits, trusted proxies and size limits of `config` (already
     /// validated). Requests in flight finish under the rules they started with; the token
     /// buckets are kept.
-    pub fn reload(&self, config: &Config) {
+    pub fn reload(&self, config: &AccessConfig<'_>) {
         let policy = Arc::new(Policy::new(config));
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }

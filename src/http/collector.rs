@@ -60,7 +60,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{ByteSize, HumanDuration, Violation};
+use crate::config::units::{outside, ByteSize, HumanDuration, Violation};
 
 use crate::wire::route::Route;
 use crate::wire::text::form_decode_lossy;
@@ -337,11 +337,9 @@ impl CollectorConfig {
         };
 
         let p = self.max_payload_bytes;
-        check(
-            (1 << 10..=64 << 20).contains(&p.0),
-            "collector.max_payload_bytes",
-            format!("{p} is outside 1KiB to 64MiB"),
-        );
+        if let Some(m) = outside(p, ByteSize(1 << 10), ByteSize(64 << 20)) {
+            check(false, "collector.max_payload_bytes", m);
+        }
 
         let c = &self.cors;
         for o in &c.allowed_origins {
@@ -361,11 +359,9 @@ impl CollectorConfig {
                 format!("`{h}` is not a header name"),
             );
         }
-        check(
-            c.max_age.0 <= DAY,
-            "collector.cors.max_age",
-            format!("{} is outside 0s to 24h", c.max_age),
-        );
+        if let Some(m) = outside(c.max_age, HumanDuration(Duration::ZERO), HumanDuration(DAY)) {
+            check(false, "collector.cors.max_age", m);
+        }
 
         let k = &self.cookie;
         check(
@@ -376,11 +372,13 @@ impl CollectorConfig {
                 k.name
             ),
         );
-        check(
-            (Duration::from_secs(1)..=3650 * DAY).contains(&k.expiration.0),
-            "collector.cookie.expiration",
-            format!("{} is outside 1s to 3650days", k.expiration),
+        let (day, ten_years) = (
+            HumanDuration(Duration::from_secs(1)),
+            HumanDuration(3650 * DAY),
         );
+        if let Some(m) = outside(k.expiration, day, ten_years) {
+            check(false, "collector.cookie.expiration", m);
+        }
         for d in &k.domains {
             check(
                 is_domain(d),

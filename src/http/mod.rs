@@ -70,18 +70,20 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::ingest::{Identity, Ingest};
 use crate::metrics;
 use crate::wire::route::{Route, Source};
 use crate::wire::time::now_ms;
-use auth::{Access, Policy};
-use collector::Extra;
+use auth::{Access, AccessConfig, Policy};
+use collector::{CollectorConfig, Extra};
 
 pub use collector::Collector;
 pub use error::HttpError;
 pub use response::{Answer, Body, PIXEL};
+use serde::{Deserialize, Serialize};
+
+use crate::config::units::{ByteSize, HumanDuration};
 
 /// Metric label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -187,17 +189,21 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits from the configuration.
-    pub fn from_config(config: &Config) -> Limits {
+    /// The limits of `[server]`, `[collector]` and the access rules.
+    pub fn new(
+        server: &ServerConfig,
+        collector: &CollectorConfig,
+        access: &AccessConfig<'_>,
+    ) -> Limits {
         Limits {
-            max_body_bytes: config.server.max_body_bytes.bytes(),
-            request_timeout: config.server.request_timeout.get(),
-            retry_after: config.server.retry_after.get(),
+            max_body_bytes: server.max_body_bytes.bytes(),
+            request_timeout: server.request_timeout.get(),
+            retry_after: server.retry_after.get(),
             collector: Arc::new(Collector::with_allowed_headers(
-                &config.collector,
-                &["Authorization", config.auth.header.as_str()],
+                collector,
+                &["Authorization", access.auth.header.as_str()],
             )),
-            access: Arc::new(Access::new(config)),
+            access: Arc::new(Access::new(access)),
         }
     }
 }
@@ -666,6 +672,52 @@ fn header_text(value: &HeaderValue) -> String {
     match value.to_str() {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    }
+}
+
+/// The collector's HTTP listener and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `0.0.0.0:8080`. Flag `--listen`.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger → 413 and nothing stored. Default `2MiB`;
+    /// between `1KiB` and `64MiB`, and it must fit in one WAL segment with room to spare.
+    pub max_body_bytes: ByteSize,
+    /// Largest decompressed body of a gzip request (`Content-Encoding: gzip`) on the JSON
+    /// routes (Segment, pycolytics, collect); decompression stops there and the request gets
+    /// 413 (gzip bombs cost at most this much memory). The publisher decompresses stored
+    /// bodies with the same cap. Default `4MiB`; `1KiB` to `256MiB`.
+    pub max_decompressed_bytes: ByteSize,
+    /// Largest request head (request line plus headers); larger → 431. Default `40KiB`;
+    /// between `8KiB` and `1MiB`.
+    pub max_header_bytes: ByteSize,
+    /// Time allowed to receive a request's body after its head; slower → 408. Also bounds how
+    /// long a connection may take to send a complete head. Default `30s`; `1s` to `10m`.
+    pub request_timeout: HumanDuration,
+    /// Concurrent connections; further ones wait in the kernel's accept queue. Default 10 000;
+    /// 1 to 1 000 000.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default `30s`;
+    /// `0s` to `10m`.
+    pub shutdown_grace: HumanDuration,
+    /// `Retry-After` seconds sent with 503 answers (log full or unavailable). Default `5s`;
+    /// `1s` to `1h`.
+    pub retry_after: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: ByteSize(2 << 20),
+            max_decompressed_bytes: ByteSize(4 << 20),
+            max_header_bytes: ByteSize(40 << 10),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 10_000,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            retry_after: HumanDuration(Duration::from_secs(5)),
+        }
     }
 }
 

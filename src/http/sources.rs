@@ -35,7 +35,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::config::{ByteSize, Violation};
+use crate::config::units::{check_range, ByteSize, Violation};
 use crate::wire::pycolytics;
 
 use super::HttpError;
@@ -149,32 +149,35 @@ impl SegmentConfig {
     pub fn violations(&self) -> Vec<Violation> {
         let mut out = Vec::new();
         key_violations("segment.write_keys", &self.write_keys, &mut out);
-        let e = self.max_event_bytes;
-        if !(1 << 10..=16 << 20).contains(&e.0) {
-            out.push(Violation {
-                key: "segment.max_event_bytes",
-                message: format!("{e} is outside 1KiB to 16MiB"),
-            });
-        }
-        let b = self.max_batch_bytes;
-        if !(1 << 10..=64 << 20).contains(&b.0) {
-            out.push(Violation {
-                key: "segment.max_batch_bytes",
-                message: format!("{b} is outside 1KiB to 64MiB"),
-            });
-        }
+        let (e, b) = (self.max_event_bytes, self.max_batch_bytes);
+        let kib = ByteSize(1 << 10);
+        check_range(
+            &mut out,
+            "segment.max_event_bytes",
+            e,
+            kib,
+            ByteSize(16 << 20),
+        );
+        check_range(
+            &mut out,
+            "segment.max_batch_bytes",
+            b,
+            kib,
+            ByteSize(64 << 20),
+        );
         if e > b {
             out.push(Violation {
                 key: "segment.max_event_bytes",
                 message: format!("{e} is larger than segment.max_batch_bytes = {b}"),
             });
         }
-        if !(1..=100_000).contains(&self.max_batch_items) {
-            out.push(Violation {
-                key: "segment.max_batch_items",
-                message: format!("{} is outside 1 to 100000", self.max_batch_items),
-            });
-        }
+        check_range(
+            &mut out,
+            "segment.max_batch_items",
+            self.max_batch_items,
+            1,
+            100_000,
+        );
         out
     }
 }

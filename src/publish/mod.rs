@@ -89,7 +89,7 @@ use serde::{Deserialize, Serialize};
 use sluice_wal::{Lsn, Record, Wal};
 use tokio::sync::watch;
 
-use crate::config::{ByteSize, HumanDuration, Violation};
+use crate::config::units::{check_range, ByteSize, HumanDuration, Violation};
 use crate::deadletter::{self, Entry, EntryId, Store};
 use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory};
@@ -153,38 +153,22 @@ impl PublishConfig {
     /// Values outside their documented bounds, each naming its key.
     pub fn violations(&self) -> Vec<Violation> {
         let mut out = Vec::new();
-        if !(1..=1_000_000).contains(&self.batch_rows) {
-            out.push(Violation {
-                key: "publish.batch_rows",
-                message: format!("{} is outside 1..=1000000", self.batch_rows),
-            });
-        }
-        if !((1 << 10)..=(1 << 30)).contains(&self.batch_bytes.bytes()) {
-            out.push(Violation {
-                key: "publish.batch_bytes",
-                message: format!("{} is outside 1KiB..=1GiB", self.batch_bytes),
-            });
-        }
-        let age = self.batch_age.get();
-        if age < Duration::from_millis(10) || age > Duration::from_secs(600) {
-            out.push(Violation {
-                key: "publish.batch_age",
-                message: format!("{} is outside 10ms..=10m", self.batch_age),
-            });
-        }
-        if !(1..=16).contains(&self.max_in_flight) {
-            out.push(Violation {
-                key: "publish.max_in_flight",
-                message: format!("{} is outside 1..=16", self.max_in_flight),
-            });
-        }
-        let stop = self.stop_timeout.get();
-        if stop < Duration::from_millis(100) || stop > Duration::from_secs(300) {
-            out.push(Violation {
-                key: "publish.stop_timeout",
-                message: format!("{} is outside 100ms..=5m", self.stop_timeout),
-            });
-        }
+        check_range(
+            &mut out,
+            "publish.batch_rows",
+            self.batch_rows,
+            1,
+            1_000_000,
+        );
+        let (kib, gib) = (ByteSize(1 << 10), ByteSize(1 << 30));
+        check_range(&mut out, "publish.batch_bytes", self.batch_bytes, kib, gib);
+        let (lo, hi) = (Duration::from_millis(10), Duration::from_secs(600));
+        let (lo, hi) = (HumanDuration(lo), HumanDuration(hi));
+        check_range(&mut out, "publish.batch_age", self.batch_age, lo, hi);
+        check_range(&mut out, "publish.max_in_flight", self.max_in_flight, 1, 16);
+        let (lo, hi) = (Duration::from_millis(100), Duration::from_secs(300));
+        let (lo, hi) = (HumanDuration(lo), HumanDuration(hi));
+        check_range(&mut out, "publish.stop_timeout", self.stop_timeout, lo, hi);
         out
     }
 }

@@ -31,11 +31,13 @@ use std::path::Path;
 use sluice_wal::{LogView, Lsn, WalConfig};
 use tokio::sync::watch;
 
+use super::enrich::EnrichConfig;
 use super::ledger::{recorded_ranges, BatchRange};
-use super::process::{process_record, Process};
+use super::process::{process_record, Limits, Process, Processor};
 use super::{Deliver, DeliverError, Delivery, PublishConfig};
 use crate::deadletter::{self, Entry, Filter, Store};
 use crate::event::{Event, Failure, FailureCategory};
+use crate::sink::clickhouse::ClickHouseConfig;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +145,7 @@ pub struct Pipeline {
     /// Drives the sink's futures (one worker thread; `Handle::block_on` needs a worker).
     pub runtime: tokio::runtime::Runtime,
     /// The configured enrichment.
-    pub processor: crate::publish::process::Processor,
+    pub processor: Processor,
     /// Connected to the configured ClickHouse.
     pub sink: crate::sink::clickhouse::Sink,
     /// The data directory's instance id: replayed batches carry the daemon's tokens.
@@ -152,21 +154,23 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Sets up enrichment and connects to ClickHouse (one attempt: the operator is watching).
-    pub fn connect(config: &crate::config::Config) -> Result<Pipeline, ReplayError> {
-        let instance = crate::instance::load_or_create(&config.data_dir)?;
-        let processor = crate::publish::process::Processor::new(
-            &config.enrich,
-            config.process_limits(),
-            instance,
-        )
-        .map_err(|e| ReplayError::Enrich(e.to_string()))?;
+    /// The instance id is the one of `data_dir`.
+    pub fn connect(
+        enrich: &EnrichConfig,
+        limits: Limits,
+        clickhouse: &ClickHouseConfig,
+        data_dir: &Path,
+    ) -> Result<Pipeline, ReplayError> {
+        let instance = crate::instance::load_or_create(data_dir)?;
+        let processor = Processor::new(enrich, limits, instance)
+            .map_err(|e| ReplayError::Enrich(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(ReplayError::Runtime)?;
         let sink = runtime
-            .block_on(crate::sink::clickhouse::Sink::connect(&config.clickhouse))
+            .block_on(crate::sink::clickhouse::Sink::connect(clickhouse))
             .map_err(ReplayError::Connect)?;
         Ok(Pipeline {
             runtime,

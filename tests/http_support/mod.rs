@@ -83,7 +83,11 @@ pub fn test_config(data_dir: &Path) -> Config {
 /// Every envelope stored under `config.data_dir`, with its partition, in partition then LSN
 /// order. Call after the server has shut down.
 pub fn stored(config: &Config) -> Vec<(usize, Envelope)> {
-    let wal = wal_config(config, partition_count(config));
+    let wal = wal_config(
+        &config.wal,
+        config.max_record_bytes(),
+        partition_count(&config.wal),
+    );
     let mut out = Vec::new();
     for partition in existing_partitions(&config.data_dir).unwrap() {
         let view = LogView::open(partition_dir(&config.data_dir, partition), &wal).unwrap();

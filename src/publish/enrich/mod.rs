@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use sluice_wal::Lsn;
 use uuid::Uuid;
 
-use crate::config::Violation;
+use crate::config::units::{check_range, Violation};
 use crate::envelope::Envelope;
 use crate::event::{Event, Text};
 use crate::instance::InstanceId;
@@ -215,24 +215,19 @@ impl EnrichConfig {
                 });
             }
         }
-        if self.anonymise_ip.octets > 4 {
-            out.push(Violation {
-                key: "enrich.anonymise_ip.octets",
-                message: format!("{} is outside 0 to 4", self.anonymise_ip.octets),
-            });
+        let ip = &self.anonymise_ip;
+        check_range(&mut out, "enrich.anonymise_ip.octets", ip.octets, 0, 4);
+        if let Some(segments) = ip.segments {
+            check_range(&mut out, "enrich.anonymise_ip.segments", segments, 0, 8);
         }
-        if let Some(s) = self.anonymise_ip.segments.filter(|s| *s > 8) {
-            out.push(Violation {
-                key: "enrich.anonymise_ip.segments",
-                message: format!("{s} is outside 0 to 8"),
-            });
-        }
-        if self.user_agent.cache_entries > 1_000_000 {
-            out.push(Violation {
-                key: "enrich.user_agent.cache_entries",
-                message: format!("{} is outside 0 to 1000000", self.user_agent.cache_entries),
-            });
-        }
+        let entries = self.user_agent.cache_entries;
+        check_range(
+            &mut out,
+            "enrich.user_agent.cache_entries",
+            entries,
+            0,
+            1_000_000,
+        );
         for (key, list) in [
             ("enrich.campaign.medium", &self.campaign.medium),
             ("enrich.campaign.source", &self.campaign.source),

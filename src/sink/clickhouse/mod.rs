@@ -36,7 +36,7 @@ use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HumanDuration, Violation};
+use crate::config::units::{check_range, HumanDuration, Violation};
 use crate::event::Event;
 use crate::metrics::publish as m;
 
@@ -180,17 +180,8 @@ impl ClickHouseConfig {
             ),
         ];
         for (key, v, lo, hi) in bounds {
-            if v < lo || v > hi {
-                out.push(Violation {
-                    key,
-                    message: format!(
-                        "{} is outside {} to {}",
-                        HumanDuration(v),
-                        HumanDuration(lo),
-                        HumanDuration(hi)
-                    ),
-                });
-            }
+            let (v, lo, hi) = (HumanDuration(v), HumanDuration(lo), HumanDuration(hi));
+            check_range(&mut out, key, v, lo, hi);
         }
         out
     }

@@ -35,24 +35,16 @@
 //! server started in the same process (tests start several) shares it. The gauges are refreshed
 //! from each log's status once a second by the server and again on every scrape.
 
-use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+pub mod listener;
+
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sluice_wal::{CommitStats, Observer, Status};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-use crate::ingest::Ingest;
 
 /// Answered requests, by route template and status.
 pub const HTTP_REQUESTS_TOTAL: &str = "sluice_http_requests_total";
@@ -387,96 +379,11 @@ impl PartitionMetrics {
     }
 }
 
-/// Renders the Prometheus text after refreshing the gauges.
-pub fn render(ingest: &Ingest) -> String {
-    ingest.refresh_metrics();
-    handle().render()
-}
-
-/// The periodic housekeeping: refreshes the gauges and runs the exporter's upkeep (which keeps
-/// histogram storage bounded) every `every`, until `shutdown` fires.
-pub async fn refresh_loop(
-    ingest: Arc<Ingest>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                ingest.refresh_metrics();
-                handle().run_upkeep();
-            }
-            _ = stopped(&mut shutdown) => return,
-        }
-    }
-}
-
-/// Serves `GET /metrics` on `listener` until `shutdown` fires. Scrapes are short, so open
-/// connections are simply closed at shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    ingest: Arc<Ingest>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => break,
-        };
-        let ingest = ingest.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let ingest = ingest.clone();
-            async move { Ok::<_, Infallible>(answer(&req, &ingest)) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-    connections.shutdown().await;
-}
-
-fn answer(req: &Request<Incoming>, ingest: &Ingest) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            Bytes::from(render(ingest)),
-        ),
-        (_, "/metrics") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            Bytes::from_static(b"use GET /metrics\n"),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            Bytes::from_static(b"this listener serves only GET /metrics\n"),
-        ),
-    };
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    resp
+/// What keeps gauges that are read rather than counted (the logs' fill and state) current:
+/// refreshed before every scrape and by the periodic housekeeping.
+pub trait Gauges: Send + Sync {
+    /// Sets the gauges from the current state.
+    fn refresh_gauges(&self);
 }
 
 /// Resolves once the shutdown flag is set or its sender is gone.

@@ -1,0 +1,129 @@
+//! The separate Prometheus listener: `GET /metrics` and nothing else, never on the collector
+//! port, and the periodic housekeeping of the exporter.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{handle, stopped, Gauges};
+
+/// The Prometheus listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the separate `/metrics` listener. Default `0.0.0.0:9090`.
+    /// Flag `--metrics-listen`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+/// Renders the Prometheus text after refreshing the gauges.
+pub fn render(gauges: &dyn Gauges) -> String {
+    gauges.refresh_gauges();
+    handle().render()
+}
+
+/// The periodic housekeeping: refreshes the gauges and runs the exporter's upkeep (which keeps
+/// histogram storage bounded) every `every`, until `shutdown` fires.
+pub async fn refresh_loop(
+    gauges: Arc<dyn Gauges>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                gauges.refresh_gauges();
+                handle().run_upkeep();
+            }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` fires. Scrapes are short, so open
+/// connections are simply closed at shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    gauges: Arc<dyn Gauges>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let gauges = gauges.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let gauges = gauges.clone();
+            async move { Ok::<_, Infallible>(answer(&req, &*gauges)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+fn answer(req: &Request<Incoming>, gauges: &dyn Gauges) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(render(gauges)),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"use GET /metrics\n"),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"this listener serves only GET /metrics\n"),
+        ),
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
