@@ -135,7 +135,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// One value outside its bounds, found by [`Config::validate`].
+/// One value outside its bounds, found by [`crate::config::Config::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// The dotted key, e.g. `wal.capacity`.

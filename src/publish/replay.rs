@@ -31,10 +31,11 @@ use std::path::Path;
 use sluice_wal::{LogView, Lsn, WalConfig};
 use tokio::sync::watch;
 
+use super::deliver::{Deliver, DeliverError, Delivery};
 use super::enrich::EnrichConfig;
 use super::ledger::{recorded_ranges, BatchRange};
+use super::pipeline::PublishConfig;
 use super::process::{process_record, Limits, Process, Processor};
-use super::{Deliver, DeliverError, Delivery, PublishConfig};
 use crate::deadletter::{self, Entry, Filter, Store};
 use crate::event::{Event, Failure, FailureCategory};
 use crate::sink::clickhouse::ClickHouseConfig;

@@ -12,7 +12,7 @@
 //! - `/r/tp2`: the redirect adapter (the target `u` becomes a `uri_redirect` event or entity).
 //!
 //! Query strings are decoded as `application/x-www-form-urlencoded` (`+` is a space); repeated
-//! keys keep the last value. Base64 (`cx`, `ue_px`) is decoded leniently by [`decode_base64`](crate::wire::text::decode_base64):
+//! keys keep the last value. Base64 (`cx`, `ue_px`) is decoded leniently by [`decode_base64`]:
 //! standard and URL-safe alphabets, padding optional.
 //!
 //! Every violation is a [`Failure`] with the category Snowplow's bad rows use (§5): a bad event

@@ -1,6 +1,6 @@
 //! The enrichment steps every source shares, and the `[enrich]` settings they read.
 //!
-//! Each field mapping in [`crate::publish::map`] starts its rows from [`Enricher::base_event`]
+//! Each field mapping in [`crate::publish::map`] starts its rows from `Enricher::base_event`
 //! and calls the steps it needs: the client IP (trusted proxies, optional anonymisation), URL
 //! parts and campaign fields, user-agent families, the fingerprint, and the ids derived from an
 //! event's place in the log. Every step is pure and deterministic: an event without `eid` (or

@@ -6,7 +6,7 @@
 //!
 //! An object whose `type` is a Segment call (`identify`, `track`, `page`, `screen`, `group`,
 //! `alias`) is mapped and validated exactly like a Segment batch item
-//! ([`crate::publish::segment`]), so a Segment message can be posted here too; its `source`
+//! ([`crate::publish::map::segment`]), so a Segment message can be posted here too; its `source`
 //! stays `collect` (the API it came in by) and `stream` is set. A failing object becomes a dead
 //! letter on its own; the rest of the array loads.
 //!

@@ -42,6 +42,7 @@ use crate::metrics::publish as m;
 
 pub mod client;
 pub mod compress;
+pub mod deliver;
 pub mod encode;
 pub mod migrate;
 pub mod sample;
