@@ -41,5 +41,6 @@ pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
 pub mod server;
+pub mod shutdown;
 pub mod sink;
 pub mod wire;

@@ -4,7 +4,7 @@
 //! # Tasks and their owners
 //!
 //! [`start`] opens the logs, binds both listeners and spawns three tasks, all owned by the
-//! returned [`RunningServer`] and stopped through one `watch` flag:
+//! returned [`RunningServer`] and stopped through one [`Shutdown`] signal:
 //!
 //! - the collector's accept loop, which owns one task per connection (a `JoinSet`), bounded by
 //!   a semaphore of `server.max_connections` permits (further connections wait in the kernel's
@@ -39,7 +39,7 @@
 //! reloaded. The daemon calls it on SIGHUP.
 //!
 //! Nothing outlives [`RunningServer::shutdown`]. Dropping a `RunningServer` without calling it
-//! drops the stop flag's sender, which stops the tasks too, but nothing waits for them and the
+//! drops its [`Stop`], which stops the tasks too, but nothing waits for them and the
 //! logs are only closed when the last task holding them ends.
 
 use std::convert::Infallible;
@@ -48,7 +48,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -56,18 +55,20 @@ use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
-use crate::deadletter::Store;
+use crate::deadletter::{DeadLetterError, Store};
 use crate::http::auth::Access;
 use crate::http::{App, Limits};
-use crate::ingest::Ingest;
-use crate::instance::InstanceId;
+use crate::ingest::{Ingest, IngestError};
+use crate::instance::{InstanceError, InstanceId};
 use crate::metrics;
+use crate::publish::enrich::EnrichError;
 use crate::publish::process::Processor;
-use crate::publish::{Publishers, Shared};
+use crate::publish::{PublishError, Publishers, Shared};
+use crate::shutdown::{self, Shutdown, Stop};
 use crate::sink::clickhouse::Sink;
 
 /// How often the partition gauges are refreshed between scrapes.
@@ -81,6 +82,53 @@ const MIN_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest pause between attempts to connect to ClickHouse.
 const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Why the server could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A partition's log could not be opened.
+    #[error("cannot open the logs: {0}")]
+    OpenLogs(#[source] IngestError),
+    /// The data directory's instance id could not be read or created.
+    #[error(transparent)]
+    Instance(InstanceError),
+    /// The enrichment settings could not be applied.
+    #[error("cannot set up enrichment (check [enrich]): {0}")]
+    Enrich(#[source] EnrichError),
+    /// The dead-letter store could not be opened.
+    #[error("cannot open the dead-letter store: {0}")]
+    OpenDeadLetters(#[source] DeadLetterError),
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The setting that names it.
+        key: &'static str,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// A task or a blocking step panicked or was cancelled.
+    #[error("{task} failed: {source}")]
+    Task {
+        /// What the task was doing.
+        task: &'static str,
+        /// The join error (a panic or a cancellation).
+        source: tokio::task::JoinError,
+    },
+    /// Publishers still running after `publish.stop_timeout`.
+    #[error("the publishers of partitions {0:?} did not stop within publish.stop_timeout")]
+    LatePublishers(Vec<usize>),
+    /// A publisher stopped with an error.
+    #[error("a publisher failed: {0}")]
+    Publisher(#[source] PublishError),
+    /// The dead-letter store could not be flushed on the way down.
+    #[error("cannot flush the dead-letter store: {0}")]
+    FlushDeadLetters(#[source] DeadLetterError),
+    /// A log could not be closed cleanly.
+    #[error("closing the logs: {0}")]
+    CloseLogs(#[source] IngestError),
+}
+
 /// A started server: its bound addresses and the handles needed to stop it.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -88,7 +136,7 @@ pub struct RunningServer {
     pub collector_addr: SocketAddr,
     /// The metrics listener's bound address.
     pub metrics_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: Stop,
     collector: JoinHandle<()>,
     metrics: JoinHandle<()>,
     refresher: JoinHandle<()>,
@@ -117,7 +165,7 @@ impl RunningServer {
 
     /// Stops the server in the order described in the module docs and returns once every log is
     /// closed.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), ServerError> {
         let RunningServer {
             stop,
             collector,
@@ -129,7 +177,7 @@ impl RunningServer {
             ingest,
             ..
         } = self;
-        let _ = stop.send(true);
+        stop.stop();
         // Every task is awaited and the logs are closed even if a task panicked.
         let tasks = [
             ("the collector's accept loop", collector),
@@ -141,37 +189,38 @@ impl RunningServer {
         for (name, task) in tasks {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "task failed");
-                first_error.get_or_insert(anyhow::anyhow!("{name} failed: {e}"));
+                first_error.get_or_insert(ServerError::Task {
+                    task: name,
+                    source: e,
+                });
             }
         }
         let started = publishers.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(publishers) = started {
             let (late, error) = tokio::task::spawn_blocking(move || publishers.stop())
                 .await
-                .context("stopping the publishers panicked")?;
+                .map_err(panicked("stopping the publishers"))?;
             if !late.is_empty() {
-                first_error.get_or_insert(anyhow::anyhow!(
-                    "the publishers of partitions {late:?} did not stop within publish.stop_timeout"
-                ));
+                first_error.get_or_insert(ServerError::LatePublishers(late));
             }
             if let Some(e) = error {
-                first_error.get_or_insert(anyhow::Error::new(e).context("a publisher failed"));
+                first_error.get_or_insert(ServerError::Publisher(e));
             }
         }
         let flushing = dead_letters.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || flushing.flush())
             .await
-            .context("flushing the dead-letter store panicked")?
+            .map_err(panicked("flushing the dead-letter store"))?
         {
-            first_error.get_or_insert(anyhow::Error::new(e));
+            first_error.get_or_insert(ServerError::FlushDeadLetters(e));
         }
         drop(dead_letters);
         let closing = ingest.clone();
         let closed = tokio::task::spawn_blocking(move || closing.close())
             .await
-            .context("closing the logs panicked")?;
+            .map_err(panicked("closing the logs"))?;
         ingest.refresh_metrics();
-        closed.context("closing the logs")?;
+        closed.map_err(ServerError::CloseLogs)?;
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -181,7 +230,7 @@ impl RunningServer {
 }
 
 /// Opens the logs, binds the collector and metrics listeners and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     metrics::handle();
     let (wal, max_record_bytes, data_dir) = (
         config.wal.clone(),
@@ -191,37 +240,29 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let ingest =
         tokio::task::spawn_blocking(move || Ingest::open(&wal, max_record_bytes, &data_dir))
             .await
-            .context("opening the logs panicked")??;
+            .map_err(panicked("opening the logs"))?
+            .map_err(ServerError::OpenLogs)?;
     let ingest = Arc::new(ingest);
     let instance_dir = config.data_dir.clone();
     let instance =
         tokio::task::spawn_blocking(move || crate::instance::load_or_create(&instance_dir))
             .await
-            .context("reading the instance id panicked")??;
+            .map_err(panicked("reading the instance id"))?
+            .map_err(ServerError::Instance)?;
     let processor = Arc::new(
         Processor::new(&config.enrich, config.process_limits(), instance)
-            .context("cannot set up enrichment (check [enrich])")?,
+            .map_err(ServerError::Enrich)?,
     );
     let store_path = config.dead_letter.path(&config.data_dir);
     let dead_letters = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
-        .context("opening the dead-letter store panicked")??;
+        .map_err(panicked("opening the dead-letter store"))?
+        .map_err(ServerError::OpenDeadLetters)?;
 
-    let collector = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
-    let metrics_listener = TcpListener::bind(config.metrics.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (metrics.listen)",
-                config.metrics.listen
-            )
-        })?;
-    let collector_addr = collector.local_addr()?;
-    let metrics_addr = metrics_listener.local_addr()?;
+    let (collector, collector_addr) = bind(config.server.listen, "server.listen").await?;
+    let (metrics_listener, metrics_addr) = bind(config.metrics.listen, "metrics.listen").await?;
 
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, shutdown) = shutdown::channel();
     let app = Arc::new(App::new(
         ingest.clone(),
         Limits::new(&config.server, &config.collector, &config.access()),
@@ -229,16 +270,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let access = app.access().clone();
     warn_open_routes(&access);
     let settings = ConnectionSettings::from_config(&config);
-    let collector_task = tokio::spawn(serve_collector(collector, app, settings, stop_rx.clone()));
+    let collector_task = tokio::spawn(serve_collector(collector, app, settings, shutdown.clone()));
     let metrics_task = tokio::spawn(metrics::listener::serve(
         metrics_listener,
         ingest.clone() as Arc<dyn metrics::Gauges>,
-        stop_rx.clone(),
+        shutdown.clone(),
     ));
     let refresher = tokio::spawn(metrics::listener::refresh_loop(
         ingest.clone() as Arc<dyn metrics::Gauges>,
         GAUGE_REFRESH,
-        stop_rx.clone(),
+        shutdown.clone(),
     ));
     let publishers = Arc::new(Mutex::new(None));
     let publishing = tokio::spawn(connect_and_publish(
@@ -248,7 +289,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         instance,
         dead_letters.clone(),
         publishers.clone(),
-        stop_rx,
+        shutdown,
     ));
     tracing::info!(%collector_addr, %metrics_addr, partitions = ingest.routable(),
         data_dir = %config.data_dir.display(), "listening");
@@ -265,6 +306,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ingest,
         access,
     })
+}
+
+/// Binds a listener; `key` names the setting in the error.
+async fn bind(
+    addr: SocketAddr,
+    key: &'static str,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bound = TcpListener::bind(addr)
+        .await
+        .and_then(|l| Ok((l.local_addr()?, l)));
+    match bound {
+        Ok((local, listener)) => Ok((listener, local)),
+        Err(source) => Err(ServerError::Bind { addr, key, source }),
+    }
+}
+
+/// Maps a task that panicked to [`ServerError::Task`].
+fn panicked(task: &'static str) -> impl FnOnce(tokio::task::JoinError) -> ServerError {
+    move |source| ServerError::Task { task, source }
 }
 
 /// Warns once per route family that accepts requests without a key.
@@ -286,13 +346,13 @@ async fn connect_and_publish(
     instance: InstanceId,
     dead_letters: Store,
     slot: Arc<Mutex<Option<Publishers>>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let mut backoff = MIN_CONNECT_BACKOFF;
     let sink = loop {
         let attempt = tokio::select! {
             attempt = Sink::connect(&config.clickhouse) => attempt,
-            _ = metrics::stopped(&mut stop) => return,
+            _ = stop.stopped() => return,
         };
         match attempt {
             Ok(sink) => break sink,
@@ -303,7 +363,7 @@ async fn connect_and_publish(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = metrics::stopped(&mut stop) => return,
+            _ = stop.stopped() => return,
         }
         backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
     };
@@ -332,7 +392,7 @@ async fn connect_and_publish(
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     let server = start(config).await?;
     shutdown.await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -364,7 +424,7 @@ async fn serve_collector(
     listener: TcpListener,
     app: Arc<App>,
     settings: ConnectionSettings,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
@@ -381,7 +441,7 @@ async fn serve_collector(
         while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = metrics::stopped(&mut stop) => break,
+            _ = stop.stopped() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -392,7 +452,7 @@ async fn serve_collector(
                     continue;
                 }
             },
-            _ = metrics::stopped(&mut stop) => break,
+            _ = stop.stopped() => break,
         };
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);

@@ -29,11 +29,8 @@ fn fresh(db: &str) -> sluice::sink::clickhouse::ClickHouseConfig {
     ch.config(db)
 }
 
-fn no_stop() -> (
-    tokio::sync::watch::Sender<bool>,
-    tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::sync::watch::channel(false)
+fn no_stop() -> (sluice::shutdown::Stop, sluice::shutdown::Shutdown) {
+    sluice::shutdown::channel()
 }
 
 fn close(got: Option<f64>, want: Option<f64>) {
@@ -428,7 +425,7 @@ fn an_unknown_table_pauses_delivery_until_it_exists_and_stop_ends_the_wait() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    tx.send(true).unwrap();
+    tx.stop();
     let r = rt.block_on(task).unwrap();
     assert!(matches!(r, Err(SinkError::Stopped)), "{r:?}");
 }
@@ -439,7 +436,8 @@ fn deliver_returns_stopped_at_once_when_stop_is_already_true() {
     let rt = rt();
     rt.block_on(migrate::init(&config)).unwrap();
     let sink = rt.block_on(Sink::connect(&config)).unwrap();
-    let (_tx, mut stop) = tokio::sync::watch::channel(true);
+    let (tx, mut stop) = sluice::shutdown::channel();
+    tx.stop();
     let r = rt.block_on(sink.deliver(0, &[Event::default()], "t", &mut stop));
     assert!(matches!(r, Err(SinkError::Stopped)), "{r:?}");
 }

@@ -25,7 +25,7 @@ fn a_killed_server_is_retried_until_it_returns_and_every_row_lands() {
     let sink = std::sync::Arc::new(rt.block_on(Sink::connect(&config)).unwrap());
 
     ch.kill();
-    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let (_tx, stop) = sluice::shutdown::channel();
     let task = {
         let sink = sink.clone();
         let mut stop = stop.clone();

@@ -78,8 +78,8 @@ pub enum RunError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     /// `serve` stopped with an error (a listener could not bind, a log could not be opened, …).
-    #[error("{0:#}")]
-    Serve(anyhow::Error),
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServerError),
     /// Writing the report failed, or the async runtime could not start.
     #[error("{context}: {source}")]
     Io {

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::RunError;
@@ -42,29 +41,32 @@ pub fn run(config: Config, origin: Origin) -> Result<(), RunError> {
             context: "cannot start the async runtime",
             source,
         })?;
-    runtime
-        .block_on(async {
-            let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-            let mut int = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
-            let mut hup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
-            let grace = config.server.shutdown_grace;
-            let server = crate::server::start(config.clone()).await?;
-            let mut current = config;
-            let name = loop {
-                tokio::select! {
-                    _ = term.recv() => break "SIGTERM",
-                    _ = int.recv() => break "SIGINT",
-                    _ = hup.recv() => {
-                        if let Some(next) = reload(&origin, &current, |c| server.reload(c)) {
-                            current = next;
-                        }
+    runtime.block_on(async {
+        let mut term = watch(SignalKind::terminate(), "cannot watch for SIGTERM")?;
+        let mut int = watch(SignalKind::interrupt(), "cannot watch for SIGINT")?;
+        let mut hup = watch(SignalKind::hangup(), "cannot watch for SIGHUP")?;
+        let grace = config.server.shutdown_grace;
+        let server = crate::server::start(config.clone()).await?;
+        let mut current = config;
+        let name = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = hup.recv() => {
+                    if let Some(next) = reload(&origin, &current, |c| server.reload(c)) {
+                        current = next;
                     }
                 }
-            };
-            tracing::info!(signal = name, grace = %grace, "shutting down: draining requests in flight");
-            server.shutdown().await
-        })
-        .map_err(RunError::Serve)
+            }
+        };
+        tracing::info!(signal = name, grace = %grace, "shutting down: draining requests in flight");
+        Ok(server.shutdown().await?)
+    })
+}
+
+/// A stream of `kind` signals; `context` names the signal in the error.
+fn watch(kind: SignalKind, context: &'static str) -> Result<tokio::signal::unix::Signal, RunError> {
+    signal(kind).map_err(|source| RunError::Io { context, source })
 }
 
 /// Reads the configuration again and applies it with `apply` (plus the log level); returns the

@@ -14,10 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{handle, stopped, Gauges};
+use super::{handle, Gauges};
+use crate::shutdown::Shutdown;
 
 /// The Prometheus listener.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,11 +44,7 @@ pub fn render(gauges: &dyn Gauges) -> String {
 
 /// The periodic housekeeping: refreshes the gauges and runs the exporter's upkeep (which keeps
 /// histogram storage bounded) every `every`, until `shutdown` fires.
-pub async fn refresh_loop(
-    gauges: Arc<dyn Gauges>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn refresh_loop(gauges: Arc<dyn Gauges>, every: Duration, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -57,18 +53,14 @@ pub async fn refresh_loop(
                 gauges.refresh_gauges();
                 handle().run_upkeep();
             }
-            _ = stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
         }
     }
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` fires. Scrapes are short, so open
 /// connections are simply closed at shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    gauges: Arc<dyn Gauges>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, gauges: Arc<dyn Gauges>, mut shutdown: Shutdown) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -81,7 +73,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.stopped() => break,
         };
         let gauges = gauges.clone();
         let service = service_fn(move |req: Request<Incoming>| {

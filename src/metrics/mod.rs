@@ -44,7 +44,6 @@ use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sluice_wal::{CommitStats, Observer, Status};
-use tokio::sync::watch;
 
 /// Answered requests, by route template and status.
 pub const HTTP_REQUESTS_TOTAL: &str = "sluice_http_requests_total";
@@ -384,11 +383,6 @@ impl PartitionMetrics {
 pub trait Gauges: Send + Sync {
     /// Sets the gauges from the current state.
     fn refresh_gauges(&self);
-}
-
-/// Resolves once the shutdown flag is set or its sender is gone.
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Publisher and sink metrics. Callers pass bounded values only: a partition index, a result

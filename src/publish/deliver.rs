@@ -4,9 +4,8 @@
 
 use std::future::Future;
 
-use tokio::sync::watch;
-
 use crate::event::Event;
+use crate::shutdown::Shutdown;
 
 /// What the sink did with a batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,14 +69,14 @@ pub trait Deliver: Send + Sync {
     }
 
     /// Inserts a prepared batch exactly once where the server deduplicates by `token`; returns
-    /// as soon as `stop` turns true with [`DeliverError::Stopped`], and with
+    /// as soon as `stop` is raised with [`DeliverError::Stopped`], and with
     /// [`DeliverError::Stale`] when `batch` must be prepared again.
     fn deliver_prepared<'a>(
         &'a self,
         partition: usize,
         batch: &'a Self::Rows,
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> impl Future<Output = Result<Delivery, DeliverError>> + 'a;
 
     /// Inserts `rows` (prepared and delivered in one go: replays, small batches).
@@ -86,7 +85,7 @@ pub trait Deliver: Send + Sync {
         partition: usize,
         rows: &'a [Event],
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> impl Future<Output = Result<Delivery, DeliverError>> + 'a;
 }
 

@@ -80,7 +80,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_wal::{Lsn, Record, Wal};
-use tokio::sync::watch;
 
 use super::deliver::{BatchRows, Deliver, DeliverError, Delivery};
 use super::ledger::{self, BatchRange, Ledger};
@@ -91,6 +90,7 @@ use crate::envelope::Envelope;
 use crate::event::{Event, Failure, FailureCategory};
 use crate::instance::InstanceId;
 use crate::metrics;
+use crate::shutdown::{self, Shutdown, Stop};
 
 /// Longest a publisher waits for a record before looking at its stop flag again.
 pub const STOP_POLL: Duration = Duration::from_millis(100);
@@ -99,7 +99,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Default of `publish.max_in_flight` (see `BENCHMARKS.md`, "Delivery into ClickHouse").
+/// Default of `publish.max_in_flight`: one batch inserting while the next is sent, so
+/// ClickHouse never waits on a round trip; 1, 2 and 4 drained alike on two shared cores.
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 2;
 
 /// The `[publish]` section: how records are batched from the log into the sink.
@@ -274,7 +275,7 @@ pub struct Publisher<P, D> {
     wal: Arc<Wal>,
     ledger: Ledger,
     shared: Arc<Shared<P, D>>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 }
 
 /// Forms batches (steps 1 of the module docs) on its own thread, so that batch *n + 1* is read
@@ -282,7 +283,7 @@ pub struct Publisher<P, D> {
 struct Former<P, D> {
     partition: usize,
     shared: Arc<Shared<P, D>>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
     /// Raised by the publishing thread when it stops for any reason (not only the stop flag),
     /// so a former waiting for records does not outlive it.
     abandoned: Arc<AtomicBool>,
@@ -298,7 +299,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         partition: usize,
         wal: Arc<Wal>,
         shared: Arc<Shared<P, D>>,
-        stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> Result<Self, PublishError> {
         let ledger = Ledger::open(&shared.data_dir, partition)
             .map_err(|source| PublishError::Ledger { partition, source })?;
@@ -309,11 +310,6 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             shared,
             stop,
         })
-    }
-
-    /// Raised, or its sender (the [`Publishers`] handle) is gone.
-    fn stopped(&self) -> bool {
-        *self.stop.borrow() || self.stop.has_changed().is_err()
     }
 
     /// Runs until the stop flag is raised (Ok) or the log or ledger fails (Err).
@@ -350,7 +346,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         // Never full: at most `lanes` batches are outstanding (see `pipeline`).
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<D::Rows>>(lanes);
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done<D::Rows>>();
-        let (lane_stop, lane_stop_rx) = watch::channel(false);
+        let (lane_stop, lane_shutdown) = shutdown::channel();
         let result = std::thread::scope(|scope| {
             let job_tx = job_tx;
             let done_tx = done_tx;
@@ -378,7 +374,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                         partition,
                         shared: self.shared.clone(),
                         wal: self.wal.clone(),
-                        stop: lane_stop_rx.clone(),
+                        stop: lane_shutdown.clone(),
                     };
                     let (jobs, done) = (job_rx.clone(), done_tx.clone());
                     threads.push(
@@ -395,7 +391,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                 Err(_) => Ok(()),
             };
             abandoned.store(true, Ordering::Relaxed);
-            lane_stop.send_replace(true);
+            lane_stop.stop();
             drop(job_tx);
             drop(rx);
             for t in threads {
@@ -428,7 +424,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         formed: &crossbeam_channel::Receiver<Batch<D::Rows>>,
         jobs: &crossbeam_channel::Sender<Job<D::Rows>>,
         done: &crossbeam_channel::Receiver<Done<D::Rows>>,
-        lane_stop: &watch::Sender<bool>,
+        lane_stop: &Stop,
     ) -> Result<(), PublishError> {
         let partition = self.partition;
         let max = self.shared.config.max_in_flight as u64;
@@ -440,8 +436,8 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
         let mut confirmed: BTreeMap<u64, (Batch<D::Rows>, Delivery)> = BTreeMap::new();
         let mut forming = true;
         loop {
-            if self.stopped() {
-                lane_stop.send_replace(true);
+            if self.stop.is_stopped() {
+                lane_stop.stop();
                 return Ok(());
             }
             if !forming && in_lanes == 0 && confirmed.is_empty() {
@@ -477,7 +473,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                     in_lanes -= 1;
                     let Some(delivery) = delivery else {
                         // Stopped mid-delivery: nothing past the checkpoint is confirmed.
-                        lane_stop.send_replace(true);
+                        lane_stop.stop();
                         return Ok(());
                     };
                     confirmed.insert(seq, (batch, delivery));
@@ -490,7 +486,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                 }
                 let (batch, delivery) = entry.remove();
                 if !self.confirm(batch, delivery)? {
-                    lane_stop.send_replace(true);
+                    lane_stop.stop();
                     return Ok(());
                 }
                 confirm += 1;
@@ -553,7 +549,7 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
                 Err(e) => {
                     tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff,
                         "cannot write dead letters; the checkpoint waits until they are durable");
-                    if !pause(backoff, || self.stopped()) {
+                    if !pause(backoff, || self.stop.is_stopped()) {
                         return false;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -585,7 +581,7 @@ struct Lane<P, D> {
     /// The partition's log, to read a batch's requests back when its rows must be made again.
     wal: Arc<Wal>,
     /// The partition's lane stop flag, raised by the publishing thread when it stops.
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 }
 
 impl<P: Process, D: Deliver> Lane<P, D> {
@@ -615,10 +611,6 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                 return;
             }
         }
-    }
-
-    fn stopped(&self) -> bool {
-        *self.stop.borrow() || self.stop.has_changed().is_err()
     }
 
     /// Delivers until the sink confirms; `None` when stopped. When the sink's destination
@@ -651,7 +643,7 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                         Err(e) => {
                             tracing::error!(partition = self.partition, token, error = %e,
                                 retry_in = ?backoff, "cannot read the batch back from the log");
-                            if !pause(backoff, || self.stopped()) {
+                            if !pause(backoff, || self.stop.is_stopped()) {
                                 return None;
                             }
                             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -661,7 +653,7 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
                         retry_in = ?backoff, "delivery failed; sending the same batch again");
-                    if !pause(backoff, || self.stopped()) {
+                    if !pause(backoff, || self.stop.is_stopped()) {
                         return None;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -736,9 +728,7 @@ impl<P: Process, D: Deliver> Former<P, D> {
     /// Raised, or its sender (the [`Publishers`] handle) is gone, or the publishing thread
     /// stopped.
     fn stopped(&self) -> bool {
-        *self.stop.borrow()
-            || self.stop.has_changed().is_err()
-            || self.abandoned.load(Ordering::Relaxed)
+        self.stop.is_stopped() || self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Reads and processes records until a limit is reached or, while `forced` holds ranges,
@@ -955,7 +945,7 @@ fn dead_letters<P: Process, R: BatchRows>(
 /// The running publishers: one thread per partition, stopped together.
 #[derive(Debug)]
 pub struct Publishers {
-    stop: watch::Sender<bool>,
+    stop: Stop,
     threads: Vec<(usize, JoinHandle<Result<(), PublishError>>)>,
     stop_timeout: Duration,
 }
@@ -971,7 +961,7 @@ impl Publishers {
         P: Process + 'static,
         D: Deliver + 'static,
     {
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, shutdown) = shutdown::channel();
         let stop_timeout = shared.config.stop_timeout.get();
         let shared = Arc::new(shared);
         let mut publishers = Publishers {
@@ -980,7 +970,7 @@ impl Publishers {
             stop_timeout,
         };
         for (partition, wal) in wals {
-            let publisher = match Publisher::new(partition, wal, shared.clone(), stop_rx.clone()) {
+            let publisher = match Publisher::new(partition, wal, shared.clone(), shutdown.clone()) {
                 Ok(p) => p,
                 Err(e) => {
                     publishers.stop_now();
@@ -1020,7 +1010,7 @@ impl Publishers {
     }
 
     fn stop_now(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         for (_, t) in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -1030,7 +1020,7 @@ impl Publishers {
     /// in all. Blocking. Returns the partitions whose thread did not stop in time (they hold
     /// their log until they do) and the first error a thread ended with.
     pub fn stop(mut self) -> (Vec<usize>, Option<PublishError>) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         let deadline = Instant::now() + self.stop_timeout;
         let mut late = Vec::new();
         let mut first_error = None;
@@ -1060,7 +1050,7 @@ impl Drop for Publishers {
     /// A handle dropped without [`Publishers::stop`] (an error path) still tells every thread
     /// to stop; nothing waits for them.
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
     }
 }
 

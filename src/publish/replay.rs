@@ -23,13 +23,11 @@
 //! produced. An entry that loads is removed; one that fails again stays, with `attempts`
 //! incremented and the new reason.
 
-use crate::instance::InstanceId;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use sluice_wal::{LogView, Lsn, WalConfig};
-use tokio::sync::watch;
 
 use super::deliver::{Deliver, DeliverError, Delivery};
 use super::enrich::EnrichConfig;
@@ -38,6 +36,8 @@ use super::pipeline::PublishConfig;
 use super::process::{process_record, Limits, Process, Processor};
 use crate::deadletter::{self, Entry, Filter, Store};
 use crate::event::{Event, Failure, FailureCategory};
+use crate::instance::InstanceId;
+use crate::shutdown::Shutdown;
 use crate::sink::clickhouse::ClickHouseConfig;
 
 /// Why a replay stopped.
@@ -252,7 +252,7 @@ pub fn replay_range<P: Process, D: Deliver>(
         .min(status.last_lsn);
     summary.range = Some((from.0, to.0));
 
-    let (_stop_tx, mut stop) = watch::channel(false);
+    let mut stop = Shutdown::never();
     let mut reader = view.reader(from);
     let mut pending = ranges.into_iter().peekable();
     let mut rows: Vec<Event> = Vec::new();
@@ -367,7 +367,7 @@ pub fn replay_dead_letters<P: Process, D: Deliver>(
     let entries = store.list(filter)?;
     progress.start(entries.len() as u64);
     let mut summary = DlqSummary::default();
-    let (_stop_tx, mut stop) = watch::channel(false);
+    let mut stop = Shutdown::never();
     // Entries whose rows are ready, with the rows' positions in `rows`.
     let mut ready: Vec<(Entry, std::ops::Range<usize>)> = Vec::new();
     let mut rows: Vec<Event> = Vec::new();

@@ -22,8 +22,8 @@ use sluice::event::{Event, Failure, FailureCategory};
 use sluice::instance::InstanceId;
 use sluice::publish::process::Process;
 use sluice::publish::{Deliver, DeliverError, Delivery, PublishConfig, Publishers, Shared};
+use sluice::shutdown::Shutdown;
 use sluice_wal::{Lsn, Wal, WalConfig};
-use tokio::sync::watch;
 
 /// Each body line is one event (see the module docs).
 #[derive(Debug, Default)]
@@ -141,7 +141,7 @@ impl Deliver for RecordingSink {
         partition: usize,
         batch: &'a Vec<Event>,
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> Result<Delivery, DeliverError> {
         if self
             .stale_first
@@ -158,7 +158,7 @@ impl Deliver for RecordingSink {
         _partition: usize,
         rows: &'a [Event],
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> Result<Delivery, DeliverError> {
         let raw_token = token;
         let token = &*without_instance(token);
@@ -171,7 +171,7 @@ impl Deliver for RecordingSink {
                 .collect(),
         });
         while self.hold.load(Ordering::SeqCst) || self.held.lock().unwrap().contains(token) {
-            if *stop.borrow() {
+            if stop.is_stopped() {
                 return Err(DeliverError::Stopped);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,11 +1,10 @@
 //! The ClickHouse sink as the publisher's [`Deliver`]: RowBinary rows prepared as the batch
 //! forms, and the sink's answers in the publisher's terms.
 
-use tokio::sync::watch;
-
 use super::{Delivered, EncodedRows, Sink, SinkError};
 use crate::event::Event;
 use crate::publish::deliver::{BatchRows, Deliver, DeliverError, Delivery};
+use crate::shutdown::Shutdown;
 
 impl BatchRows for EncodedRows {
     fn len(&self) -> usize {
@@ -37,7 +36,7 @@ impl Deliver for Sink {
         partition: usize,
         batch: &'a Self::Rows,
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> Result<Delivery, DeliverError> {
         sink_delivery(self.deliver_encoded(partition, batch, token, stop).await)
     }
@@ -47,7 +46,7 @@ impl Deliver for Sink {
         partition: usize,
         rows: &'a [Event],
         token: &'a str,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: &'a mut Shutdown,
     ) -> Result<Delivery, DeliverError> {
         sink_delivery(Sink::deliver(self, partition, rows, token, stop).await)
     }

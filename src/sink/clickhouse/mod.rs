@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::units::{check_range, HumanDuration, Violation};
 use crate::event::Event;
 use crate::metrics::publish as m;
+use crate::shutdown::Shutdown;
 
 pub mod client;
 pub mod compress;
@@ -574,7 +575,7 @@ impl Sink {
         partition: usize,
         rows: &[Event],
         token: &str,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
+        stop: &mut Shutdown,
     ) -> Result<Delivered, SinkError> {
         loop {
             let mut encoded = EncodedRows::default();
@@ -607,7 +608,7 @@ impl Sink {
         partition: usize,
         batch: &EncodedRows,
         token: &str,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
+        stop: &mut Shutdown,
     ) -> Result<Delivered, SinkError> {
         let Some(prepared) = batch.prepared.as_ref() else {
             return Ok(Delivered::default());
@@ -639,7 +640,7 @@ impl Sink {
         prepared: &Prepared,
         batch: &EncodedRows,
         token: &str,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
+        stop: &mut Shutdown,
     ) -> Result<Vec<(usize, String)>, Interrupt> {
         let accepted = batch.encoded.accepted();
         let mut rejected = Vec::new();
@@ -700,7 +701,7 @@ impl Sink {
         prepared: &Prepared,
         body: Bytes,
         token: &str,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
+        stop: &mut Shutdown,
     ) -> Result<Option<String>, Interrupt> {
         let settings: Vec<(&str, &str)> = if self.dedup {
             vec![("insert_deduplication_token", token)]
@@ -709,13 +710,13 @@ impl Sink {
         };
         let mut failures = 0u32;
         loop {
-            if *stop.borrow() {
+            if stop.is_stopped() {
                 return Err(Interrupt::Stopped);
             }
             let started = Instant::now();
             let result = tokio::select! {
                 r = self.client.insert_body(&prepared.insert_sql, &settings, body.clone()) => r,
-                () = stopped(stop) => return Err(Interrupt::Stopped),
+                () = stop.stopped() => return Err(Interrupt::Stopped),
             };
             let took = started.elapsed();
             let e = match result {
@@ -759,13 +760,13 @@ impl Sink {
             m::retry(partition);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = stopped(stop) => return Err(Interrupt::Stopped),
+                () = stop.stopped() => return Err(Interrupt::Stopped),
             }
         }
     }
 
     /// Re-reads the table after a schema error, retrying until it is usable or `stop`.
-    async fn reload(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), SinkError> {
+    async fn reload(&self, stop: &mut Shutdown) -> Result<(), SinkError> {
         let mut failures = 0u32;
         loop {
             let problem = match migrate::read_table(&self.client, &self.config).await {
@@ -786,7 +787,7 @@ impl Sink {
             failures = failures.saturating_add(1);
             tokio::select! {
                 () = tokio::time::sleep(wait.min(self.config.pause_interval.0)) => {}
-                () = stopped(stop) => return Err(SinkError::Stopped),
+                () = stop.stopped() => return Err(SinkError::Stopped),
             }
         }
     }
@@ -796,18 +797,6 @@ impl Sink {
 enum Interrupt {
     Stopped,
     Reload,
-}
-
-/// Resolves once `stop` is true; never if its sender is gone without saying so.
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// `backoff_min × 2^failures`, capped at `backoff_max`, with jitter: uniformly in [d/2, d].
