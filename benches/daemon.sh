@@ -8,7 +8,7 @@
 #   health     GET /health: the HTTP stack alone, no log; the ceiling for the others
 #   get_i      GET /i: a JavaScript-tracker page view per request, acknowledged after fdatasync
 #   post_tp2   POST tp2 with 10 events per body, acknowledged after fdatasync
-#   *_paced    the same at a fixed offered rate (half the issue's target), for latency
+#   *_paced    the same at a fixed offered rate (half the throughput target), for latency
 # It prints one table row per scenario plus the daemon's peak RSS (VmHWM) and the records the
 # log holds afterwards. Not part of scripts/test.sh: it measures, it asserts nothing.
 # Everything runs on 127.0.0.1 and stops by itself; the daemon and its temp data dir are
@@ -22,7 +22,7 @@ cd "$REPO_ROOT"
 DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
-# Half the targets: GET /i 40k req/s, POST tp2 100k events/s = 10k req/s of 10 events.
+# Half the throughput targets (GET /i 40k req/s, POST tp2 100k events/s = 10k req/s of 10 events).
 GET_PACED_RATE="${GET_PACED_RATE:-20000}"
 POST_PACED_RATE="${POST_PACED_RATE:-5000}"
 

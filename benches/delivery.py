@@ -1,4 +1,4 @@
-"""Delivery benchmarks of the whole pipeline (issue 3 targets); run through benches/delivery.sh.
+"""Delivery benchmarks of the whole pipeline (the drain and insert targets); run through benches/delivery.sh.
 
   drain    Fill the log with N events (tp2 POSTs of EVENTS_PER_REQUEST events, each request from
            one of USERS network user ids, sent as the `sp` cookie, so the backlog spreads over

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Delivery benchmarks (issue 3 targets): drain rate from a backlog vs ClickHouse alone, and
+# Delivery benchmarks: drain rate from a backlog vs ClickHouse alone, and
 # acknowledgement → row-visible latency at 10k events/s. Release build, a real clickhouse-server
 # on a free port, everything in a temp dir; see benches/delivery.py for what is measured.
 #

@@ -119,7 +119,7 @@ delete() {
     settle
 }
 
-# Keys the daemon may require once configured (issue 4 adds them): configure the ones this
+# Keys the daemon may require once configured: configure the ones this
 # binary knows, so the load uses them exactly as the Lua scenarios send them. Unknown keys would
 # be refused by the daemon, hence the check.
 daemon_env=(SLUICE_LOG__LEVEL=warn)

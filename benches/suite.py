@@ -323,7 +323,7 @@ def table(results: str, out: str) -> None:
             lines.append(f"**Drain into ClickHouse**: `benches/delivery.sh drain` failed ({drain.get('status')}); see its log above.")
         lines.append("")
 
-    lines.append("**Against the targets** (issues 2–4)")
+    lines.append("**Against the targets**")
     lines.append("")
     lines.append("| target | measured here | verdict |")
     lines.append("|---|---:|---|")

@@ -210,9 +210,9 @@ mod tests {
 
     #[test]
     fn a_record_written_before_nuid_existed_decodes_with_no_nuid() {
-        // The version-1 layout as issue 2 wrote it: the same named fields, without `nuid`.
+        // The version-1 layout before `nuid` was added: the same named fields, without it.
         #[derive(Serialize)]
-        struct Issue2Envelope {
+        struct EnvelopeWithoutNuid {
             received_at_ms: i64,
             route: String,
             method: String,
@@ -224,7 +224,7 @@ mod tests {
             peer: Option<String>,
         }
         let env = sample();
-        let old = Issue2Envelope {
+        let old = EnvelopeWithoutNuid {
             received_at_ms: env.received_at_ms,
             route: env.route.clone(),
             method: env.method.clone(),

@@ -13,7 +13,7 @@ use sluice::config;
 
 /// mimalloc rather than glibc's malloc: the publisher allocates an event's ~100 strings on its
 /// forming thread and frees them on a delivery lane, which glibc pays for in
-/// `malloc_consolidate` (BENCHMARKS.md, "CPU per event (criterion)").
+/// `malloc_consolidate`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -45,8 +45,8 @@ fn main() -> ExitCode {
 /// when the system's THP mode is `madvise` or `always`) and returns freed memory to the system
 /// in 64 KiB steps. A huge page that was partly returned is faulted back in whole, zeroed, for
 /// the next small allocation in it: while draining, half of sluice's resident memory was
-/// such pages (peak RSS 160 MiB with them, 83 MiB without, at the same CPU per event;
-/// BENCHMARKS.md, "Session 6"). Ordinary pages suit a process whose memory is many short-lived
+/// such pages (peak RSS 160 MiB with them, 83 MiB without, at the same CPU per event).
+/// Ordinary pages suit a process whose memory is many short-lived
 /// batches. The flag is the process's (inherited by children) and a failure only costs memory.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]

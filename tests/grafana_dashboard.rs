@@ -219,7 +219,7 @@ fn every_metric_and_label_the_dashboard_queries_exists_in_a_live_scrape() {
     let queries = queries(&dashboard);
     let referenced: BTreeSet<String> = queries.iter().flat_map(|(_, q)| metric_names(q)).collect();
 
-    // The panels the dashboard exists for (issue 5): their metrics must be queried.
+    // The panels the dashboard exists for: their metrics must be queried.
     for required in [
         "sluice_http_requests_total",
         "sluice_http_request_duration_seconds_bucket",

@@ -621,9 +621,9 @@ async fn robots_txt_disallows_every_crawler_and_crossdomain_xml_is_served_only_w
 
 #[test]
 fn an_envelope_written_before_nuid_existed_still_decodes_from_the_log() {
-    // The issue-2 layout: the same named fields without `nuid`.
+    // The version-1 layout before `nuid` was added: the same named fields without it.
     #[derive(serde::Serialize)]
-    struct Issue2Envelope<'a> {
+    struct EnvelopeWithoutNuid<'a> {
         received_at_ms: i64,
         route: &'a str,
         method: &'a str,
@@ -636,7 +636,7 @@ fn an_envelope_written_before_nuid_existed_still_decodes_from_the_log() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let config = test_config(tmp.path());
-    let old = Issue2Envelope {
+    let old = EnvelopeWithoutNuid {
         received_at_ms: 1_700_000_000_000,
         route: "/i",
         method: "GET",

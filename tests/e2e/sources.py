@@ -1,13 +1,13 @@
-"""Test support for the Segment / RudderStack / pycolytics / collect end-to-end tests (issue 4).
+"""Test support for the Segment / RudderStack / pycolytics / collect end-to-end tests.
 
 - `Wire` records, from the client's side, every HTTP request an SDK sent through a
   `requests.Session` (both Python SDKs post through a module-level session) and the answer it
   got: the decompressed JSON body, the headers, the status and when it was sent and answered.
 - `acked_segment_messages(wire)` lists the messages inside the requests that got a 2xx, each
   with the batch-level `context`/`integrations` merged in (as the Segment API does).
-- `check_segment_row(row, ack, precision_ms)` compares one ClickHouse row with what the issue-4
-  contract (/work/notes/issue4.md, "New columns") says a Segment message becomes, and lists the
-  differences; `check_pycolytics_row` does the same for a pycolytics event.
+- `check_segment_row(row, ack, precision_ms)` compares one ClickHouse row with what the Segment
+  field mapping (the module docs of src/publish/map/segment.rs) says a message becomes, and lists
+  the differences; `check_pycolytics_row` does the same for a pycolytics event.
 - `rows_by(pipe, column, where)` reads the events table keyed by one column (rows per key), so
   the tests can say "exactly one row per messageId".
 - `post(...)` sends one raw request and times it; `rejections(metrics_text(pipe), reason,

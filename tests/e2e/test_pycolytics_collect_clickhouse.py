@@ -1,4 +1,4 @@
-"""End to end into ClickHouse: pycolytics clients and the generic /collect routes (issue 4 §3, §4).
+"""End to end into ClickHouse: pycolytics clients and the generic /collect routes.
 
 pycolytics: requests shaped exactly as its clients (e.g. the Godot plugin) send them — one event
 to `POST /v1.0/event`, a JSON array to `POST /v1.0/events`, `api_key` in the body — with keys

@@ -1,4 +1,4 @@
-"""End to end: write keys, rate limits, size limits, malformed JSON and gzip bombs (issue 4 §1, §6).
+"""End to end: write keys, rate limits, size limits, malformed JSON and gzip bombs.
 
 - Keys configured through the environment (`SLUICE_SEGMENT__WRITE_KEYS='["k1","k2"]'`): a key is
   accepted as HTTP Basic auth (username = key, empty password), as `writeKey` in the body, or as

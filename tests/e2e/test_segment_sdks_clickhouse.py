@@ -10,7 +10,7 @@
 
 Write keys are configured through the environment (`SLUICE_SEGMENT__WRITE_KEYS`). Every message
 inside a request the collector acknowledged (seen on the wire) must have exactly one row in
-`sluice.events` holding what the issue-4 mapping says (tests/e2e/sources.py
+`sluice.events` holding what the Segment mapping says (tests/e2e/sources.py
 `check_segment_row`), and no column may contain the write key.
 """
 
