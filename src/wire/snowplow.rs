@@ -56,6 +56,15 @@ impl<'a> Param<'a> {
         }
     }
 
+    /// [`short_key`] of `key`, from the order already computed.
+    fn short_key(&self) -> u64 {
+        if self.key.len() > 7 {
+            u64::MAX
+        } else {
+            self.order | self.key.len() as u64
+        }
+    }
+
     /// Orders parameters by key, bytewise (as `str`'s `Ord` does).
     fn cmp_key(&self, order: u64, key: &str) -> std::cmp::Ordering {
         self.order
@@ -67,12 +76,26 @@ impl<'a> Param<'a> {
 /// A key's first eight bytes, big-endian, zero-padded: integers in the keys' bytewise order
 /// wherever they differ (a shorter key pads with the smallest byte), equal only for keys that
 /// agree in their first eight bytes up to padding, which the key's text then decides.
-pub fn key_order(key: &str) -> u64 {
+pub const fn key_order(key: &str) -> u64 {
     let bytes = key.as_bytes();
     let mut word = [0u8; 8];
-    let n = bytes.len().min(8);
-    word[..n].copy_from_slice(&bytes[..n]);
+    let mut i = 0;
+    while i < bytes.len() && i < 8 {
+        word[i] = bytes[i];
+        i += 1;
+    }
     u64::from_be_bytes(word)
+}
+
+/// A parameter name of at most seven bytes as one integer: its [`key_order`] with its length in
+/// the low byte, so distinct names give distinct integers, ordered as the names are (bytewise);
+/// `u64::MAX` (no such name) for longer ones. Snowplow's parameter names are all this short, so
+/// a set of them is a sorted array of integers.
+pub const fn short_key(key: &str) -> u64 {
+    if key.len() > 7 {
+        return u64::MAX;
+    }
+    key_order(key) | key.len() as u64
 }
 
 impl<'a> RawEvent<'a> {
@@ -158,14 +181,16 @@ impl<'a> RawEvent<'a> {
         self.0.is_empty()
     }
 
-    /// Whether every key is one of [`PAYLOAD_DATA_KEYS`] (by [`key_order`], no text compared).
+    /// Whether every key is one of [`PAYLOAD_DATA_KEYS`] (by [`short_key`], no text compared).
     fn has_only_payload_data_keys(&self) -> bool {
-        self.0.iter().all(|p| {
-            p.key.len() <= 7
-                && PAYLOAD_DATA_ORDERS
-                    .binary_search(&(p.order | p.key.len() as u64))
-                    .is_ok()
-        })
+        self.0
+            .iter()
+            .all(|p| PAYLOAD_DATA_ORDERS.binary_search(&p.short_key()).is_ok())
+    }
+
+    /// Each parameter with its name's [`short_key`] (`u64::MAX` for longer names).
+    pub fn short_keys(&self) -> impl Iterator<Item = (u64, &Cow<'a, str>)> + '_ {
+        self.0.iter().map(|p| (p.short_key(), &p.value))
     }
 }
 
@@ -216,8 +241,7 @@ pub const PAYLOAD_DATA_KEYS: &[&str] = &[
     "se_pr", "se_va", "ue_na", "ue_pr", "ue_px", "co", "cx", "ua", "tnuid", "stm", "sid", "ttm",
 ];
 
-/// [`key_order`] of each of [`PAYLOAD_DATA_KEYS`] (all of at most seven bytes) with its
-/// length in the low byte (so a key that is one of them followed by NUL bytes is not), sorted.
+/// [`short_key`] of each of [`PAYLOAD_DATA_KEYS`] (all of at most seven bytes), sorted.
 static PAYLOAD_DATA_ORDERS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
     let mut orders: Vec<u64> = PAYLOAD_DATA_KEYS
         .iter()
@@ -226,7 +250,7 @@ static PAYLOAD_DATA_ORDERS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock:
                 k.len() <= 7,
                 "payload_data key {k:?} is longer than seven bytes"
             );
-            key_order(k) | k.len() as u64
+            short_key(k)
         })
         .collect();
     orders.sort_unstable();

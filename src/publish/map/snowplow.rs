@@ -16,7 +16,7 @@ use crate::publish::enrich::{
     COLLECTOR_VERSION, ETL_VERSION,
 };
 use crate::wire::snowplow::{
-    self, event_failure, request_failure, DecodeOptions, Decoded, RawEvent,
+    self, event_failure, request_failure, short_key, DecodeOptions, Decoded, RawEvent,
 };
 use crate::wire::text::{decode_base64, tsv_safe};
 use crate::wire::time::{MAX_TSTAMP_MS, MIN_TSTAMP_MS};
@@ -28,47 +28,31 @@ const PLATFORMS: [&str; 9] = [
 /// `source` of Snowplow rows.
 const SOURCE: &str = "snowplow";
 
-/// The parameters [`map_event`] reads, in the order of their [`pack`]ed names (so a
+/// The parameters [`map_event`] reads, sorted (bytewise, the order of their [`short_key`]s: a
 /// parameter finds its slot by a binary search over integers).
 const KNOWN: [&str; 65] = [
-    "e", "p", "cd", "co", "cs", "cv", "cx", "ds", "fp", "ip", "tv", "tz", "ua", "vp", "aid", "dtm",
-    "eid", "res", "sid", "stm", "tna", "ttm", "uid", "url", "vid", "duid", "lang", "nuid", "page",
-    "refr", "ev_ac", "ev_ca", "ev_la", "ev_pr", "ev_va", "se_ac", "se_ca", "se_la", "se_pr",
-    "se_va", "ti_ca", "ti_cu", "ti_id", "ti_na", "ti_nm", "ti_pr", "ti_qu", "ti_sk", "tnuid",
-    "tr_af", "tr_ci", "tr_co", "tr_cu", "tr_id", "tr_sh", "tr_st", "tr_tt", "tr_tx", "ue_pr",
-    "ue_px", "cookie", "pp_max", "pp_may", "pp_mix", "pp_miy",
+    "aid", "cd", "co", "cookie", "cs", "cv", "cx", "ds", "dtm", "duid", "e", "eid", "ev_ac",
+    "ev_ca", "ev_la", "ev_pr", "ev_va", "fp", "ip", "lang", "nuid", "p", "page", "pp_max",
+    "pp_may", "pp_mix", "pp_miy", "refr", "res", "se_ac", "se_ca", "se_la", "se_pr", "se_va",
+    "sid", "stm", "ti_ca", "ti_cu", "ti_id", "ti_na", "ti_nm", "ti_pr", "ti_qu", "ti_sk", "tna",
+    "tnuid", "tr_af", "tr_ci", "tr_co", "tr_cu", "tr_id", "tr_sh", "tr_st", "tr_tt", "tr_tx",
+    "ttm", "tv", "tz", "ua", "ue_pr", "ue_px", "uid", "url", "vid", "vp",
 ];
 
-/// [`KNOWN`], packed.
+/// [`short_key`] of each of [`KNOWN`].
 const PACKED: [u64; KNOWN.len()] = {
     let mut out = [0; KNOWN.len()];
     let mut i = 0;
     while i < KNOWN.len() {
-        out[i] = pack(KNOWN[i]);
+        out[i] = short_key(KNOWN[i]);
         i += 1;
     }
     out
 };
 
-/// A parameter name of at most 7 bytes as one integer (its bytes, then its length in the low
-/// byte: distinct names give distinct integers); `u64::MAX` (no such name) for longer ones.
-const fn pack(key: &str) -> u64 {
-    let bytes = key.as_bytes();
-    if bytes.len() > 7 {
-        return u64::MAX;
-    }
-    let mut out = 0u64;
-    let mut i = 0;
-    while i < bytes.len() {
-        out = out << 8 | bytes[i] as u64;
-        i += 1;
-    }
-    out << 8 | bytes.len() as u64
-}
-
 /// The slot of `key` in [`KNOWN`], for [`k!`] at compile time (a key not listed does not compile).
 const fn known_slot(key: &str) -> usize {
-    let packed = pack(key);
+    let packed = short_key(key);
     let mut i = 0;
     while i < PACKED.len() {
         if PACKED[i] == packed {
@@ -93,8 +77,8 @@ struct Known<'p>([Option<&'p str>; KNOWN.len()]);
 impl<'p> Known<'p> {
     fn of(params: &'p RawEvent) -> Known<'p> {
         let mut known = Known([None; KNOWN.len()]);
-        for (key, value) in params {
-            if let Ok(slot) = PACKED.binary_search(&pack(key)) {
+        for (key, value) in params.short_keys() {
+            if let Ok(slot) = PACKED.binary_search(&key) {
                 known.0[slot] = Some(value.as_ref());
             }
         }
@@ -1196,17 +1180,20 @@ mod tests {
         );
         for (i, key) in KNOWN.iter().enumerate() {
             assert_eq!(known_slot(key), i);
-            assert_eq!(PACKED.binary_search(&pack(key)), Ok(i));
+            assert_eq!(PACKED.binary_search(&short_key(key)), Ok(i));
         }
         let names = [
             "", "e", "e\0", "\0e", "ab", "ba", "abcdefg", "abcdefgh", "ti_nm", "ti_na",
         ];
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {
-                assert!(pack(a) != pack(b) || pack(a) == u64::MAX, "{a:?} {b:?}");
+                assert!(
+                    short_key(a) != short_key(b) || short_key(a) == u64::MAX,
+                    "{a:?} {b:?}"
+                );
             }
         }
-        assert_eq!(pack("abcdefgh"), u64::MAX);
+        assert_eq!(short_key("abcdefgh"), u64::MAX);
         let mut params = RawEvent::new();
         params.insert("e".into(), "pv".into());
         params.insert("zz".into(), "not read".into());
