@@ -5,25 +5,44 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the documented configuration, loaded from file < environment < flags and
-//!   validated once at start-up.
-//! - [`http`]: the collector's routes, per-protocol responses, keys, size and time limits.
+//! Along the data's path, the acknowledgement side first:
+//!
+//! - [`http`]: the collector's routes, per-protocol answers, keys, size and time limits; it
+//!   checks a request's shape and hands it to [`ingest`], and knows nothing of the publisher.
 //! - [`envelope`]: what is logged for each accepted request (the raw request, versioned).
-//! - [`event`]: the canonical enriched event (one ClickHouse row) and the failure kinds.
 //! - [`ingest`]: the partitioned logs: routing a request to a partition and appending it.
-//! - [`publish`]: one thread per partition reads the log, decodes (Snowplow, Segment,
-//!   pycolytics, collect) and enriches requests into events, and delivers them in batches.
-//! - [`sink`]: ClickHouse: schema, migrations, RowBinary encoding, inserts, retries.
+//!
+//! Then the publishing side, which reads the logs back:
+//!
+//! - [`publish`]: the dispatcher (`process`: an envelope into rows and failures), the field
+//!   mappings of each protocol (`map`), the steps they share (`enrich`), and the pipeline (one
+//!   publisher per partition: batch, record in the `ledger`, deliver, checkpoint) and `replay`.
+//! - [`event`]: the canonical enriched event (one ClickHouse row) and the failure kinds.
+//! - [`sink`]: ClickHouse: schema, migrations, RowBinary encoding, inserts, retries, and the
+//!   ClickHouse implementation of the publisher's `Deliver` contract.
 //! - [`deadletter`]: the store of what can never load, with its reason and raw request.
+//!
+//! Below both sides, imported by each and importing neither:
+//!
+//! - [`wire`]: parsing both sides share: the one route table, percent-decoding and the other
+//!   text rules, timestamps, client IPs and CIDRs, the Snowplow and pycolytics wire formats.
+//! - [`config::units`]: the configuration's units and its one range check.
+//! - [`shutdown`]: the one stop signal every long-running task watches.
+//! - [`metrics`]: every metric name (no component types), and the separate `/metrics` listener.
 //! - [`instance`]: the data directory's random id, part of every dedup token and generated id.
-//! - [`metrics`]: every metric name, and the separate `/metrics` listener.
 //! - [`ratelimit`]: token-bucket rate limits per client IP and per key, shared by every
 //!   connection.
-//! - [`server`]: `run(config, shutdown)`: wires the stages together and stops them cleanly.
+//! - [`logging`]: the log subscriber (text or JSON) and changing its level while running.
+//!
+//! On top, the wiring and the operator's entry points:
+//!
+//! - [`config`]: the whole configuration, gathered from the sections each component defines
+//!   (and takes alone), loaded from file < environment < flags and validated at start-up.
+//! - [`server`]: `start`/`run`: binds the listeners, starts the publishers, and stops them all
+//!   cleanly.
 //! - [`commands`]: the operator CLI (`serve`, `db`, `wal`, `dlq`, `config show`) and the
 //!   mapping of their errors to exit codes.
 //! - [`cli`]: the command-line grammar and the exit codes.
-//! - [`logging`]: the log subscriber (text or JSON) and changing its level while running.
 
 #![forbid(unsafe_code)]
 
