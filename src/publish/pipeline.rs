@@ -541,18 +541,17 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
 
     /// Writes and flushes dead letters, retrying until durable; false when stopped.
     fn write_dead_letters(&self, entries: &[Entry]) -> bool {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             let store = &self.shared.dead_letters;
             match store.put_all(entries).and_then(|()| store.flush()) {
                 Ok(()) => return true,
                 Err(e) => {
-                    tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff,
+                    tracing::error!(partition = self.partition, error = %e, retry_in = ?backoff.next,
                         "cannot write dead letters; the checkpoint waits until they are durable");
-                    if !pause(backoff, || self.stop.is_stopped()) {
+                    if !backoff.wait(&self.stop) {
                         return false;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -617,7 +616,7 @@ impl<P: Process, D: Deliver> Lane<P, D> {
     /// changed since the rows were prepared, they are made again from the batch's stored
     /// requests (processing is deterministic: the same rows) and sent again.
     fn deliver(&mut self, batch: &mut Batch<D::Rows>, token: &str) -> Option<Delivery> {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             let shared = self.shared.clone();
             let result = shared.runtime.block_on(shared.sink.deliver_prepared(
@@ -642,21 +641,19 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                         Ok(rows) => batch.rows = rows,
                         Err(e) => {
                             tracing::error!(partition = self.partition, token, error = %e,
-                                retry_in = ?backoff, "cannot read the batch back from the log");
-                            if !pause(backoff, || self.stop.is_stopped()) {
+                                retry_in = ?backoff.next, "cannot read the batch back from the log");
+                            if !backoff.wait(&self.stop) {
                                 return None;
                             }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
-                        retry_in = ?backoff, "delivery failed; sending the same batch again");
-                    if !pause(backoff, || self.stop.is_stopped()) {
+                        retry_in = ?backoff.next, "delivery failed; sending the same batch again");
+                    if !backoff.wait(&self.stop) {
                         return None;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -710,6 +707,25 @@ fn read_back(
         }
     }
     Ok(())
+}
+
+/// The pause before the next attempt: from [`MIN_BACKOFF`], doubling up to [`MAX_BACKOFF`].
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: MIN_BACKOFF }
+    }
+
+    /// Sleeps the next pause, or less if `stop` is raised meanwhile (then false), and doubles
+    /// the pause after it.
+    fn wait(&mut self, stop: &Shutdown) -> bool {
+        let slept = pause(self.next, || stop.is_stopped());
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        slept
+    }
 }
 
 /// Sleeps up to `d` or until `stopped()`; false when stopped.

@@ -348,14 +348,24 @@ impl Enricher {
         result
     }
 
-    /// `user_ipaddress`: the first address in `explicit` (Snowplow `ip`, Segment
-    /// `context.ip`), else the request's client address; anonymised as configured.
-    pub(crate) fn user_ip(
+    /// The user's client fields every mapping fills: the IP address (the first one in
+    /// `explicit_ip`, else the request's client address), the user agent the mapping found,
+    /// and the browser, OS and device parsed from it.
+    pub(crate) fn user(
         &self,
         ev: &mut Event,
-        explicit: Option<&str>,
+        explicit_ip: Option<&str>,
+        useragent: Option<Text>,
         request: &RequestContext<'_>,
     ) {
+        self.user_ip(ev, explicit_ip, request);
+        ev.useragent = useragent;
+        self.user_agent_families(ev);
+    }
+
+    /// `user_ipaddress`: the first address in `explicit` (Snowplow `ip`, Segment
+    /// `context.ip`), else the request's client address; anonymised as configured.
+    fn user_ip(&self, ev: &mut Event, explicit: Option<&str>, request: &RequestContext<'_>) {
         ev.user_ipaddress = explicit
             .and_then(wire::ip::ip_param)
             .or_else(|| request.client_ip.clone())
@@ -373,7 +383,7 @@ impl Enricher {
     }
 
     /// The browser, OS and device fields parsed from `ev.useragent` (when parsing is on).
-    pub(crate) fn user_agent_families(&self, ev: &mut Event) {
+    fn user_agent_families(&self, ev: &mut Event) {
         if !self.config.user_agent.parse {
             return;
         }

@@ -126,9 +126,12 @@ fn plain(
     let text = json_text(object);
     ev.event_fingerprint = (p.fingerprint_json(&text)).map(Text::from);
     ev.properties = Some(Text::from(text));
-    p.user_ip(&mut ev, None, request);
-    ev.useragent = request.user_agent.and_then(tsv_safe);
-    p.user_agent_families(&mut ev);
+    p.user(
+        &mut ev,
+        None,
+        request.user_agent.and_then(tsv_safe),
+        request,
+    );
     ev
 }
 

@@ -86,9 +86,12 @@ pub(crate) fn to_event(
     ev.user_id = tsv_safe(&item.user_id);
     ev.domain_sessionid = tsv_safe(&item.session_id);
     ev.properties = Some(Text::from(value.to_string()));
-    e.user_ip(&mut ev, None, request);
-    ev.useragent = request.user_agent.and_then(tsv_safe);
-    e.user_agent_families(&mut ev);
+    e.user(
+        &mut ev,
+        None,
+        request.user_agent.and_then(tsv_safe),
+        request,
+    );
     ev
 }
 

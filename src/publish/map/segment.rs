@@ -463,9 +463,7 @@ pub(crate) fn message(
 
     // The user.
     let ip = context.get("ip").and_then(Value::as_str);
-    p.user_ip(&mut ev, ip, request);
-    ev.useragent = text(context.get("userAgent"));
-    p.user_agent_families(&mut ev);
+    p.user(&mut ev, ip, text(context.get("userAgent")), request);
     // The canonical text: keys sorted, the per-send keys left out.
     ev.event_fingerprint =
         (p.fingerprint_json(&text_without(msg, &FINGERPRINT_EXCLUDE))).map(Text::from);

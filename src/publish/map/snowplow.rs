@@ -406,12 +406,11 @@ fn map_event(
     }
 
     // The user: IP, network id, user agent.
-    enricher.user_ip(ev, get(k!("ip")), request);
+    let useragent = text(k!("ua")).or_else(|| request.user_agent.and_then(tsv_safe));
+    enricher.user(ev, get(k!("ip")), useragent, request);
     ev.network_userid = text(k!("tnuid"))
         .or_else(|| text(k!("nuid")))
         .or_else(|| request.envelope.nuid.as_deref().and_then(tsv_safe));
-    ev.useragent = text(k!("ua")).or_else(|| request.user_agent.and_then(tsv_safe));
-    enricher.user_agent_families(ev);
     if enricher.config.fingerprint.enabled {
         ev.event_fingerprint = Some(Text::from(fingerprint(
             params,
