@@ -887,25 +887,34 @@ fn dead_letters<P: Process, R: BatchRows>(
         })?;
     }
     let request = |lsn: Lsn| batch.requests.get(&lsn).or_else(|| read.get(&lsn));
-    let mut out = Vec::new();
-    for (lsn, f) in &batch.failures {
-        let stored = request(*lsn);
-        out.push(Entry {
+    let entry = |lsn: Lsn, index: u32, category, messages, event_payload| {
+        let stored = request(lsn);
+        Entry {
             id: EntryId {
                 received_at_ms: stored
                     .and_then(|s| s.received_at_ms)
                     .map_or(0, |t| t.max(0) as u64),
                 partition: partition as u32,
                 lsn: lsn.0,
-                index: f.event_index.unwrap_or(deadletter::WHOLE_REQUEST),
+                index,
             },
             time_ms: now,
-            category: f.category,
-            messages: f.messages.clone(),
+            category,
+            messages,
             attempts: 1,
-            event_payload: f.event_payload.clone(),
+            event_payload,
             envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
-        });
+        }
+    };
+    let mut out = Vec::new();
+    for (lsn, f) in &batch.failures {
+        out.push(entry(
+            *lsn,
+            f.event_index.unwrap_or(deadletter::WHOLE_REQUEST),
+            f.category,
+            f.messages.clone(),
+            f.event_payload.clone(),
+        ));
     }
     let mut remade: BTreeMap<Lsn, Vec<Event>> = BTreeMap::new();
     for (index, reason) in &delivery.rejected {
@@ -936,24 +945,15 @@ fn dead_letters<P: Process, R: BatchRows>(
             });
             rows.iter().find(|r| r.wal_index == wal_index)
         });
-        out.push(Entry {
-            id: EntryId {
-                received_at_ms: stored
-                    .and_then(|s| s.received_at_ms)
-                    .map_or(0, |t| t.max(0) as u64),
-                partition: partition as u32,
-                lsn: lsn.0,
-                index: wal_index
-                    .and_then(|i| u32::try_from(i).ok())
-                    .unwrap_or(deadletter::WHOLE_REQUEST),
-            },
-            time_ms: now,
-            category: FailureCategory::LoaderRejection,
-            messages: vec![reason.clone()],
-            attempts: 1,
-            event_payload: row.and_then(|r| serde_json::to_string(r).ok()),
-            envelope: stored.map(|s| s.payload.clone()).unwrap_or_default(),
-        });
+        out.push(entry(
+            lsn,
+            wal_index
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(deadletter::WHOLE_REQUEST),
+            FailureCategory::LoaderRejection,
+            vec![reason.clone()],
+            row.and_then(|r| serde_json::to_string(r).ok()),
+        ));
     }
     Ok(out)
 }
