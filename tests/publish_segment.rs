@@ -181,6 +181,7 @@ fn segment_pycolytics_and_collect_requests_land_in_clickhouse_with_their_columns
             runtime: runtime.handle().clone(),
             data_dir: dir.path().to_path_buf(),
             instance: sluice::instance::InstanceId::from_u64(0),
+            health: Default::default(),
         },
     )
     .unwrap();

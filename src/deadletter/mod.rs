@@ -3,7 +3,8 @@
 //! The publisher writes here what processing refused (a [`crate::event::Failure`]) and what
 //! ClickHouse rejected as bad data, **flushes**, and only then advances the log's checkpoint:
 //! an entry is durable before the log range holding its request can be recycled. Operators
-//! list, show, replay and purge entries with `sluice dlq …` ([`crate::commands::dlq`]).
+//! list, show, replay and purge entries with `sluice dlq …` ([`crate::commands::dlq`]) or the
+//! admin API.
 //!
 //! # Storage
 //!
@@ -31,9 +32,11 @@
 //!
 //! sled takes an exclusive lock on its directory, so **one process at a time** opens the store:
 //! the daemon while it runs, `sluice dlq …` when it does not. A second opener gets
-//! [`DeadLetterError::Locked`], which the CLI turns into "stop the daemon first". The daemon
-//! exposes no dead-letter API of its own: replaying or purging while events flow would compete
-//! with the publisher for the same entries, and the stop-first rule keeps that impossible.
+//! [`DeadLetterError::Locked`]; the CLI then asks the daemon through its admin API
+//! ([`crate::admin`]), which works on the daemon's own handle. Within the daemon the publishers
+//! only add entries, under ids derived from their requests' places in the log, while the admin
+//! API's replays and purges (one at a time) remove or rewrite existing ones, so the two never
+//! contend for an entry.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -310,6 +313,12 @@ pub struct Filter {
     pub written_before_ms: Option<i64>,
     /// Only these ids (empty = any).
     pub ids: Vec<EntryId>,
+    /// Only entries of requests stored in this log partition.
+    pub partition: Option<u32>,
+    /// Only entries of requests received at or after this time (ms since the epoch).
+    pub received_from_ms: Option<u64>,
+    /// Only entries of requests received before this time (ms since the epoch).
+    pub received_before_ms: Option<u64>,
 }
 
 impl Filter {
@@ -318,7 +327,23 @@ impl Filter {
         self.category.is_none_or(|c| c == entry.category)
             && self.written_before_ms.is_none_or(|t| entry.time_ms < t)
             && (self.ids.is_empty() || self.ids.contains(&entry.id))
+            && self.partition.is_none_or(|p| p == entry.id.partition)
+            && self
+                .received_from_ms
+                .is_none_or(|t| entry.id.received_at_ms >= t)
+            && self
+                .received_before_ms
+                .is_none_or(|t| entry.id.received_at_ms < t)
     }
+}
+
+/// One page of a listing: up to the asked number of entries, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, in id (receive time) order.
+    pub entries: Vec<Entry>,
+    /// The id to pass as `after` for the next page; `None` when this page is the last.
+    pub next_after: Option<EntryId>,
 }
 
 /// The open store. `Send + Sync`; every method takes `&self`.
@@ -418,15 +443,70 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let entry = Entry::decode(&v).map_err(|reason| DeadLetterError::Decode {
-                id: EntryId::from_key(&k).map_or_else(|| format!("{k:?}"), |i| i.to_string()),
-                reason,
-            })?;
+            let entry = self.decode(&k, &v)?;
             if filter.matches(&entry) {
                 out.push(entry);
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` entries `filter` covers whose id comes after `after` (from the start
+    /// when `None`), in id order. The listing resumes by key, so entries written or removed
+    /// between pages neither shift nor repeat the ones already seen.
+    pub fn page(
+        &self,
+        filter: &Filter,
+        after: Option<EntryId>,
+        limit: usize,
+    ) -> Result<Page, DeadLetterError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.to_key().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut entries = Vec::new();
+        let mut more = false;
+        for item in self.db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let entry = self.decode(&k, &v)?;
+            if !filter.matches(&entry) {
+                continue;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(entry);
+        }
+        let next_after = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(Page {
+            entries,
+            next_after,
+        })
+    }
+
+    /// How many entries each failure category holds (categories without entries are absent).
+    pub fn counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<FailureCategory, u64>, DeadLetterError> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.db.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            *out.entry(self.decode(&k, &v)?.category).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, k: &[u8], v: &[u8]) -> Result<Entry, DeadLetterError> {
+        Entry::decode(v).map_err(|reason| DeadLetterError::Decode {
+            id: EntryId::from_key(k).map_or_else(|| format!("{k:?}"), |i| i.to_string()),
+            reason,
+        })
     }
 
     /// Removes `ids` and flushes; returns how many existed.
@@ -547,5 +627,59 @@ mod tests {
         assert_eq!(store.list(&f).unwrap(), vec![a.clone()]);
         assert_eq!(store.remove(&[a.id, a.id]).unwrap(), 1);
         assert_eq!(store.list(&Filter::default()).unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn filters_select_by_partition_and_receive_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b, c) = (entry(10, 0, 1, 0), entry(20, 1, 1, 0), entry(30, 1, 2, 0));
+        store.put_all(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let f = Filter {
+            partition: Some(1),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&f).unwrap(), vec![b.clone(), c.clone()]);
+        let f = Filter {
+            received_from_ms: Some(20),
+            received_before_ms: Some(30),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&f).unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn pages_resume_after_the_last_id_and_say_when_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=5).map(|t| entry(t, 0, t, 0)).collect();
+        store.put_all(&entries).unwrap();
+        let first = store.page(&Filter::default(), None, 2).unwrap();
+        assert_eq!(first.entries, entries[..2].to_vec());
+        assert_eq!(first.next_after, Some(entries[1].id));
+        // An entry removed between pages does not shift the next one.
+        store.remove(&[entries[2].id]).unwrap();
+        let second = store.page(&Filter::default(), first.next_after, 2).unwrap();
+        assert_eq!(second.entries, entries[3..].to_vec());
+        assert_eq!(second.next_after, None);
+        let none = store
+            .page(&Filter::default(), Some(entries[4].id), 2)
+            .unwrap();
+        assert!(none.entries.is_empty() && none.next_after.is_none());
+    }
+
+    #[test]
+    fn counts_are_by_category() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = entry(2, 0, 2, 0);
+        b.category = FailureCategory::AdapterFailure;
+        store
+            .put_all(&[entry(1, 0, 1, 0), b, entry(3, 0, 3, 0)])
+            .unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts[&FailureCategory::SchemaViolation], 2);
+        assert_eq!(counts[&FailureCategory::AdapterFailure], 1);
+        assert_eq!(counts.len(), 2);
     }
 }

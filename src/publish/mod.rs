@@ -14,6 +14,7 @@
 
 pub mod deliver;
 pub mod enrich;
+pub mod health;
 pub mod ledger;
 pub mod map;
 pub mod pipeline;
@@ -21,6 +22,7 @@ pub mod process;
 pub mod replay;
 
 pub use deliver::{BatchRows, Deliver, DeliverError, Delivery};
+pub use health::{Health, PartitionHealth};
 pub use pipeline::{
     ledger_root, PublishConfig, PublishError, Publisher, Publishers, Shared, MAX_IN_FLIGHT_DEFAULT,
     STOP_POLL,

@@ -82,6 +82,7 @@ use serde::{Deserialize, Serialize};
 use sluice_wal::{Lsn, Record, Wal};
 
 use super::deliver::{BatchRows, Deliver, DeliverError, Delivery};
+use super::health::Health;
 use super::ledger::{self, BatchRange, Ledger};
 use super::process::{self, Process};
 use crate::config::units::{check_range, ByteSize, HumanDuration, Violation};
@@ -267,6 +268,8 @@ pub struct Shared<P, D> {
     pub data_dir: PathBuf,
     /// The data directory's instance id, part of every batch's token.
     pub instance: InstanceId,
+    /// Where each publisher reports its lag, confirmations and failures.
+    pub health: Arc<Health>,
 }
 
 /// One partition's publisher (runs on its own thread; see the module docs).
@@ -517,6 +520,12 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             .map_err(|source| PublishError::Wal { partition, source })?;
 
         metrics::publish::batch_confirmed(partition, delivery.inserted);
+        self.shared.health.confirmed(
+            partition,
+            delivery.inserted as u64,
+            entries.len() as u64,
+            crate::wire::time::now_ms(),
+        );
         let mut by_category: BTreeMap<FailureCategory, u64> = BTreeMap::new();
         for e in &entries {
             *by_category.entry(e.category).or_default() += 1;
@@ -537,6 +546,9 @@ impl<P: Process, D: Deliver> Publisher<P, D> {
             Duration::from_millis(crate::wire::time::now_ms().saturating_sub(t).max(0) as u64)
         });
         metrics::publish::lag(self.partition, status.unconfirmed, oldest);
+        self.shared
+            .health
+            .lag(self.partition, status.unconfirmed, oldest.as_secs_f64());
     }
 
     /// Writes and flushes dead letters, retrying until durable; false when stopped.
@@ -651,6 +663,11 @@ impl<P: Process, D: Deliver> Lane<P, D> {
                 Err(e) => {
                     tracing::warn!(partition = self.partition, token, error = %e,
                         retry_in = ?backoff.next, "delivery failed; sending the same batch again");
+                    shared.health.failed(
+                        self.partition,
+                        e.to_string(),
+                        crate::wire::time::now_ms(),
+                    );
                     if !backoff.wait(&self.stop) {
                         return None;
                     }

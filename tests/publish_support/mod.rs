@@ -294,6 +294,7 @@ impl Harness {
                 runtime: self.runtime.handle().clone(),
                 data_dir: self.data_dir().to_path_buf(),
                 instance: self.instance(),
+                health: Default::default(),
             },
         )
         .unwrap()
