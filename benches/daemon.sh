@@ -35,6 +35,7 @@ section_done
 work="$(mktemp -d -t sluice-bench.XXXXXX)"
 port="$(free_port)"
 metrics_port="$(free_port)"
+admin_port="$(free_port)"
 daemon_pid=""
 cleanup() {
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
@@ -49,7 +50,7 @@ trap cleanup EXIT
 section "starting sluice serve on 127.0.0.1:$port (data dir $work/data)"
 # A large budget so no scenario meets a full log (nothing publishes, so nothing is recycled).
 env SLUICE_WAL__CAPACITY="${SLUICE_WAL__CAPACITY:-16GiB}" SLUICE_LOG__LEVEL=warn \
-    "$BIN" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
+    "$BIN" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --admin-listen "127.0.0.1:$admin_port" \
     --data-dir "$work/data" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 python3 - "$port" <<'EOF' || { cat "$work/daemon.log"; die "the daemon did not become healthy"; }

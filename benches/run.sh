@@ -150,10 +150,11 @@ start_daemon() {
     shift
     port="$(free_port)"
     mport="$(free_port)"
+    aport="$(free_port)"
     local ch_port
     ch_port="$(free_port)"
     env "${daemon_env[@]}" "$@" "$BIN" serve --listen "127.0.0.1:$port" \
-        --metrics-listen "127.0.0.1:$mport" --data-dir "$data" \
+        --metrics-listen "127.0.0.1:$mport" --admin-listen "127.0.0.1:$aport" --data-dir "$data" \
         --clickhouse-url "http://127.0.0.1:$ch_port" >>"$work/daemon.log" 2>&1 &
     daemon_pid=$!
     python3 - "$port" <<'EOF' || { tail -n 30 "$work/daemon.log"; die "the daemon did not become healthy"; }
@@ -277,8 +278,10 @@ if want recovery; then
     section "recovery: time from exec to /ready 200"
     rport="$(free_port)"
     rmport="$(free_port)"
+    raport="$(free_port)"
     rch="$(free_port)"
     serve=(env "${daemon_env[@]}" "$BIN" serve --listen "127.0.0.1:$rport" --metrics-listen "127.0.0.1:$rmport"
+        --admin-listen "127.0.0.1:$raport"
         --data-dir "$work/recovery" --clickhouse-url "http://127.0.0.1:$rch")
     for i in $(seq 1 "$BENCH_RECOVERY_RUNS"); do
         python3 benches/suite.py evict "$work/recovery"

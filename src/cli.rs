@@ -1,7 +1,7 @@
 //! The command-line grammar (clap derive). A stable contract: operators and scripts rely on it.
 //!
 //! ```text
-//! sluice serve       [--config FILE] [--listen ADDR] [--metrics-listen ADDR] [--data-dir DIR] [--clickhouse-url URL]
+//! sluice serve       [--config FILE] [--listen ADDR] [--metrics-listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--clickhouse-url URL]
 //! sluice wal status  [--config FILE] [--data-dir DIR] [--json]
 //! sluice wal inspect [--config FILE] [--data-dir DIR] [--partition N] [--from LSN] [--limit N] [--json]
 //! sluice wal tail    [--config FILE] [--data-dir DIR] [--partition N] [--lines N] [--count N] [--interval DUR] [--json]
@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// Prometheus /metrics listen address (metrics.listen). Default 0.0.0.0:9090.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Admin API listen address (admin.listen). Default 127.0.0.1:9091.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory of the write-ahead logs (data_dir). Default ./data.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -463,6 +466,7 @@ impl Cli {
         let serve = |a: &ServeArgs| Overrides {
             listen: a.listen,
             metrics_listen: a.metrics_listen,
+            admin_listen: a.admin_listen,
             data_dir: a.data_dir.clone(),
             clickhouse_url: a.clickhouse_url.clone(),
         };

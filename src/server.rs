@@ -3,13 +3,15 @@
 //!
 //! # Tasks and their owners
 //!
-//! [`start`] opens the logs, binds both listeners and spawns three tasks, all owned by the
+//! [`start`] opens the logs, binds the three listeners and spawns these tasks, all owned by the
 //! returned [`RunningServer`] and stopped through one [`Shutdown`] signal:
 //!
 //! - the collector's accept loop, which owns one task per connection (a `JoinSet`), bounded by
 //!   a semaphore of `server.max_connections` permits (further connections wait in the kernel's
 //!   accept queue);
 //! - the metrics listener's accept loop (its own connection tasks);
+//! - the admin listener's accept loop (its own connection tasks, see [`crate::admin`]) and its
+//!   history sampler (once a second);
 //! - the gauge refresher (once a second);
 //! - the publishing task: connects to ClickHouse in the background, retrying with a capped
 //!   backoff for as long as it takes (the collector serves and buffers meanwhile; `/ready`
@@ -23,7 +25,7 @@
 //!    in-flight requests complete (their appends are acknowledged) and then close. This is
 //!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
 //!    submitted appends still become durable in step 4, but the client gets no answer).
-//! 3. Stop the metrics listener, the refresher and the publishing task (a connection attempt
+//! 3. Stop the metrics and admin listeners, the sampler, the refresher and the publishing task (a connection attempt
 //!    in progress is abandoned).
 //! 4. Stop the publishers: each finishes or abandons the batch in hand (an abandoned batch is
 //!    not checkpointed, so it is re-sent with the same token after the restart). Bounded by
@@ -58,12 +60,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::admin::{self, AdminToken, Daemon, TokenError};
 use crate::config::Config;
 use crate::deadletter::{DeadLetterError, Store};
 use crate::http::auth::Access;
 use crate::http::{App, Limits};
 use crate::ingest::{Ingest, IngestError};
-use crate::instance::{InstanceError, InstanceId};
+use crate::instance::InstanceError;
 use crate::metrics;
 use crate::publish::enrich::EnrichError;
 use crate::publish::process::Processor;
@@ -97,6 +100,9 @@ pub enum ServerError {
     /// The dead-letter store could not be opened.
     #[error("cannot open the dead-letter store: {0}")]
     OpenDeadLetters(#[source] DeadLetterError),
+    /// The admin token could not be read or generated.
+    #[error(transparent)]
+    AdminToken(TokenError),
     /// A listener could not bind its address.
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
@@ -136,9 +142,13 @@ pub struct RunningServer {
     pub collector_addr: SocketAddr,
     /// The metrics listener's bound address.
     pub metrics_addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
     stop: Stop,
     collector: JoinHandle<()>,
     metrics: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    sampler: JoinHandle<()>,
     refresher: JoinHandle<()>,
     publishing: JoinHandle<()>,
     /// Filled by the publishing task once the sink has connected.
@@ -170,6 +180,8 @@ impl RunningServer {
             stop,
             collector,
             metrics,
+            admin,
+            sampler,
             refresher,
             publishing,
             publishers,
@@ -182,6 +194,8 @@ impl RunningServer {
         let tasks = [
             ("the collector's accept loop", collector),
             ("the metrics listener", metrics),
+            ("the admin listener", admin),
+            ("the history sampler", sampler),
             ("the gauge refresher", refresher),
             ("the publishing task", publishing),
         ];
@@ -258,9 +272,23 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         .await
         .map_err(panicked("opening the dead-letter store"))?
         .map_err(ServerError::OpenDeadLetters)?;
+    let (admin_config, token_dir) = (config.admin.clone(), config.data_dir.clone());
+    let token = tokio::task::spawn_blocking(move || AdminToken::resolve(&admin_config, &token_dir))
+        .await
+        .map_err(panicked("reading the admin token"))?
+        .map_err(ServerError::AdminToken)?;
 
     let (collector, collector_addr) = bind(config.server.listen, "server.listen").await?;
     let (metrics_listener, metrics_addr) = bind(config.metrics.listen, "metrics.listen").await?;
+    let (admin_listener, admin_addr) = bind(config.admin.listen, "admin.listen").await?;
+    let daemon = Arc::new(Daemon::new(
+        ingest.clone(),
+        dead_letters.clone(),
+        processor.clone(),
+        instance,
+        config.publish.batch_rows,
+        config.admin.history.get(),
+    ));
 
     let (stop, shutdown) = shutdown::channel();
     let app = Arc::new(App::new(
@@ -281,24 +309,34 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         GAUGE_REFRESH,
         shutdown.clone(),
     ));
+    let admin_token = token.origin.clone();
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        daemon.clone(),
+        token,
+        config.admin.clone(),
+        shutdown.clone(),
+    ));
+    let sampler = tokio::spawn(admin::sample_loop(daemon.clone(), shutdown.clone()));
     let publishers = Arc::new(Mutex::new(None));
     let publishing = tokio::spawn(connect_and_publish(
         config.clone(),
         ingest.clone(),
-        processor,
-        instance,
-        dead_letters.clone(),
+        daemon,
         publishers.clone(),
         shutdown,
     ));
-    tracing::info!(%collector_addr, %metrics_addr, partitions = ingest.routable(),
-        data_dir = %config.data_dir.display(), "listening");
+    tracing::info!(%collector_addr, %metrics_addr, %admin_addr, %admin_token,
+        partitions = ingest.routable(), data_dir = %config.data_dir.display(), "listening");
     Ok(RunningServer {
         collector_addr,
         metrics_addr,
+        admin_addr,
         stop,
         collector: collector_task,
         metrics: metrics_task,
+        admin: admin_task,
+        sampler,
         refresher,
         publishing,
         publishers,
@@ -342,9 +380,7 @@ fn warn_open_routes(access: &Access) {
 async fn connect_and_publish(
     config: Config,
     ingest: Arc<Ingest>,
-    processor: Arc<Processor>,
-    instance: InstanceId,
-    dead_letters: Store,
+    daemon: Arc<Daemon>,
     slot: Arc<Mutex<Option<Publishers>>>,
     mut stop: Shutdown,
 ) {
@@ -359,6 +395,7 @@ async fn connect_and_publish(
             Err(e) => {
                 tracing::warn!(url = %crate::logging::redact_url(&config.clickhouse.url), error = %e, retry_in = ?backoff,
                     "cannot connect to ClickHouse; collecting into the log meanwhile");
+                daemon.connect_failed(e.to_string());
             }
         }
         tokio::select! {
@@ -368,14 +405,17 @@ async fn connect_and_publish(
         backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
     };
     tracing::info!(url = %crate::logging::redact_url(&config.clickhouse.url), "connected to ClickHouse; publishing");
+    let sink = Arc::new(sink);
+    daemon.connected(sink.clone());
     let shared = Shared {
-        processor,
-        sink: Arc::new(sink),
-        dead_letters,
+        processor: daemon.processor.clone(),
+        sink,
+        dead_letters: daemon.dead_letters.clone(),
         config: config.publish.clone(),
         runtime: tokio::runtime::Handle::current(),
         data_dir: config.data_dir.clone(),
-        instance,
+        instance: daemon.instance,
+        health: daemon.health.clone(),
     };
     let wals = ingest.wals();
     match tokio::task::spawn_blocking(move || Publishers::start(wals, shared)).await {

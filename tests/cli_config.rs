@@ -85,6 +85,7 @@ fn every_subcommand_has_help_with_a_description_and_examples() {
     for flag in [
         "--listen",
         "--metrics-listen",
+        "--admin-listen",
         "--data-dir",
         "--clickhouse-url",
     ] {
@@ -198,7 +199,7 @@ fn config_show_never_prints_a_credential() {
         if !sluice::commands::config_show::is_credential(key) {
             continue;
         }
-        let secret = format!("sentinel-{}", secrets.len());
+        let secret = format!("sentinel-{}-long-enough", secrets.len());
         let var = format!("SLUICE_{}", key.replace('.', "__").to_ascii_uppercase());
         match &entry["value"] {
             serde_json::Value::String(_) => cmd.env(&var, &secret),

@@ -101,6 +101,8 @@ fn serve_exits_1_when_its_address_is_taken() {
             "serve",
             "--metrics-listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--listen",
             &addr,
             "--data-dir",

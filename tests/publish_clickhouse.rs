@@ -56,6 +56,7 @@ fn stored_snowplow_requests_reach_clickhouse_and_bad_ones_are_dead_lettered() {
     };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.wal.partitions = 1;
     config.publish.batch_age = HumanDuration(Duration::from_millis(50));
     let runtime = rt();

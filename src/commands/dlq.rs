@@ -1,13 +1,17 @@
 //! `sluice dlq list|show|replay|purge`: the dead-letter store from the command line.
 //!
-//! The store admits one process at a time (see [`crate::deadletter`]), so these commands run
-//! **while the daemon is stopped**; against a running daemon they fail with "the dead-letter
-//! store … is in use by another process … stop it first" and exit 1, changing nothing.
+//! The store admits one process at a time (see [`crate::deadletter`]). With the daemon stopped
+//! the commands open the store themselves; while it runs they ask it through its admin API
+//! ([`crate::admin::client`], at `admin.listen` with its token), with the same output, `--json`
+//! and exit codes. When the store is held and no daemon answers there, they fail with "the
+//! dead-letter store … is in use by another process" and why the daemon could not be asked,
+//! and exit 1, changing nothing.
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::progress::{Progress, ProgressMode};
+use crate::admin::client::{Client, ClientError};
 use crate::config::Config;
 use crate::deadletter::{DeadLetterError, Entry, EntryId, Filter, Store};
 use crate::event::FailureCategory;
@@ -30,6 +34,17 @@ pub enum DlqError {
     /// Writing the report failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The running daemon could not do what was asked.
+    #[error(transparent)]
+    Daemon(#[from] ClientError),
+    /// The store is held by another process, and no daemon answered on `admin.listen`.
+    #[error("{locked}; asking the daemon instead failed: {source}")]
+    DaemonUnreachable {
+        /// The store's refusal.
+        locked: DeadLetterError,
+        /// Why the daemon could not be asked.
+        source: Box<ClientError>,
+    },
 }
 
 impl DlqError {
@@ -41,6 +56,8 @@ impl DlqError {
             DlqError::BadId(_) => "bad_id",
             DlqError::NothingSelected => "nothing_selected",
             DlqError::Output(_) => "output",
+            DlqError::Daemon(e) => e.code(),
+            DlqError::DaemonUnreachable { .. } => "locked",
         }
     }
 }
@@ -53,9 +70,62 @@ fn categories() -> String {
         .join(", ")
 }
 
-/// Opens the configured store (blocking).
-pub fn open(config: &Config) -> Result<Store, DlqError> {
-    Ok(Store::open(&config.dead_letter.path(&config.data_dir))?)
+/// Where the commands find the dead letters.
+#[derive(Debug)]
+pub enum Target {
+    /// The store itself: no daemon holds it.
+    Store(Store),
+    /// The running daemon that holds it, through its admin API.
+    Daemon(Client),
+}
+
+impl Target {
+    fn list(&self, filter: &Filter) -> Result<Vec<Entry>, DlqError> {
+        Ok(match self {
+            Target::Store(s) => s.list(filter)?,
+            Target::Daemon(c) => c.list(filter)?,
+        })
+    }
+
+    fn get(&self, id: EntryId) -> Result<Entry, DlqError> {
+        match self {
+            Target::Store(s) => Ok(s.get(id)?),
+            Target::Daemon(c) => c.get(id).map_err(|e| match e {
+                ClientError::Refused { code, .. } if code == "not_found" => {
+                    DlqError::Store(DeadLetterError::NotFound(id))
+                }
+                e => e.into(),
+            }),
+        }
+    }
+
+    fn purge(&self, filter: &Filter) -> Result<usize, DlqError> {
+        Ok(match self {
+            Target::Store(s) => {
+                let ids: Vec<EntryId> = s.list(filter)?.into_iter().map(|e| e.id).collect();
+                s.remove(&ids)?
+            }
+            Target::Daemon(c) => c.purge(filter)?,
+        })
+    }
+}
+
+/// Opens the configured store (blocking), or reaches the daemon holding it.
+pub fn open(config: &Config) -> Result<Target, DlqError> {
+    match Store::open(&config.dead_letter.path(&config.data_dir)) {
+        Ok(store) => Ok(Target::Store(store)),
+        Err(locked @ DeadLetterError::Locked { .. }) => {
+            let daemon = Client::for_config(config).and_then(|c| c.status().map(|_| c));
+            match daemon {
+                Ok(client) => Ok(Target::Daemon(client)),
+                Err(source) => Err(DlqError::DaemonUnreachable {
+                    locked,
+                    source: Box::new(source),
+                }),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Builds a filter from the CLI's selection.
@@ -76,6 +146,7 @@ pub fn filter(
         category,
         written_before_ms,
         ids,
+        ..Filter::default()
     })
 }
 
@@ -96,12 +167,12 @@ fn summary_line(e: &Entry) -> String {
 /// `dlq list [--reason R] [--json]`: one line per entry (a JSON object per line with `--json`),
 /// in receive-time order, then a count on stderr-free stdout when not JSON.
 pub fn list(
-    store: &Store,
+    target: &Target,
     filter: &Filter,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<usize, DlqError> {
-    let entries = store.list(filter)?;
+    let entries = target.list(filter)?;
     for e in &entries {
         if json {
             writeln!(out, "{}", e.to_json())?;
@@ -121,9 +192,9 @@ pub fn list(
 }
 
 /// `dlq show ID [--json]`: every field of one entry, the raw request decoded.
-pub fn show(store: &Store, id: &str, json: bool, out: &mut dyn Write) -> Result<(), DlqError> {
+pub fn show(target: &Target, id: &str, json: bool, out: &mut dyn Write) -> Result<(), DlqError> {
     let id: EntryId = id.parse().map_err(DlqError::BadId)?;
-    let entry = store.get(id)?;
+    let entry = target.get(id)?;
     let v = entry.to_json();
     if json {
         writeln!(out, "{v}")?;
@@ -139,7 +210,7 @@ pub fn show(store: &Store, id: &str, json: bool, out: &mut dyn Write) -> Result<
 
 /// `dlq purge [--older-than DUR | --reason R | ID…] [--json]`: removes the selected entries.
 pub fn purge(
-    store: &Store,
+    target: &Target,
     filter: &Filter,
     json: bool,
     out: &mut dyn Write,
@@ -147,8 +218,7 @@ pub fn purge(
     if filter == &Filter::default() {
         return Err(DlqError::NothingSelected);
     }
-    let ids: Vec<EntryId> = store.list(filter)?.into_iter().map(|e| e.id).collect();
-    let removed = store.remove(&ids)?;
+    let removed = target.purge(filter)?;
     if json {
         writeln!(out, "{}", serde_json::json!({ "purged": removed }))?;
     } else {
@@ -168,33 +238,45 @@ pub fn purge(
 /// on a terminal; a summary line goes to stderr.
 pub fn replay(
     config: &Config,
-    store: &Store,
+    target: &Target,
     filter: &Filter,
     json: bool,
     mode: ProgressMode,
     out: &mut dyn Write,
-) -> Result<crate::publish::replay::DlqSummary, crate::publish::replay::ReplayError> {
+) -> Result<crate::publish::replay::DlqSummary, crate::commands::RunError> {
     use crate::publish::replay::{replay_dead_letters, Pipeline};
-    let pipeline = Pipeline::connect(
-        &config.enrich,
-        config.process_limits(),
-        &config.clickhouse,
-        &config.data_dir,
-    )?;
     let progress = Progress::new("dlq replay", "entries", 0, mode);
     // The entries that failed again are reported one per line; in JSON they are collected.
     let mut failed_lines = Vec::new();
-    let s = replay_dead_letters(
-        &pipeline.instance,
-        store,
-        filter,
-        config.publish.batch_rows,
-        &pipeline.processor,
-        &pipeline.sink,
-        pipeline.runtime.handle(),
-        if json { &mut failed_lines } else { &mut *out },
-        &progress,
-    )?;
+    let s = match target {
+        Target::Store(store) => {
+            let pipeline = Pipeline::connect(
+                &config.enrich,
+                config.process_limits(),
+                &config.clickhouse,
+                &config.data_dir,
+            )?;
+            replay_dead_letters(
+                &pipeline.instance,
+                store,
+                filter,
+                config.publish.batch_rows,
+                &pipeline.processor,
+                &pipeline.sink,
+                pipeline.runtime.handle(),
+                if json { &mut failed_lines } else { &mut *out },
+                &progress,
+            )?
+        }
+        Target::Daemon(client) => {
+            let (s, lines) = client.replay(filter).map_err(DlqError::from)?;
+            let sink: &mut dyn Write = if json { &mut failed_lines } else { &mut *out };
+            for line in lines {
+                writeln!(sink, "{line}").map_err(DlqError::from)?;
+            }
+            s
+        }
+    };
     let entries = if s.tried == 1 { "entry" } else { "entries" };
     if json {
         let failed_again: Vec<&str> = std::str::from_utf8(&failed_lines)
@@ -208,13 +290,14 @@ pub fn replay(
             "failed_again": s.failed_again,
             "failures": failed_again,
         });
-        writeln!(out, "{doc}")?;
+        writeln!(out, "{doc}").map_err(DlqError::from)?;
     } else {
         writeln!(
             out,
             "replayed {} {entries}: {} loaded and removed ({} rows), {} failed again and kept",
             s.tried, s.loaded, s.rows, s.failed_again
-        )?;
+        )
+        .map_err(DlqError::from)?;
     }
     progress.finish(&format!(
         "{} {entries} replayed, {} loaded, {} failed again",
@@ -245,7 +328,7 @@ mod tests {
     #[test]
     fn purge_refuses_an_empty_selection() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Target::Store(Store::open(dir.path()).unwrap());
         let err = purge(&store, &Filter::default(), false, &mut Vec::new()).unwrap_err();
         assert_eq!(err.code(), "nothing_selected");
     }

@@ -41,6 +41,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--metrics-listen` → `metrics.listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--admin-listen` → `admin.listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `--data-dir` → `data_dir`.
     pub data_dir: Option<PathBuf>,
     /// `--clickhouse-url` → `clickhouse.url`.
@@ -60,6 +62,9 @@ impl Overrides {
                 "--metrics-listen",
                 Value::from(v.to_string()),
             ));
+        }
+        if let Some(v) = self.admin_listen {
+            out.push(("admin.listen", "--admin-listen", Value::from(v.to_string())));
         }
         if let Some(v) = &self.data_dir {
             out.push((
@@ -497,6 +502,7 @@ mod tests {
         let flags = Overrides {
             listen: Some("127.0.0.1:1".parse().unwrap()),
             metrics_listen: Some("127.0.0.1:2".parse().unwrap()),
+            admin_listen: None,
             data_dir: Some("/flag".into()),
             clickhouse_url: Some("http://flag:1".into()),
         };

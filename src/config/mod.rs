@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::admin::AdminConfig;
 pub use crate::deadletter::DeadLetterConfig;
 pub use crate::http::collector::CollectorConfig;
 pub use crate::http::sources::{AuthConfig, CollectConfig, PycolyticsConfig, SegmentConfig};
@@ -40,6 +41,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Prometheus listener.
     pub metrics: MetricsConfig,
+    /// The admin API's listener and its limits.
+    pub admin: AdminConfig,
     /// The write-ahead log.
     pub wal: WalSettings,
     /// Collector behaviour of the tracking routes (cookies, CORS, redirects, size rules).
@@ -72,6 +75,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             server: ServerConfig::default(),
             metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
             wal: WalSettings::default(),
             collector: Default::default(),
             segment: SegmentConfig::default(),
@@ -331,6 +335,7 @@ impl Config {
         out.extend(self.publish.violations());
         out.extend(self.clickhouse.violations());
         out.extend(self.dead_letter.violations());
+        out.extend(self.admin.violations());
         out
     }
 }

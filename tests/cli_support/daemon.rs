@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// How long a test waits for the daemon to start, log a line or stop before failing.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
-/// `sluice serve` on `127.0.0.1:0` for both listeners, logging to the data directory `dir`,
+/// `sluice serve` on `127.0.0.1:0` for all three listeners, logging to the data directory `dir`,
 /// with a clean environment (see [`super::sluice`]); add variables before [`Daemon::spawn`].
 pub fn serve(dir: &Path) -> Command {
     let mut cmd = super::sluice();
@@ -21,6 +21,8 @@ pub fn serve(dir: &Path) -> Command {
         "--listen",
         "127.0.0.1:0",
         "--metrics-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
         "127.0.0.1:0",
         "--data-dir",
     ])

@@ -71,6 +71,7 @@ class Daemon:
         self.log_path = log_path
         self.port = free_port()
         self.metrics_port = free_port()
+        self.admin_port = free_port()
         # Only the test's own SLUICE_* settings reach the daemon, whatever the caller's shell has.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         self.env = {**inherited, **(env or {})}
@@ -97,6 +98,8 @@ class Daemon:
                     f"127.0.0.1:{self.port}",
                     "--metrics-listen",
                     f"127.0.0.1:{self.metrics_port}",
+                    "--admin-listen",
+                    f"127.0.0.1:{self.admin_port}",
                     "--data-dir",
                     str(self.data_dir),
                     *self.extra_args,

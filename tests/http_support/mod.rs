@@ -69,6 +69,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.server.max_body_bytes = ByteSize(16 << 10);
     config.server.max_header_bytes = ByteSize(8 << 10);
     config.server.request_timeout = HumanDuration(Duration::from_secs(10));
