@@ -1,6 +1,6 @@
 //! Collector behaviour against a real listener (protocol reference §1): CORS, the network-user-id
 //! cookie and its precedence, `SP-Anonymous`, the do-not-track cookie, redirects, path aliases,
-//! `/robots.txt`, `/crossdomain.xml`, and what ends up stored.
+//! `/robots.txt`, `/crossdomain.xml`, `/static/`, and what ends up stored.
 
 mod http_support;
 
@@ -617,6 +617,68 @@ async fn robots_txt_disallows_every_crawler_and_crossdomain_xml_is_served_only_w
     );
     srv.shutdown().await.unwrap();
     assert!(envelopes(&config).is_empty() && envelopes(&config2).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_dir_files_are_served_at_static_and_nothing_else_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let tracker = "window.snowplow = function () {};\n";
+    std::fs::write(files.path().join("sp.js"), tracker).unwrap();
+    std::fs::write(files.path().join(".secret"), "no").unwrap();
+    std::fs::write(files.path().join("big.js"), vec![b'x'; 2048]).unwrap();
+    std::fs::create_dir(files.path().join("sub")).unwrap();
+    std::fs::write(files.path().join("sub").join("x.js"), "no").unwrap();
+    let mut config = test_config(tmp.path());
+    config.collector.static_dir = files.path().to_path_buf();
+    config.collector.static_max_file_bytes = sluice::config::ByteSize(1024);
+    let (srv, base) = start(&config).await;
+    let http = client();
+
+    let js = fetch(http.get(format!("{base}/static/sp.js"))).await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(js.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(js.text(), tracker);
+    let head = fetch(http.head(format!("{base}/static/sp.js"))).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(
+        head.header("content-length"),
+        Some(tracker.len().to_string().as_str())
+    );
+    let post = fetch(http.post(format!("{base}/static/sp.js"))).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    for path in [
+        "/static/missing.js",
+        "/static/.secret",
+        "/static/big.js",
+        "/static/sub",
+        "/static/sub/x.js",
+        "/static/..%2FCargo.toml",
+        "/static/",
+    ] {
+        let a = fetch(http.get(format!("{base}{path}"))).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    srv.shutdown().await.unwrap();
+    assert!(envelopes(&config).is_empty(), "static files store nothing");
+
+    // Not configured: not served.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = test_config(tmp.path());
+    let (srv, base) = start(&config).await;
+    let a = fetch(http.get(format!("{base}/static/sp.js"))).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    srv.shutdown().await.unwrap();
+
+    // A directory that does not exist is refused at start-up, naming the key.
+    let mut config = test_config(tmp.path());
+    config.collector.static_dir = tmp.path().join("nope");
+    let keys: Vec<_> = config.violations().iter().map(|v| v.key).collect();
+    assert!(keys.contains(&"collector.static_dir"), "{keys:?}");
 }
 
 #[test]

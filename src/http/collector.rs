@@ -54,6 +54,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -112,6 +113,14 @@ pub struct CollectorConfig {
     pub paths: BTreeMap<String, String>,
     /// `GET /crossdomain.xml` (a Flash cross-domain policy).
     pub cross_domain: CrossDomainConfig,
+    /// A directory whose files are served at `/static/{name}` (GET, HEAD), e.g. a self-hosted
+    /// copy of the Snowplow JavaScript tracker (`sp.js`), so sites load it from their own
+    /// collector's domain. Only files directly in it whose names are letters, digits, `.`, `-`
+    /// and `_` (not starting with `.`). Default empty: `/static/` is not served.
+    pub static_dir: PathBuf,
+    /// Largest file `/static/` serves (a larger one answers 404 and is logged). Default `4MiB`;
+    /// 1KiB to 64MiB.
+    pub static_max_file_bytes: ByteSize,
 }
 
 impl Default for CollectorConfig {
@@ -124,6 +133,8 @@ impl Default for CollectorConfig {
             redirects: RedirectConfig::default(),
             paths: BTreeMap::new(),
             cross_domain: CrossDomainConfig::default(),
+            static_dir: PathBuf::new(),
+            static_max_file_bytes: ByteSize(4 << 20),
         }
     }
 }
@@ -340,6 +351,18 @@ impl CollectorConfig {
         if let Some(m) = outside(p, ByteSize(1 << 10), ByteSize(64 << 20)) {
             check(false, "collector.max_payload_bytes", m);
         }
+        if let Some(m) = outside(
+            self.static_max_file_bytes,
+            ByteSize(1 << 10),
+            ByteSize(64 << 20),
+        ) {
+            check(false, "collector.static_max_file_bytes", m);
+        }
+        check(
+            self.static_dir.as_os_str().is_empty() || self.static_dir.is_dir(),
+            "collector.static_dir",
+            format!("{} is not a directory", self.static_dir.display()),
+        );
 
         let c = &self.cors;
         for o in &c.allowed_origins {
@@ -727,6 +750,9 @@ pub enum Extra {
     Alias(Route),
 }
 
+/// Where `collector.static_dir`'s files are served.
+pub const STATIC_PREFIX: &str = "/static/";
+
 /// The compiled `[collector]` section. Built once; shared by every request.
 #[derive(Debug)]
 pub struct Collector {
@@ -737,6 +763,28 @@ pub struct Collector {
     redirect_domains: Vec<String>,
     aliases: HashMap<String, Route>,
     cross_domain: Option<Bytes>,
+    static_files: Option<StaticFiles>,
+}
+
+/// The compiled `collector.static_dir`.
+#[derive(Debug, Clone)]
+pub struct StaticFiles {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `collector.static_max_file_bytes`.
+    pub max_file_bytes: u64,
+}
+
+impl StaticFiles {
+    /// The file `name` stands for, when it is a name `/static/` may serve.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        plain.then(|| self.dir.join(name))
+    }
 }
 
 impl Default for Collector {
@@ -841,7 +889,18 @@ impl Collector {
                 .collect(),
             aliases,
             cross_domain,
+            static_files: (!c.static_dir.as_os_str().is_empty()).then(|| StaticFiles {
+                dir: c.static_dir.clone(),
+                max_file_bytes: c.static_max_file_bytes.bytes(),
+            }),
         }
+    }
+
+    /// The `/static/` files and the name `path` asks for, when `collector.static_dir` is set
+    /// and `path` is under `/static/`.
+    pub fn static_file<'p>(&self, path: &'p str) -> Option<(&StaticFiles, &'p str)> {
+        let files = self.static_files.as_ref()?;
+        Some((files, path.strip_prefix(STATIC_PREFIX)?))
     }
 
     /// What a path no built-in route matched means here, if anything.
@@ -852,6 +911,7 @@ impl Collector {
         if path == Route::CrossDomain.template() {
             return self.cross_domain.is_some().then_some(Extra::CrossDomain);
         }
+
         if let Some(rest) = path.strip_prefix("/r/") {
             if rest.is_empty() || rest.contains('/') {
                 return None;

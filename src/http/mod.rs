@@ -18,6 +18,7 @@
 //! | as the target | a `collector.paths` alias | yes, with the target's route and path | as the target |
 //! | GET, HEAD | `/robots.txt` | no | 200, disallows `/` for every crawler |
 //! | GET, HEAD | `/crossdomain.xml` when `collector.cross_domain.enabled` | no | 200 `text/xml` policy (else 404) |
+//! | GET, HEAD | `/static/{file}` when `collector.static_dir` is set | no | 200, the file, `Cache-Control: public, max-age=300` (else 404) |
 //! | GET, HEAD | `/health` | no | 200 `ok` while the process runs |
 //! | GET, HEAD | `/ready` | no | 200 when every partition accepts appends, else 503 |
 //!
@@ -94,6 +95,28 @@ const ALLOW_PIXEL: &str = "GET, HEAD, OPTIONS";
 const ALLOW_TP2: &str = "GET, HEAD, POST, OPTIONS";
 const ALLOW_POST: &str = "POST, OPTIONS";
 const ALLOW_PROBE: &str = "GET, HEAD";
+/// The metrics label of `/static/` files.
+const STATIC_ROUTE: &str = "/static/{file}";
+
+/// The `Content-Type` of a static file, by its extension.
+fn content_type(name: &str) -> &'static str {
+    match name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("map" | "json") => "application/json",
+        Some("css") => "text/css; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("svg") => "image/svg+xml",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
 const ALLOW_REDIRECT: &str = "GET, HEAD, POST, OPTIONS";
 
 /// Headers copied into the envelope (lower-case, as hyper stores names): what the publisher needs
@@ -275,6 +298,12 @@ impl App {
             Err(e @ HttpError::MethodNotAllowed { route, .. }) => {
                 return (route, e.into_response())
             }
+            Err(_) if collector.static_file(req.uri().path()).is_some() => {
+                return (
+                    STATIC_ROUTE,
+                    self.static_file(req.uri().path(), req.method()).await,
+                )
+            }
             Err(e) => match collector.extra(req.uri().path()) {
                 None => return (UNMATCHED, e.into_response()),
                 Some(extra) => match self.plan_extra(extra, req.method()) {
@@ -306,6 +335,53 @@ impl App {
         };
         collector.add_cors(resp.headers_mut(), origin.as_ref());
         (plan.route.route.template(), resp)
+    }
+
+    /// `GET /static/{name}`: a file of `collector.static_dir`, read when asked for (so a new
+    /// tracker version is served as soon as it is copied in). Nothing is stored.
+    async fn static_file(&self, request_path: &str, method: &Method) -> Response<Body> {
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            return HttpError::MethodNotAllowed {
+                method: method.clone(),
+                route: STATIC_ROUTE,
+                allow: ALLOW_PROBE,
+            }
+            .into_response();
+        }
+        let not_found = || {
+            HttpError::NotFound {
+                path: request_path.to_string(),
+            }
+            .into_response()
+        };
+        let Some((files, name)) = self.limits.collector.static_file(request_path) else {
+            return not_found();
+        };
+        let Some(path) = files.path(name) else {
+            return not_found();
+        };
+        let max = files.max_file_bytes;
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+            let m = std::fs::metadata(&path)?;
+            if !m.is_file() {
+                return Ok(None);
+            }
+            if m.len() > max {
+                tracing::warn!(path = %path.display(), bytes = m.len(),
+                    "not served: larger than collector.static_max_file_bytes");
+                return Ok(None);
+            }
+            std::fs::read(&path).map(Some)
+        })
+        .await;
+        match read {
+            Ok(Ok(Some(bytes))) => response::static_file(content_type(name), Bytes::from(bytes)),
+            Ok(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = request_path, error = %e, "cannot read a static file");
+                not_found()
+            }
+            _ => not_found(),
+        }
     }
 
     /// Routes a path that only the `[collector]` section knows: answers it directly, or returns

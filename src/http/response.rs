@@ -99,6 +99,18 @@ pub fn xml(body: Bytes) -> Response<Body> {
     resp
 }
 
+/// A file of `collector.static_dir`, cacheable for a few minutes.
+pub fn static_file(content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = with_body(StatusCode::OK, body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
 /// The answer to a CORS preflight (`OPTIONS` on any path) before its CORS headers: 200, empty,
 /// nothing stored.
 pub fn preflight() -> Response<Body> {
