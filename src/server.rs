@@ -334,8 +334,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 daemon.live.clone(),
                 shutdown.clone(),
             );
+            let rate = config.admin.live_max_records_per_second;
             tokio::task::spawn_blocking(move || {
-                admin::live::tail(partition, wal, processor, live, stop)
+                admin::live::tail(partition, wal, processor, live, rate, stop)
             })
         })
         .collect();

@@ -9,13 +9,19 @@
 //! skips the oldest ones and is told how many, so no viewer holds memory or slows the others,
 //! and the collector never waits for any of them. Viewers are capped by
 //! `admin.max_live_viewers`.
+//!
+//! What the feed costs is bounded too: each tailer processes at most
+//! `admin.live_max_records_per_second` records a second. Past that it stops reading, and at the
+//! start of the next second it jumps to the log's end, telling viewers how many records it
+//! passed over; so a viewer under heavy traffic sees a sample, and the collector keeps its CPU.
+//! Each record is processed and formatted once, whatever the number of viewers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use sluice_wal::{Lsn, Wal};
+use sluice_wal::{Lsn, Reader, Wal};
 use tokio::sync::broadcast;
 
 use crate::envelope::Envelope;
@@ -29,11 +35,27 @@ pub const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long a tailer waits for a record before checking for viewers and the stop signal.
 const READ_WAIT: Duration = Duration::from_millis(200);
 
+/// What the tailers broadcast.
+#[derive(Debug)]
+pub enum LiveItem {
+    /// One processed record.
+    Record(LiveRecord),
+    /// A tailer passed over `records` records of `partition` to stay within
+    /// `admin.live_max_records_per_second`.
+    Skipped {
+        /// The partition.
+        partition: usize,
+        /// How many records were not shown.
+        records: u64,
+    },
+}
+
 /// One processed record, ready to send, with what viewers filter on.
 #[derive(Debug)]
 pub struct LiveRecord {
-    /// The SSE `data:` line's JSON.
-    pub json: String,
+    /// The whole SSE event (`event: record` and its `data:` line), formatted once for every
+    /// viewer.
+    pub frame: bytes::Bytes,
     /// The route template the request came in by.
     pub route: String,
     /// `snowplow`, `segment`, `pycolytics` or `collect`.
@@ -76,7 +98,7 @@ impl LiveFilter {
 /// The broadcast and its viewers.
 #[derive(Debug)]
 pub struct Live {
-    sender: broadcast::Sender<Arc<LiveRecord>>,
+    sender: broadcast::Sender<Arc<LiveItem>>,
     viewers: AtomicUsize,
     max_viewers: usize,
 }
@@ -85,7 +107,7 @@ pub struct Live {
 #[derive(Debug)]
 pub struct Viewer {
     /// The records, as they are broadcast.
-    pub records: broadcast::Receiver<Arc<LiveRecord>>,
+    pub records: broadcast::Receiver<Arc<LiveItem>>,
     live: Arc<Live>,
 }
 
@@ -129,28 +151,53 @@ impl Live {
     }
 }
 
-/// Follows `wal`'s durable tail while anyone watches, until `stop` fires. Blocking.
+/// Follows `wal`'s durable tail while anyone watches, processing at most `max_per_second`
+/// records a second, until `stop` fires. Blocking.
 pub fn tail(
     partition: usize,
     wal: Arc<Wal>,
     processor: Arc<Processor>,
     live: Arc<Live>,
+    max_per_second: u64,
     stop: Shutdown,
 ) {
-    let mut reader = None;
+    let mut reader: Option<Reader> = None;
+    let mut second = Instant::now();
+    let mut shown = 0u64;
     while !stop.is_stopped() {
         if live.viewers() == 0 {
             reader = None;
             std::thread::sleep(IDLE_POLL);
             continue;
         }
+        if second.elapsed() >= Duration::from_secs(1) {
+            second = Instant::now();
+            shown = 0;
+        }
+        if shown >= max_per_second {
+            // Over budget: pass over what arrives until the next second, then resume at the end.
+            std::thread::sleep(Duration::from_secs(1).saturating_sub(second.elapsed()));
+            let end = wal.status().last_lsn;
+            if let Some(r) = reader.take() {
+                let passed = end.0.saturating_sub(r.position().0.saturating_sub(1));
+                if passed > 0 {
+                    let _ = live.sender.send(Arc::new(LiveItem::Skipped {
+                        partition,
+                        records: passed,
+                    }));
+                }
+            }
+            reader = Some(wal.reader(end.next()));
+            continue;
+        }
         // A new audience starts with what arrives from now on.
         let r = reader.get_or_insert_with(|| wal.reader(wal.status().last_lsn.next()));
         match r.next_timeout(READ_WAIT) {
             Ok(Some(record)) => {
+                shown += 1;
                 let made = make(&processor, partition, record.lsn, &record.payload);
                 // No receiver left between the check and now: nothing to do.
-                let _ = live.sender.send(Arc::new(made));
+                let _ = live.sender.send(Arc::new(LiveItem::Record(made)));
             }
             Ok(None) => {}
             Err(e) => {
@@ -192,7 +239,7 @@ pub fn make(processor: &Processor, partition: usize, lsn: Lsn, payload: &[u8]) -
         "failures": failures.iter().map(failure).collect::<Vec<_>>(),
     });
     LiveRecord {
-        json: json.to_string(),
+        frame: bytes::Bytes::from(format!("event: record\ndata: {json}\n\n")),
         route,
         source,
         app_ids: events
@@ -233,7 +280,7 @@ mod tests {
 
     fn record(source: Option<&'static str>, app: &str) -> LiveRecord {
         LiveRecord {
-            json: String::new(),
+            frame: bytes::Bytes::new(),
             route: "/i".into(),
             source,
             app_ids: vec![app.into()],
@@ -287,12 +334,64 @@ mod tests {
         let live = Arc::new(Live::new(2, 4));
         let mut slow = live.watch().unwrap();
         for app in ["a", "b", "c", "d", "e"] {
-            live.sender.send(Arc::new(record(None, app))).unwrap();
+            live.sender
+                .send(Arc::new(LiveItem::Record(record(None, app))))
+                .unwrap();
         }
         match slow.records.try_recv() {
             Err(broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 3),
             other => panic!("expected a lag, got {other:?}"),
         }
-        assert_eq!(slow.records.try_recv().unwrap().app_ids, ["d"]);
+        match &*slow.records.try_recv().unwrap() {
+            LiveItem::Record(r) => assert_eq!(r.app_ids, ["d"]),
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tailer_over_its_rate_passes_over_records_and_says_how_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), sluice_wal::WalConfig::default()).unwrap());
+        let config = crate::config::Config::default();
+        let processor = Arc::new(
+            Processor::new(
+                &config.enrich,
+                config.process_limits(),
+                crate::publish::enrich::TEST_INSTANCE,
+            )
+            .unwrap(),
+        );
+        let live = Arc::new(Live::new(1024, 4));
+        let mut viewer = live.watch().unwrap();
+        let (stop, shutdown) = crate::shutdown::channel();
+        let tailer = {
+            let (wal, live) = (wal.clone(), live.clone());
+            std::thread::spawn(move || tail(0, wal, processor, live, 3, shutdown))
+        };
+        // The tailer starts at the end: wait until it is reading before appending.
+        std::thread::sleep(Duration::from_millis(300));
+        for i in 0..40u32 {
+            wal.append(i.to_be_bytes().to_vec()).unwrap();
+        }
+        let (mut shown, mut passed) = (0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while shown + passed < 40 {
+            assert!(Instant::now() < deadline, "shown {shown}, passed {passed}");
+            match viewer.records.try_recv() {
+                Ok(item) => match &*item {
+                    LiveItem::Record(r) => {
+                        shown += 1;
+                        assert!(r.frame.starts_with(b"event: record\ndata: {"));
+                    }
+                    LiveItem::Skipped { records, .. } => passed += records,
+                },
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        assert_eq!(shown + passed, 40);
+        assert!(shown <= 3 * 2, "at most 3 a second: {shown}");
+        assert!(passed > 0);
+        stop.stop();
+        tailer.join().unwrap();
     }
 }

@@ -96,6 +96,10 @@ pub struct AdminConfig {
     pub live_buffer: usize,
     /// Most live-feed viewers at once; one more gets 503. Default 64, 1 to 10000.
     pub max_live_viewers: usize,
+    /// Most records a second each partition's live feed processes; past it the feed passes
+    /// over records (and says how many), so watching costs the daemon at most this much work.
+    /// Default 1000, 1 to 1000000.
+    pub live_max_records_per_second: u64,
     /// Most rows a read-only query (`/api/v1/query`, `/api/v1/events`) returns; ClickHouse
     /// stops reading there. Default 10000, 1 to 1000000.
     pub query_max_rows: usize,
@@ -114,6 +118,7 @@ impl Default for AdminConfig {
             history: HumanDuration(Duration::from_secs(600)),
             live_buffer: 1024,
             max_live_viewers: 64,
+            live_max_records_per_second: 1000,
             query_max_rows: 10_000,
             query_timeout: HumanDuration(Duration::from_secs(10)),
         }
@@ -176,6 +181,13 @@ impl AdminConfig {
             self.max_live_viewers,
             1,
             10_000,
+        );
+        check_range(
+            &mut out,
+            "admin.live_max_records_per_second",
+            self.live_max_records_per_second,
+            1,
+            1_000_000,
         );
         check_range(
             &mut out,

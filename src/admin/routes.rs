@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::live::LiveFilter;
+use super::live::{LiveFilter, LiveItem};
 use super::{AdminConfig, AdminToken, Daemon, DEFAULT_PAGE_ENTRIES};
 use crate::deadletter::{DeadLetterError, Entry, EntryId, Filter};
 use crate::event::FailureCategory;
@@ -445,11 +445,13 @@ impl Api {
             let _ = tx.send(Bytes::from_static(b": sluice live feed\n\n")).await;
             loop {
                 let chunk = tokio::select! {
-                    received = viewer.records.recv() => match received {
-                        Ok(r) if filter.matches(&r) => {
-                            Bytes::from(format!("event: record\ndata: {}\n\n", r.json))
-                        }
-                        Ok(_) => continue,
+                    received = viewer.records.recv() => match received.as_deref() {
+                        Ok(LiveItem::Record(r)) if filter.matches(r) => r.frame.clone(),
+                        Ok(LiveItem::Record(_)) => continue,
+                        Ok(LiveItem::Skipped { partition, records }) => Bytes::from(format!(
+                            ": skipped {records} records of partition {partition} \
+                             (admin.live_max_records_per_second)\n\n"
+                        )),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             Bytes::from(format!(": lagged {n}\n\n"))
                         }
