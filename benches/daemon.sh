@@ -8,6 +8,9 @@
 #   health     GET /health: the HTTP stack alone, no log; the ceiling for the others
 #   get_i      GET /i: a JavaScript-tracker page view per request, acknowledged after fdatasync
 #   post_tp2   POST tp2 with 10 events per body, acknowledged after fdatasync
+#   get_i_live GET /i while LIVE_VIEWERS (default 50) clients watch the admin API's live feed,
+#              one of them never reading; then get_i_after, GET /i again without them, so the
+#              two plain runs show the noise the live run is to be compared with
 #   *_paced    the same at a fixed offered rate (half the throughput target), for latency
 # It prints one table row per scenario plus the daemon's peak RSS (VmHWM) and the records the
 # log holds afterwards. Not part of scripts/test.sh: it measures, it asserts nothing.
@@ -24,10 +27,11 @@ THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 # Half the throughput targets (GET /i 40k req/s, POST tp2 100k events/s = 10k req/s of 10 events).
 GET_PACED_RATE="${GET_PACED_RATE:-20000}"
+LIVE_VIEWERS="${LIVE_VIEWERS:-50}"
 POST_PACED_RATE="${POST_PACED_RATE:-5000}"
 
 section "prerequisites (wrk from Debian, release build)"
-apt_ensure wrk
+apt_ensure wrk curl
 cargo build --quiet --release --bin sluice
 BIN="$TARGET_DIR/release/sluice"
 section_done
@@ -37,7 +41,9 @@ port="$(free_port)"
 metrics_port="$(free_port)"
 admin_port="$(free_port)"
 daemon_pid=""
+viewer_pids=()
 cleanup() {
+    [ "${#viewer_pids[@]}" -eq 0 ] || kill "${viewer_pids[@]}" 2>/dev/null || true
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
@@ -141,8 +147,31 @@ WRK_SCRIPTS_DIR=benches/wrk wrk -t"$THREADS" -c"$CONNECTIONS" -d3s -s benches/wr
     "http://127.0.0.1:$port" >/dev/null
 section_done
 
+# start_viewers N: N-1 clients reading the live feed and one that connects and never reads.
+start_viewers() {
+    local token n="$1"
+    token="$(cat "$work/data/admin.token")"
+    for _ in $(seq 1 $((n - 1))); do
+        curl -sN -H "Authorization: Bearer $token" "http://127.0.0.1:$admin_port/api/v1/live" >/dev/null &
+        viewer_pids+=($!)
+    done
+    python3 benches/suite.py stuck-viewer "$admin_port" "$token" &
+    viewer_pids+=($!)
+    python3 benches/suite.py wait-viewers "$admin_port" "$token" "$n" || die "the viewers did not connect"
+    note "$n live viewers connected (one never reads)"
+}
+stop_viewers() {
+    kill "${viewer_pids[@]}" 2>/dev/null || true
+    wait "${viewer_pids[@]}" 2>/dev/null || true
+    viewer_pids=()
+}
+
 run_wrk health health.lua
 run_wrk get_i get_i.lua
+start_viewers "$LIVE_VIEWERS"
+run_wrk get_i_live get_i.lua
+stop_viewers
+run_wrk get_i_after get_i.lua
 run_wrk post_tp2 post_tp2.lua
 run_wrk get_i_paced get_i.lua "$GET_PACED_RATE"
 run_wrk post_tp2_paced post_tp2.lua "$POST_PACED_RATE"

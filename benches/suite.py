@@ -10,15 +10,19 @@
                               MAX s: deleting gigabytes on ext4 mounted with `discard` can keep the
                               disk busy afterwards
   table RESULTS OUT           print the markdown table from the results file, and write it to OUT
+  stuck-viewer PORT TOKEN     open the admin API's live feed on PORT and never read from it
+  wait-viewers PORT TOKEN N   wait (at most 30 s) until the admin status counts N live viewers
 
 Results file: one line per measurement, `kind name key=value ...` (see run.sh).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -375,6 +379,25 @@ def table(results: str, out: str) -> None:
     Path(out).write_text(text)
 
 
+def stuck_viewer(port: str, token: str) -> None:
+    """A live-feed viewer that connects and never reads: its socket buffers fill and stay full."""
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    s.sendall(f"GET /api/v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    time.sleep(3600)
+
+
+def wait_viewers(port: str, token: str, n: str) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/status",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            if json.load(r)["live"]["viewers"] >= int(n):
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"fewer than {n} live viewers after 30 s")
+
+
 def main() -> None:
     cmd, *args = sys.argv[1:]
     if cmd == "load":
@@ -387,6 +410,10 @@ def main() -> None:
         quiet(*args)
     elif cmd == "table":
         table(*args)
+    elif cmd == "stuck-viewer":
+        stuck_viewer(*args)
+    elif cmd == "wait-viewers":
+        wait_viewers(*args)
     else:
         raise SystemExit(f"unknown command {cmd}")
 
