@@ -98,7 +98,7 @@ pub struct AdminConfig {
     pub max_live_viewers: usize,
     /// Most records a second each partition's live feed processes; past it the feed passes
     /// over records (and says how many), so watching costs the daemon at most this much work.
-    /// Default 1000, 1 to 1000000.
+    /// Default 100, 1 to 1000000.
     pub live_max_records_per_second: u64,
     /// Most rows a read-only query (`/api/v1/query`, `/api/v1/events`) returns; ClickHouse
     /// stops reading there. Default 10000, 1 to 1000000.
@@ -118,7 +118,7 @@ impl Default for AdminConfig {
             history: HumanDuration(Duration::from_secs(600)),
             live_buffer: 1024,
             max_live_viewers: 64,
-            live_max_records_per_second: 1000,
+            live_max_records_per_second: 100,
             query_max_rows: 10_000,
             query_timeout: HumanDuration(Duration::from_secs(10)),
         }
