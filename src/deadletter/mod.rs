@@ -38,8 +38,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::config::units::Violation;
 use crate::event::FailureCategory;
@@ -321,11 +324,14 @@ impl Filter {
     }
 }
 
-/// The open store. `Send + Sync`; every method takes `&self`.
+/// The open store. `Send + Sync`; every method takes `&self`; clones share one store.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// The sum of the stored values' lengths (see [`Store::stored_bytes`]). Signed because
+    /// two threads' updates may land in either order, so it can dip below zero for a moment.
+    bytes: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -367,9 +373,18 @@ impl Store {
                     source,
                 },
             })?;
+        let mut bytes = 0i64;
+        for value in db.iter().values() {
+            let value = value.map_err(|source| DeadLetterError::Storage {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            bytes += value.len() as i64;
+        }
         Ok(Store {
             db,
             path: path.to_path_buf(),
+            bytes: Arc::new(AtomicI64::new(bytes)),
         })
     }
 
@@ -388,11 +403,29 @@ impl Store {
     /// Writes `entries` atomically (replacing any with the same id). Not durable until
     /// [`Store::flush`].
     pub fn put_all(&self, entries: &[Entry]) -> Result<(), DeadLetterError> {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&e.id.to_key()[..], e.encode());
-        }
-        self.db.apply_batch(batch).map_err(|e| self.storage(e))
+        let encoded: Vec<([u8; KEY_LEN], Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id.to_key(), e.encode()))
+            .collect();
+        // A transaction rather than a batch because it returns the values it replaces, which
+        // the byte count needs; sled runs it exclusively of every other write, so the change
+        // it reports is the change it made.
+        let added = self
+            .db
+            .transaction(|tx| {
+                let mut added = 0i64;
+                for (key, value) in &encoded {
+                    let old = tx.insert(&key[..], value.as_slice())?;
+                    added += value.len() as i64 - old.map_or(0, |o| o.len() as i64);
+                }
+                Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(added)
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => self.storage(e),
+                TransactionError::Abort(never) => match never {},
+            })?;
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Makes every write so far durable (sled's flush: write and fsync its log).
@@ -433,17 +466,25 @@ impl Store {
     pub fn remove(&self, ids: &[EntryId]) -> Result<usize, DeadLetterError> {
         let mut removed = 0;
         for id in ids {
-            if self
-                .db
-                .remove(id.to_key())
-                .map_err(|e| self.storage(e))?
-                .is_some()
-            {
+            if let Some(old) = self.db.remove(id.to_key()).map_err(|e| self.storage(e))? {
+                self.bytes.fetch_sub(old.len() as i64, Ordering::Relaxed);
                 removed += 1;
             }
         }
         self.flush()?;
         Ok(removed)
+    }
+
+    /// The entries' size as `dead_letter.max_bytes` counts it: the sum of their encoded
+    /// values' lengths ([`Entry::encode`]), keys and sled's own overhead not included.
+    ///
+    /// Kept as a running total rather than summed per question: it is computed once by
+    /// [`Store::open`] (one pass over the stored values, so it always starts from what is
+    /// durable) and then adjusted by every write and removal through this store, each by the
+    /// exact size of the value it replaced or removed. sled's `size_on_disk` would not do: it
+    /// counts its log and garbage not yet compacted, and does not shrink when entries go.
+    pub fn stored_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Number of entries.
@@ -521,6 +562,66 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         assert_eq!(store.len(), 2);
+    }
+
+    /// What the store holds, summed from its values.
+    fn counted(store: &Store) -> u64 {
+        store
+            .db
+            .iter()
+            .values()
+            .map(|v| v.unwrap().len() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn the_byte_count_follows_writes_replacements_and_removals_and_is_recounted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.stored_bytes(), 0);
+        let (a, b) = (entry(1, 0, 1, 0), entry(2, 0, 2, 0));
+        store.put_all(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(
+            store.stored_bytes(),
+            (a.encode().len() + b.encode().len()) as u64
+        );
+        let mut bigger = a.clone();
+        bigger.envelope = vec![1; 1000];
+        store.put_all(&[bigger.clone()]).unwrap();
+        assert_eq!(
+            store.stored_bytes(),
+            (bigger.encode().len() + b.encode().len()) as u64
+        );
+        store.remove(&[b.id, b.id]).unwrap();
+        assert_eq!(store.stored_bytes(), bigger.encode().len() as u64);
+        assert_eq!(store.stored_bytes(), counted(&store));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.stored_bytes(), bigger.encode().len() as u64);
+    }
+
+    #[test]
+    fn the_byte_count_stays_exact_under_concurrent_writers_and_removers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        // Every thread writes, rewrites and removes the same 10 keys.
+                        let mut e = entry(i % 10, 0, 1, 0);
+                        e.envelope = vec![0; (t as usize * 37 + i as usize * 13) % 300];
+                        if i % 3 == 2 {
+                            store.remove(&[e.id]).unwrap();
+                        } else {
+                            store.put_all(&[e]).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(store.stored_bytes(), counted(&store));
     }
 
     #[test]
