@@ -27,6 +27,14 @@
 //! must be present and intact on reopen). It passes there; if it ever stops passing, the
 //! replacement is a second `sluice-wal` log plus an index, as DESIGN.md says.
 //!
+//! # Retention
+//!
+//! Entries do not stay forever: `dead_letter.max_age` (default 30 days) evicts those written
+//! longer ago, and `dead_letter.max_bytes` (default 1 GiB) the oldest in key order while the
+//! entries together exceed it. The daemon enforces both every `dead_letter.retention_interval`;
+//! every eviction is counted in a metric and logged. [`retention`] has the exact rules and their
+//! cost, and [`Store::stored_bytes`] how the size is kept.
+//!
 //! # Concurrency
 //!
 //! sled takes an exclusive lock on its directory, so **one process at a time** opens the store:
@@ -40,11 +48,16 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::config::units::Violation;
+pub mod retention;
+
+pub use retention::{retention_loop, Evicted, EvictionReason, Evictions, Retention};
+
+use crate::config::units::{check_range, outside, ByteSize, HumanDuration, Violation};
 use crate::event::FailureCategory;
 
 /// First byte of every stored entry.
@@ -58,19 +71,91 @@ pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// The event index that stands for "the whole request".
 pub const WHOLE_REQUEST: u32 = u32::MAX;
 
+/// Default of `dead_letter.max_age`: a month gives an operator time to notice a failure, fix
+/// its cause and replay what it left behind.
+pub const MAX_AGE_DEFAULT: Duration = Duration::from_secs(30 * DAY_SECS);
+/// Default of `dead_letter.max_bytes`.
+pub const MAX_BYTES_DEFAULT: u64 = 1 << 30;
+/// Default of `dead_letter.retention_interval`.
+pub const RETENTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(60);
+const DAY_SECS: u64 = 24 * 60 * 60;
+
 /// The `[dead_letter]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// Directory of the dead-letter store. Default empty, meaning `DATA_DIR/deadletter`.
     pub dir: PathBuf,
+    /// Entries last written to the store ([`Entry::time_ms`]) longer ago than this are evicted.
+    /// Default `30days`; `0` keeps entries of any age, otherwise between `1m` and `3650days`.
+    pub max_age: HumanDuration,
+    /// When the store's entries together (their encoded values, see [`Store::stored_bytes`])
+    /// exceed this, the oldest by key order (the request's receive time) are evicted until
+    /// they fit. Default `1GiB`; `0` sets no limit, otherwise between `1MiB` and `16TiB`. The
+    /// directory takes more than this on disk (sled's log and page overhead), and a limit
+    /// close to the size of one large request evicts its dead letter almost at once.
+    pub max_bytes: ByteSize,
+    /// How often the daemon enforces `max_age` and `max_bytes` (and once when it starts).
+    /// Default `1m`; between `1s` and `1day`. Between passes the store may exceed its limits
+    /// by what was dead-lettered meanwhile.
+    pub retention_interval: HumanDuration,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            dir: PathBuf::new(),
+            max_age: HumanDuration(MAX_AGE_DEFAULT),
+            max_bytes: ByteSize(MAX_BYTES_DEFAULT),
+            retention_interval: HumanDuration(RETENTION_INTERVAL_DEFAULT),
+        }
+    }
 }
 
 impl DeadLetterConfig {
-    /// Values outside their documented bounds, each naming its key (there are none: any
-    /// directory will do, and an empty one means the default).
+    /// Values outside their documented bounds, each naming its key (any directory will do,
+    /// and an empty one means the default).
     pub fn violations(&self) -> Vec<Violation> {
-        Vec::new()
+        let mut out = Vec::new();
+        let off = "(or 0, which turns the limit off)";
+        let (lo, hi) = (
+            Duration::from_secs(60),
+            Duration::from_secs(3650 * DAY_SECS),
+        );
+        if !self.max_age.get().is_zero() {
+            if let Some(m) = outside(self.max_age, HumanDuration(lo), HumanDuration(hi)) {
+                out.push(Violation {
+                    key: "dead_letter.max_age",
+                    message: format!("{m} {off}"),
+                });
+            }
+        }
+        if self.max_bytes.bytes() != 0 {
+            if let Some(m) = outside(self.max_bytes, ByteSize(1 << 20), ByteSize(16 << 40)) {
+                out.push(Violation {
+                    key: "dead_letter.max_bytes",
+                    message: format!("{m} {off}"),
+                });
+            }
+        }
+        let (lo, hi) = (Duration::from_secs(1), Duration::from_secs(DAY_SECS));
+        let (lo, hi) = (HumanDuration(lo), HumanDuration(hi));
+        check_range(
+            &mut out,
+            "dead_letter.retention_interval",
+            self.retention_interval,
+            lo,
+            hi,
+        );
+        out
+    }
+
+    /// The limits [`Store::enforce_retention`] applies, `0` read as "off".
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_age: Some(self.max_age.get()).filter(|d| !d.is_zero()),
+            max_bytes: Some(self.max_bytes.bytes()).filter(|&b| b != 0),
+        }
     }
 
     /// Where the store lives for this data directory.
