@@ -11,6 +11,8 @@
 //!   accept queue);
 //! - the metrics listener's accept loop (its own connection tasks);
 //! - the gauge refresher (once a second);
+//! - the dead-letter retention loop (a pass at start, then every
+//!   `dead_letter.retention_interval`; see [`crate::deadletter::retention`]);
 //! - the publishing task: connects to ClickHouse in the background, retrying with a capped
 //!   backoff for as long as it takes (the collector serves and buffers meanwhile; `/ready`
 //!   reflects only the logs), then starts the [`Publishers`] (one OS thread per partition,
@@ -23,8 +25,8 @@
 //!    in-flight requests complete (their appends are acknowledged) and then close. This is
 //!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
 //!    submitted appends still become durable in step 4, but the client gets no answer).
-//! 3. Stop the metrics listener, the refresher and the publishing task (a connection attempt
-//!    in progress is abandoned).
+//! 3. Stop the metrics listener, the refresher, the retention loop (a pass in progress is
+//!    finished) and the publishing task (a connection attempt in progress is abandoned).
 //! 4. Stop the publishers: each finishes or abandons the batch in hand (an abandoned batch is
 //!    not checkpointed, so it is re-sent with the same token after the restart). Bounded by
 //!    `publish.stop_timeout`; a publisher still running after it keeps its log open until it
@@ -140,6 +142,7 @@ pub struct RunningServer {
     collector: JoinHandle<()>,
     metrics: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    retention: JoinHandle<()>,
     publishing: JoinHandle<()>,
     /// Filled by the publishing task once the sink has connected.
     publishers: Arc<Mutex<Option<Publishers>>>,
@@ -171,6 +174,7 @@ impl RunningServer {
             collector,
             metrics,
             refresher,
+            retention,
             publishing,
             publishers,
             dead_letters,
@@ -183,6 +187,7 @@ impl RunningServer {
             ("the collector's accept loop", collector),
             ("the metrics listener", metrics),
             ("the gauge refresher", refresher),
+            ("the dead-letter retention loop", retention),
             ("the publishing task", publishing),
         ];
         let mut first_error = None;
@@ -281,6 +286,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         GAUGE_REFRESH,
         shutdown.clone(),
     ));
+    let retention = tokio::spawn(crate::deadletter::retention_loop(
+        dead_letters.clone(),
+        config.dead_letter.retention(),
+        config.dead_letter.retention_interval.get(),
+        shutdown.clone(),
+    ));
     let publishers = Arc::new(Mutex::new(None));
     let publishing = tokio::spawn(connect_and_publish(
         config.clone(),
@@ -300,6 +311,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         collector: collector_task,
         metrics: metrics_task,
         refresher,
+        retention,
         publishing,
         publishers,
         dead_letters,
