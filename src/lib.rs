@@ -20,7 +20,8 @@
 //! - [`event`]: the canonical enriched event (one ClickHouse row) and the failure kinds.
 //! - [`sink`]: ClickHouse: schema, migrations, RowBinary encoding, inserts, retries, and the
 //!   ClickHouse implementation of the publisher's `Deliver` contract.
-//! - [`deadletter`]: the store of what can never load, with its reason and raw request.
+//! - [`deadletter`]: the store of what can never load, with its reason and raw request, and
+//!   its `retention` (evicting by age and by size).
 //!
 //! Below both sides, imported by each and importing neither:
 //!

@@ -14,6 +14,8 @@
 //!   history sampler (once a second) and the live feed's tailers (a blocking task per
 //!   partition, idle while nobody watches);
 //! - the gauge refresher (once a second);
+//! - the dead-letter retention loop (a pass at start, then every
+//!   `dead_letter.retention_interval`; see [`crate::deadletter::retention`]);
 //! - the publishing task: connects to ClickHouse in the background, retrying with a capped
 //!   backoff for as long as it takes (the collector serves and buffers meanwhile; `/ready`
 //!   reflects only the logs), then starts the [`Publishers`] (one OS thread per partition,
@@ -27,8 +29,8 @@
 //!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
 //!    submitted appends still become durable in step 4, but the client gets no answer).
 //! 3. Stop the metrics and admin listeners (open live-feed streams end), the sampler, the
-//!    live-feed tailers, the refresher and the publishing task (a connection attempt in
-//!    progress is abandoned).
+//!    live-feed tailers, the refresher, the dead-letter retention loop (a pass in progress is
+//!    finished) and the publishing task (a connection attempt in progress is abandoned).
 //! 4. Stop the publishers: each finishes or abandons the batch in hand (an abandoned batch is
 //!    not checkpointed, so it is re-sent with the same token after the restart). Bounded by
 //!    `publish.stop_timeout`; a publisher still running after it keeps its log open until it
@@ -154,6 +156,7 @@ pub struct RunningServer {
     /// The live feed's tailers, one per partition; each holds its log until it ends.
     tailers: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
+    retention: JoinHandle<()>,
     publishing: JoinHandle<()>,
     /// Filled by the publishing task once the sink has connected.
     publishers: Arc<Mutex<Option<Publishers>>>,
@@ -188,6 +191,7 @@ impl RunningServer {
             sampler,
             tailers,
             refresher,
+            retention,
             publishing,
             publishers,
             dead_letters,
@@ -202,6 +206,7 @@ impl RunningServer {
             ("the admin listener", admin),
             ("the history sampler", sampler),
             ("the gauge refresher", refresher),
+            ("the dead-letter retention loop", retention),
             ("the publishing task", publishing),
         ]
         .into_iter()
@@ -340,6 +345,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             })
         })
         .collect();
+    let retention = tokio::spawn(crate::deadletter::retention_loop(
+        dead_letters.clone(),
+        config.dead_letter.retention(),
+        config.dead_letter.retention_interval.get(),
+        shutdown.clone(),
+    ));
     let publishers = Arc::new(Mutex::new(None));
     let publishing = tokio::spawn(connect_and_publish(
         config.clone(),
@@ -361,6 +372,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         sampler,
         tailers,
         refresher,
+        retention,
         publishing,
         publishers,
         dead_letters,

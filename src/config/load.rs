@@ -860,6 +860,47 @@ mod tests {
     }
 
     #[test]
+    fn dead_letter_retention_bounds_are_checked_and_zero_turns_a_limit_off() {
+        let d = |ms| HumanDuration(Duration::from_millis(ms));
+        const DAY_MS: u64 = 86_400_000;
+        assert_rejected("dead_letter.max_age", |c| c.dead_letter.max_age = d(59_999));
+        assert_rejected("dead_letter.max_age", |c| {
+            c.dead_letter.max_age = d(3650 * DAY_MS + 1)
+        });
+        assert_rejected("dead_letter.max_bytes", |c| {
+            c.dead_letter.max_bytes = ByteSize((1 << 20) - 1)
+        });
+        assert_rejected("dead_letter.max_bytes", |c| {
+            c.dead_letter.max_bytes = ByteSize((16 << 40) + 1)
+        });
+        assert_rejected("dead_letter.retention_interval", |c| {
+            c.dead_letter.retention_interval = d(999)
+        });
+        assert_rejected("dead_letter.retention_interval", |c| {
+            c.dead_letter.retention_interval = d(DAY_MS + 1)
+        });
+        assert_rejected("dead_letter.retention_interval", |c| {
+            c.dead_letter.retention_interval = d(0)
+        });
+        assert_accepted(|c| c.dead_letter.max_age = d(0));
+        assert_accepted(|c| c.dead_letter.max_age = d(60_000));
+        assert_accepted(|c| c.dead_letter.max_age = d(3650 * DAY_MS));
+        assert_accepted(|c| c.dead_letter.max_bytes = ByteSize(0));
+        assert_accepted(|c| c.dead_letter.max_bytes = ByteSize(1 << 20));
+        assert_accepted(|c| c.dead_letter.max_bytes = ByteSize(16 << 40));
+        assert_accepted(|c| c.dead_letter.retention_interval = d(1000));
+        assert_accepted(|c| c.dead_letter.retention_interval = d(DAY_MS));
+        // The message says that 0 is allowed too.
+        let mut c = Config::default();
+        c.dead_letter.max_bytes = ByteSize(1);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`dead_letter.max_bytes`: 1B is outside 1MiB to 16TiB (or 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_largest_request_must_fit_in_one_segment() {
         // 64KiB segments hold 65536 - 80 bytes of record: body + headers + 4096 must fit.
         let fits = |body: u64| {

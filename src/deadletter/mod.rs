@@ -28,6 +28,14 @@
 //! must be present and intact on reopen). It passes there; if it ever stops passing, the
 //! replacement is a second `sluice-wal` log plus an index, as DESIGN.md says.
 //!
+//! # Retention
+//!
+//! Entries do not stay forever: `dead_letter.max_age` (default 30 days) evicts those written
+//! longer ago, and `dead_letter.max_bytes` (default 1 GiB) the oldest in key order while the
+//! entries together exceed it. The daemon enforces both every `dead_letter.retention_interval`;
+//! every eviction is counted in a metric and logged. [`retention`] has the exact rules and their
+//! cost, and [`Store::stored_bytes`] how the size is kept.
+//!
 //! # Concurrency
 //!
 //! sled takes an exclusive lock on its directory, so **one process at a time** opens the store:
@@ -41,10 +49,18 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::config::units::Violation;
+pub mod retention;
+
+pub use retention::{retention_loop, Evicted, EvictionReason, Evictions, Retention};
+
+use crate::config::units::{check_range, outside, ByteSize, HumanDuration, Violation};
 use crate::event::FailureCategory;
 
 /// First byte of every stored entry.
@@ -58,19 +74,91 @@ pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// The event index that stands for "the whole request".
 pub const WHOLE_REQUEST: u32 = u32::MAX;
 
+/// Default of `dead_letter.max_age`: a month gives an operator time to notice a failure, fix
+/// its cause and replay what it left behind.
+pub const MAX_AGE_DEFAULT: Duration = Duration::from_secs(30 * DAY_SECS);
+/// Default of `dead_letter.max_bytes`.
+pub const MAX_BYTES_DEFAULT: u64 = 1 << 30;
+/// Default of `dead_letter.retention_interval`.
+pub const RETENTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(60);
+const DAY_SECS: u64 = 24 * 60 * 60;
+
 /// The `[dead_letter]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// Directory of the dead-letter store. Default empty, meaning `DATA_DIR/deadletter`.
     pub dir: PathBuf,
+    /// Entries last written to the store ([`Entry::time_ms`]) longer ago than this are evicted.
+    /// Default `30days`; `0` keeps entries of any age, otherwise between `1m` and `3650days`.
+    pub max_age: HumanDuration,
+    /// When the store's entries together (their encoded values, see [`Store::stored_bytes`])
+    /// exceed this, the oldest by key order (the request's receive time) are evicted until
+    /// they fit. Default `1GiB`; `0` sets no limit, otherwise between `1MiB` and `16TiB`. The
+    /// directory takes more than this on disk (sled's log and page overhead), and a limit
+    /// close to the size of one large request evicts its dead letter almost at once.
+    pub max_bytes: ByteSize,
+    /// How often the daemon enforces `max_age` and `max_bytes` (and once when it starts).
+    /// Default `1m`; between `1s` and `1day`. Between passes the store may exceed its limits
+    /// by what was dead-lettered meanwhile.
+    pub retention_interval: HumanDuration,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            dir: PathBuf::new(),
+            max_age: HumanDuration(MAX_AGE_DEFAULT),
+            max_bytes: ByteSize(MAX_BYTES_DEFAULT),
+            retention_interval: HumanDuration(RETENTION_INTERVAL_DEFAULT),
+        }
+    }
 }
 
 impl DeadLetterConfig {
-    /// Values outside their documented bounds, each naming its key (there are none: any
-    /// directory will do, and an empty one means the default).
+    /// Values outside their documented bounds, each naming its key (any directory will do,
+    /// and an empty one means the default).
     pub fn violations(&self) -> Vec<Violation> {
-        Vec::new()
+        let mut out = Vec::new();
+        let off = "(or 0, which turns the limit off)";
+        let (lo, hi) = (
+            Duration::from_secs(60),
+            Duration::from_secs(3650 * DAY_SECS),
+        );
+        if !self.max_age.get().is_zero() {
+            if let Some(m) = outside(self.max_age, HumanDuration(lo), HumanDuration(hi)) {
+                out.push(Violation {
+                    key: "dead_letter.max_age",
+                    message: format!("{m} {off}"),
+                });
+            }
+        }
+        if self.max_bytes.bytes() != 0 {
+            if let Some(m) = outside(self.max_bytes, ByteSize(1 << 20), ByteSize(16 << 40)) {
+                out.push(Violation {
+                    key: "dead_letter.max_bytes",
+                    message: format!("{m} {off}"),
+                });
+            }
+        }
+        let (lo, hi) = (Duration::from_secs(1), Duration::from_secs(DAY_SECS));
+        let (lo, hi) = (HumanDuration(lo), HumanDuration(hi));
+        check_range(
+            &mut out,
+            "dead_letter.retention_interval",
+            self.retention_interval,
+            lo,
+            hi,
+        );
+        out
+    }
+
+    /// The limits [`Store::enforce_retention`] applies, `0` read as "off".
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_age: Some(self.max_age.get()).filter(|d| !d.is_zero()),
+            max_bytes: Some(self.max_bytes.bytes()).filter(|&b| b != 0),
+        }
     }
 
     /// Where the store lives for this data directory.
@@ -346,11 +434,14 @@ pub struct Page {
     pub next_after: Option<EntryId>,
 }
 
-/// The open store. `Send + Sync`; every method takes `&self`.
+/// The open store. `Send + Sync`; every method takes `&self`; clones share one store.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// The sum of the stored values' lengths (see [`Store::stored_bytes`]). Signed because
+    /// two threads' updates may land in either order, so it can dip below zero for a moment.
+    bytes: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -392,9 +483,18 @@ impl Store {
                     source,
                 },
             })?;
+        let mut bytes = 0i64;
+        for value in db.iter().values() {
+            let value = value.map_err(|source| DeadLetterError::Storage {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            bytes += value.len() as i64;
+        }
         Ok(Store {
             db,
             path: path.to_path_buf(),
+            bytes: Arc::new(AtomicI64::new(bytes)),
         })
     }
 
@@ -413,11 +513,29 @@ impl Store {
     /// Writes `entries` atomically (replacing any with the same id). Not durable until
     /// [`Store::flush`].
     pub fn put_all(&self, entries: &[Entry]) -> Result<(), DeadLetterError> {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&e.id.to_key()[..], e.encode());
-        }
-        self.db.apply_batch(batch).map_err(|e| self.storage(e))
+        let encoded: Vec<([u8; KEY_LEN], Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id.to_key(), e.encode()))
+            .collect();
+        // A transaction rather than a batch because it returns the values it replaces, which
+        // the byte count needs; sled runs it exclusively of every other write, so the change
+        // it reports is the change it made.
+        let added = self
+            .db
+            .transaction(|tx| {
+                let mut added = 0i64;
+                for (key, value) in &encoded {
+                    let old = tx.insert(&key[..], value.as_slice())?;
+                    added += value.len() as i64 - old.map_or(0, |o| o.len() as i64);
+                }
+                Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(added)
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => self.storage(e),
+                TransactionError::Abort(never) => match never {},
+            })?;
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Makes every write so far durable (sled's flush: write and fsync its log).
@@ -513,17 +631,25 @@ impl Store {
     pub fn remove(&self, ids: &[EntryId]) -> Result<usize, DeadLetterError> {
         let mut removed = 0;
         for id in ids {
-            if self
-                .db
-                .remove(id.to_key())
-                .map_err(|e| self.storage(e))?
-                .is_some()
-            {
+            if let Some(old) = self.db.remove(id.to_key()).map_err(|e| self.storage(e))? {
+                self.bytes.fetch_sub(old.len() as i64, Ordering::Relaxed);
                 removed += 1;
             }
         }
         self.flush()?;
         Ok(removed)
+    }
+
+    /// The entries' size as `dead_letter.max_bytes` counts it: the sum of their encoded
+    /// values' lengths ([`Entry::encode`]), keys and sled's own overhead not included.
+    ///
+    /// Kept as a running total rather than summed per question: it is computed once by
+    /// [`Store::open`] (one pass over the stored values, so it always starts from what is
+    /// durable) and then adjusted by every write and removal through this store, each by the
+    /// exact size of the value it replaced or removed. sled's `size_on_disk` would not do: it
+    /// counts its log and garbage not yet compacted, and does not shrink when entries go.
+    pub fn stored_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Number of entries.
@@ -601,6 +727,66 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         assert_eq!(store.len(), 2);
+    }
+
+    /// What the store holds, summed from its values.
+    fn counted(store: &Store) -> u64 {
+        store
+            .db
+            .iter()
+            .values()
+            .map(|v| v.unwrap().len() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn the_byte_count_follows_writes_replacements_and_removals_and_is_recounted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.stored_bytes(), 0);
+        let (a, b) = (entry(1, 0, 1, 0), entry(2, 0, 2, 0));
+        store.put_all(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(
+            store.stored_bytes(),
+            (a.encode().len() + b.encode().len()) as u64
+        );
+        let mut bigger = a.clone();
+        bigger.envelope = vec![1; 1000];
+        store.put_all(&[bigger.clone()]).unwrap();
+        assert_eq!(
+            store.stored_bytes(),
+            (bigger.encode().len() + b.encode().len()) as u64
+        );
+        store.remove(&[b.id, b.id]).unwrap();
+        assert_eq!(store.stored_bytes(), bigger.encode().len() as u64);
+        assert_eq!(store.stored_bytes(), counted(&store));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.stored_bytes(), bigger.encode().len() as u64);
+    }
+
+    #[test]
+    fn the_byte_count_stays_exact_under_concurrent_writers_and_removers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        // Every thread writes, rewrites and removes the same 10 keys.
+                        let mut e = entry(i % 10, 0, 1, 0);
+                        e.envelope = vec![0; (t as usize * 37 + i as usize * 13) % 300];
+                        if i % 3 == 2 {
+                            store.remove(&[e.id]).unwrap();
+                        } else {
+                            store.put_all(&[e]).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(store.stored_bytes(), counted(&store));
     }
 
     #[test]

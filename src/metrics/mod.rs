@@ -30,6 +30,7 @@
 //! | `sluice_clickhouse_retries_total` | counter | partition | attempts that were retries of a failed one |
 //! | `sluice_clickhouse_up` | gauge | | 1 while the last contact with ClickHouse succeeded |
 //! | `sluice_dead_letters_total` | counter | partition, category | events written to the dead-letter store, by failure category |
+//! | `sluice_dead_letters_evicted_total` | counter | reason, category | dead-letter entries removed by retention: `reason` is `max_age` or `max_bytes` (`dead_letter.*`), `category` the failure category |
 //!
 //! The recorder is `metrics-exporter-prometheus`, installed once per process ([`handle`]); every
 //! server started in the same process (tests start several) shares it. The gauges are refreshed
@@ -94,6 +95,8 @@ pub const CLICKHOUSE_RETRIES_TOTAL: &str = "sluice_clickhouse_retries_total";
 pub const CLICKHOUSE_UP: &str = "sluice_clickhouse_up";
 /// Events dead-lettered, by partition and failure category.
 pub const DEAD_LETTERS_TOTAL: &str = "sluice_dead_letters_total";
+/// Dead-letter entries evicted by retention, by reason and failure category.
+pub const DEAD_LETTERS_EVICTED_TOTAL: &str = "sluice_dead_letters_evicted_total";
 
 /// Histogram buckets for latencies, in seconds: group commit on a fast disk takes tens to
 /// hundreds of microseconds, so the low end is fine-grained; the top catches stalls.
@@ -170,6 +173,10 @@ fn describe() {
     describe_counter!(
         DEAD_LETTERS_TOTAL,
         "Events written to the dead-letter store, by failure category"
+    );
+    describe_counter!(
+        DEAD_LETTERS_EVICTED_TOTAL,
+        "Dead-letter entries removed by retention, by reason (max_age, max_bytes) and category"
     );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,
@@ -439,5 +446,21 @@ pub mod publish {
         metrics::counter!(DEAD_LETTERS_TOTAL, "partition" => partition.to_string(),
             "category" => category.as_str())
         .increment(events);
+    }
+}
+
+/// Dead-letter store metrics. Callers pass bounded values only: a reason from a fixed set and
+/// a failure category.
+pub mod dead_letter {
+    use super::*;
+    use crate::event::FailureCategory;
+
+    /// Retention removed `entries` entries of `category`; `reason` is `max_age` or
+    /// `max_bytes`.
+    pub fn evicted(reason: &'static str, category: FailureCategory, entries: u64) {
+        handle();
+        metrics::counter!(DEAD_LETTERS_EVICTED_TOTAL, "reason" => reason,
+            "category" => category.as_str())
+        .increment(entries);
     }
 }
