@@ -288,6 +288,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         instance,
         config.publish.batch_rows,
         config.admin.history.get(),
+        collector_addr,
     ));
 
     let (stop, shutdown) = shutdown::channel();

@@ -175,6 +175,9 @@ pub struct Daemon {
     pub history: History,
     /// When the daemon started (ms since the epoch).
     pub started_ms: i64,
+    /// The collector listener's bound address: the console's setup snippets and its test
+    /// event are pointed at it.
+    pub collector_addr: SocketAddr,
     /// Held by a replay or purge: they run one at a time.
     pub(crate) writing: tokio::sync::Mutex<()>,
 }
@@ -197,6 +200,7 @@ impl Daemon {
         instance: InstanceId,
         replay_chunk_rows: usize,
         history: Duration,
+        collector_addr: SocketAddr,
     ) -> Daemon {
         Daemon {
             ingest,
@@ -209,6 +213,7 @@ impl Daemon {
             connect_error: Mutex::new(None),
             history: History::new(history, SAMPLE_EVERY),
             started_ms: crate::wire::time::now_ms(),
+            collector_addr,
             writing: tokio::sync::Mutex::new(()),
         }
     }

@@ -256,6 +256,7 @@ impl Api {
                 "last_error": last_error,
             },
             "publishers": publishers,
+            "collector": { "listen": d.collector_addr.to_string() },
             "dead_letters": {
                 "total": counts.values().sum::<u64>(),
                 "by_category": by_category,
