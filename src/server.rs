@@ -10,8 +10,9 @@
 //!   a semaphore of `server.max_connections` permits (further connections wait in the kernel's
 //!   accept queue);
 //! - the metrics listener's accept loop (its own connection tasks);
-//! - the admin listener's accept loop (its own connection tasks, see [`crate::admin`]) and its
-//!   history sampler (once a second);
+//! - the admin listener's accept loop (its own connection tasks, see [`crate::admin`]), its
+//!   history sampler (once a second) and the live feed's tailers (a blocking task per
+//!   partition, idle while nobody watches);
 //! - the gauge refresher (once a second);
 //! - the publishing task: connects to ClickHouse in the background, retrying with a capped
 //!   backoff for as long as it takes (the collector serves and buffers meanwhile; `/ready`
@@ -25,8 +26,9 @@
 //!    in-flight requests complete (their appends are acknowledged) and then close. This is
 //!    bounded by `server.shutdown_grace`; connections still open after it are aborted (their
 //!    submitted appends still become durable in step 4, but the client gets no answer).
-//! 3. Stop the metrics and admin listeners, the sampler, the refresher and the publishing task (a connection attempt
-//!    in progress is abandoned).
+//! 3. Stop the metrics and admin listeners (open live-feed streams end), the sampler, the
+//!    live-feed tailers, the refresher and the publishing task (a connection attempt in
+//!    progress is abandoned).
 //! 4. Stop the publishers: each finishes or abandons the batch in hand (an abandoned batch is
 //!    not checkpointed, so it is re-sent with the same token after the restart). Bounded by
 //!    `publish.stop_timeout`; a publisher still running after it keeps its log open until it
@@ -149,6 +151,8 @@ pub struct RunningServer {
     metrics: JoinHandle<()>,
     admin: JoinHandle<()>,
     sampler: JoinHandle<()>,
+    /// The live feed's tailers, one per partition; each holds its log until it ends.
+    tailers: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
     publishing: JoinHandle<()>,
     /// Filled by the publishing task once the sink has connected.
@@ -182,6 +186,7 @@ impl RunningServer {
             metrics,
             admin,
             sampler,
+            tailers,
             refresher,
             publishing,
             publishers,
@@ -198,7 +203,9 @@ impl RunningServer {
             ("the history sampler", sampler),
             ("the gauge refresher", refresher),
             ("the publishing task", publishing),
-        ];
+        ]
+        .into_iter()
+        .chain(tailers.into_iter().map(|t| ("a live-feed tailer", t)));
         let mut first_error = None;
         for (name, task) in tasks {
             if let Err(e) = task.await {
@@ -287,7 +294,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         processor.clone(),
         instance,
         config.publish.batch_rows,
-        config.admin.history.get(),
+        &config.admin,
         collector_addr,
     ));
 
@@ -319,6 +326,20 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         shutdown.clone(),
     ));
     let sampler = tokio::spawn(admin::sample_loop(daemon.clone(), shutdown.clone()));
+    let tailers = ingest
+        .wals()
+        .into_iter()
+        .map(|(partition, wal)| {
+            let (processor, live, stop) = (
+                daemon.processor.clone(),
+                daemon.live.clone(),
+                shutdown.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                admin::live::tail(partition, wal, processor, live, stop)
+            })
+        })
+        .collect();
     let publishers = Arc::new(Mutex::new(None));
     let publishing = tokio::spawn(connect_and_publish(
         config.clone(),
@@ -338,6 +359,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics: metrics_task,
         admin: admin_task,
         sampler,
+        tailers,
         refresher,
         publishing,
         publishers,

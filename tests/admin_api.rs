@@ -452,3 +452,208 @@ fn dead_letters_are_paged_replayed_and_purged_while_the_daemon_publishes() {
     assert_eq!(admin.get("/api/v1/status").1["dead_letters"]["total"], 0);
     runtime.block_on(server.shutdown()).unwrap();
 }
+
+/// Reads a live stream's `data:` lines on a thread.
+fn watch(admin: &Admin, query: &str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let resp = Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/live?{query}", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(resp).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ") {
+                if tx.send(serde_json::from_str(data).unwrap()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn the_live_feed_shows_rows_and_failures_and_queries_stay_read_only() {
+    use std::io::Write;
+    let db = "t_admin_live";
+    let ch = shared();
+    ch.query(&format!("DROP DATABASE IF EXISTS {db}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.clickhouse = ch.config(db);
+    config.admin.query_timeout = HumanDuration(Duration::from_secs(1));
+    config.admin.max_live_viewers = 3;
+    let runtime = rt();
+    runtime.block_on(migrate::init(&config.clickhouse)).unwrap();
+    let server = runtime
+        .block_on(sluice::server::start(config.clone()))
+        .unwrap();
+    let admin = Admin::of(&server, dir.path());
+    wait_until("the daemon is connected", || {
+        admin.get("/api/v1/status").1["clickhouse"]["connected"] == true
+    });
+
+    // A viewer that never reads: it must hold up neither the collector nor the others.
+    let mut stuck = std::net::TcpStream::connect(server.admin_addr).unwrap();
+    write!(
+        stuck,
+        "GET /api/v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        admin.token
+    )
+    .unwrap();
+    let feed = watch(&admin, "app_id=live");
+    let everything = watch(&admin, "");
+    wait_until("three viewers watch", || {
+        admin.get("/api/v1/status").1["live"]["viewers"] == 3
+    });
+    let resp = admin
+        .http
+        .get(format!("{}/api/v1/live", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 503, "admin.max_live_viewers");
+
+    let http = Client::new();
+    let collector = format!("http://{}", server.collector_addr);
+    // Enough traffic to overflow the stuck viewer's socket and the feed's ring many times.
+    for i in 0..1500 {
+        let url = format!("{collector}/i?e=pv&tv=js-3.0.0&p=web&aid=other&n={i}");
+        assert!(http.get(url).send().unwrap().status().is_success());
+    }
+    let good = format!(
+        "{collector}/i?e=pv&tv=js-3.0.0&p=web&aid=live&eid=6a7b1f0e-0000-4000-8000-000000000001\
+         &url=http%3A%2F%2Fexample.com%2Fshop"
+    );
+    assert!(http.get(good).send().unwrap().status().is_success());
+    assert!(http
+        .get(format!("{collector}/i?aid=live&broken=1"))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+
+    let next =
+        |rx: &std::sync::mpsc::Receiver<Value>| rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let row = next(&feed);
+    assert_eq!(row["route"], "/i");
+    assert_eq!(row["source"], "snowplow");
+    assert_eq!(row["events"][0]["app_id"], "live");
+    assert_eq!(row["events"][0]["page_urlhost"], "example.com");
+    assert_eq!(
+        row["events"][0]["event_id"],
+        "6a7b1f0e-0000-4000-8000-000000000001"
+    );
+    assert!(row["request"]["query"]
+        .as_str()
+        .unwrap()
+        .contains("aid=live"));
+    assert!(row["failures"].as_array().unwrap().is_empty());
+    // The filter passed only events of app `live`; a failure has no app, so the unfiltered
+    // viewer shows it.
+    let failed = loop {
+        let r = next(&everything);
+        if !r["failures"].as_array().unwrap().is_empty() {
+            break r;
+        }
+    };
+    assert_eq!(
+        failed["failures"][0]["category"],
+        "tracker_protocol_violation"
+    );
+    assert!(failed["events"].as_array().unwrap().is_empty());
+    drop(stuck);
+
+    // Read-only queries, guarded by the daemon and by ClickHouse.
+    let table = format!("{db}.events");
+    wait_until("the row is in ClickHouse", || {
+        let (_, r) = admin.post(
+            "/api/v1/query",
+            &json!({"sql": format!("SELECT count() AS n FROM {table} WHERE app_id = 'live'")}),
+        );
+        r["rows"][0]["n"] == "1" || r["rows"][0]["n"] == 1
+    });
+    for sql in [
+        format!("INSERT INTO {table} (event_id) VALUES (generateUUIDv4())"),
+        format!("ALTER TABLE {table} DELETE WHERE 1"),
+        format!("DROP TABLE {table}"),
+        "KILL QUERY WHERE 1".to_string(),
+    ] {
+        let (status, r) = admin.post("/api/v1/query", &json!({ "sql": sql }));
+        assert_eq!(
+            (status, r["code"].as_str()),
+            (400, Some("not_read_only")),
+            "{sql}: {r}"
+        );
+    }
+    // Past the first check, the server's readonly mode refuses.
+    for sql in [
+        "SELECT 1 SETTINGS readonly = 0".to_string(),
+        format!("SELECT * FROM {table} SETTINGS max_result_rows = 1000000000"),
+    ] {
+        let (status, r) = admin.post("/api/v1/query", &json!({ "sql": sql }));
+        assert_eq!(
+            (status, r["code"].as_str()),
+            (400, Some("refused_by_clickhouse")),
+            "{sql}: {r}"
+        );
+    }
+    let (status, r) = admin.post(
+        "/api/v1/query",
+        &json!({"sql": "SELECT number FROM system.numbers LIMIT 100000", "max_rows": 5}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["rows"].as_array().unwrap().len(), 5);
+    let (status, r) = admin.post(
+        "/api/v1/query",
+        &json!({"sql": "SELECT count() FROM system.numbers"}),
+    );
+    assert_eq!(status, 504, "admin.query_timeout: {r}");
+    assert_eq!(
+        ch.query(&format!(
+            "SELECT count() FROM {table} WHERE app_id = 'live'"
+        ))
+        .trim(),
+        "1",
+        "nothing was written through the query route"
+    );
+
+    // The events table, paged and sorted by the daemon.
+    let (status, page) = admin.get("/api/v1/events?app_id=live&limit=10");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(page["rows"][0]["page_urlhost"], "example.com");
+    assert!(page["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "event_id"));
+    wait_until("the other rows are in", || {
+        admin.get("/api/v1/events?app_id=other&limit=2000").1["rows"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1500)
+    });
+    let (_, first) =
+        admin.get("/api/v1/events?app_id=other&limit=2&order_by=collector_tstamp&desc=false");
+    let (_, second) = admin
+        .get("/api/v1/events?app_id=other&limit=2&offset=2&order_by=collector_tstamp&desc=false");
+    assert_eq!(first["rows"].as_array().unwrap().len(), 2);
+    assert_ne!(first["rows"][0]["event_id"], second["rows"][0]["event_id"]);
+    let (status, _) = admin.get("/api/v1/events?order_by=nope");
+    assert_eq!(status, 400);
+    let (status, none) = admin.get("/api/v1/events?app_id=x'%20OR%201%3D1%20--");
+    assert_eq!(status, 200, "a quote in a filter is a value, not SQL");
+    assert!(none["rows"].as_array().unwrap().is_empty(), "{none}");
+    let (status, _) = admin.get("/api/v1/events?limit=0");
+    assert_eq!(status, 400);
+
+    runtime.block_on(server.shutdown()).unwrap();
+}

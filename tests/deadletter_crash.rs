@@ -3,18 +3,17 @@
 //! purges some older entries (as `dlq purge` would) and prints what it removed. The parent
 //! kills the child at random moments, reopens the store, and checks that every acknowledged
 //! entry not purged is present and byte-for-byte intact. The child is this test binary re-run
-//! with `DLQ_CRASH_CHILD_DIR` set.
+//! by `sluice-crash-harness` (which also reads the child's report and does the killing; see its
+//! crate docs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::deadletter::{Entry, EntryId, Store};
 use sluice::event::FailureCategory;
-
-const CHILD_ENV: &str = "DLQ_CRASH_CHILD_DIR";
+use sluice_crash_harness::{announce_ready, child_args, cycles_from_env, Harness, Output};
 
 /// Every entry is regenerated from its id, so the parent can check its bytes.
 fn entry(id: EntryId) -> Entry {
@@ -39,20 +38,17 @@ fn id(cycle: u64, thread: u32, seq: u64) -> EntryId {
     }
 }
 
-/// The child: write until killed. Returns at once unless the parent set `DLQ_CRASH_CHILD_DIR`.
+/// The child: write until killed. Returns at once unless the harness started it.
 #[test]
 #[ignore = "the child process of the kill -9 harness below; it runs only when that harness starts it"]
 fn crash_child_process() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Some(args) = child_args() else {
         return;
     };
-    let cycle: u64 = std::env::var("DLQ_CRASH_CHILD_CYCLE")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let store = Store::open(std::path::Path::new(&dir)).expect("child opens the store");
+    let cycle = args.cycle;
+    let store = Store::open(&args.dir).expect("child opens the store");
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    writeln!(out.lock().unwrap(), "\nready").unwrap();
+    announce_ready(&mut *out.lock().unwrap()).unwrap();
     let writers: Vec<_> = (0..2u32)
         .map(|t| {
             let store = store.clone();
@@ -110,58 +106,32 @@ fn crash_child_process() {
 
 #[test]
 fn kill_9_at_random_moments_loses_no_acknowledged_dead_letter() {
-    let cycles: u64 = std::env::var("DLQ_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
+    let cycles = cycles_from_env("DLQ_CRASH_CYCLES", 20);
+    let harness = Harness::new("crash_child_process");
+    let dir = harness.dir();
     // Every acknowledged id, minus those a purge may have removed.
     let mut expected: BTreeSet<EntryId> = BTreeSet::new();
     let mut total_acked = 0usize;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_child_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("DLQ_CRASH_CHILD_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut purged = Vec::new();
-            let mut ready = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+        // Acknowledged ids, and ids a purge may have removed.
+        let child = harness.spawn(
+            cycle,
+            (Vec::new(), Vec::new()),
+            |(acked, purged): &mut (Vec<EntryId>, Vec<EntryId>), line: &str| {
                 let mut parts = line.split_whitespace();
                 match parts.next() {
-                    Some("ready") => {
-                        ready = true;
-                        let _ = ready_tx.send(());
-                    }
                     Some("ack") => acked.push(parts.next().unwrap().parse::<EntryId>().unwrap()),
                     Some("purging") => {
                         purged.push(parts.next().unwrap().parse::<EntryId>().unwrap())
                     }
                     _ => {}
                 }
-            }
-            (ready, acked, purged)
-        });
-        let _ = ready_rx.recv_timeout(Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(fastrand::u64(5..300)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let (ready, acked, purged) = reader.join().unwrap();
+            },
+        );
+        let Output {
+            ready,
+            state: (acked, purged),
+        } = child.kill_at_random_moment(5..300);
         assert!(ready, "cycle {cycle}: the child never opened the store");
         total_acked += acked.len();
         expected.extend(acked);
@@ -170,7 +140,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_dead_letter() {
         }
 
         let store =
-            Store::open(dir.path()).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+            Store::open(dir).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
         let held: BTreeMap<EntryId, Entry> = store
             .list(&Default::default())
             .unwrap_or_else(|e| panic!("cycle {cycle}: listing failed: {e}"))

@@ -11,6 +11,9 @@
 //! | `GET /api/v1/history` | the samples behind the rates, one per second over `admin.history` |
 //! | `GET /api/v1/dead-letters` | a page of entries; query: `category`, `partition`, `received_from_ms`, `received_before_ms`, `written_before_ms`, `after` (an id: the page starts after it), `limit` |
 //! | `GET /api/v1/dead-letters/{id}` | one entry, its raw request decoded |
+//! | `GET /api/v1/live` | Server-Sent Events: each arriving record with what the publisher makes of it (see [`live`]); query: `source`, `route`, `app_id`, `event` |
+//! | `GET /api/v1/events` | recent rows of the events table; query: `limit`, `offset`, `order_by`, `desc`, `app_id`, `event`, `source` |
+//! | `POST /api/v1/query` | one read-only query (`{"sql": "SELECT …", "max_rows": N}`) under ClickHouse's `readonly = 1`, with a row limit and a timeout the server enforces |
 //! | `POST /api/v1/dead-letters/replay` | re-processes and delivers the selected entries (body: a [selection](#selections)) |
 //! | `POST /api/v1/dead-letters/purge` | removes the selected entries (body: a [selection](#selections)) |
 //! | `GET /` | `303` to `/console/` |
@@ -22,9 +25,9 @@
 //! gets by signing in. A write (`POST`) authenticated by the cookie must also carry
 //! `X-Sluice-Console: 1`, else `403` (why: [`console`]). A missing or wrong token is answered
 //! 401 with what to send (the console's paths answer an HTML page with a sign-in form). The
-//! token is `admin.token` when set; otherwise the daemon
-//! generates one at first start and keeps it in `DATA_DIR/admin.token` (mode 0600), where
-//! `sluice dlq …` on the same machine finds it. Without a configured token the listener must
+//! token is `admin.token` when set; otherwise the daemon generates one at first start and
+//! keeps it in `DATA_DIR/admin.token` (mode 0600), where `sluice dlq …` on the same machine
+//! finds it. Without a configured token the listener must
 //! be on a loopback address: [`AdminConfig::violations`] refuses anything else at start-up.
 //!
 //! # Selections
@@ -47,6 +50,7 @@ mod routes;
 pub mod client;
 pub mod console;
 pub mod history;
+pub mod live;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -73,6 +77,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::clickhouse::Sink;
 
 pub use history::History;
+pub use live::Live;
 pub use token::{AdminToken, TokenError, TOKEN_FILE};
 
 /// The `[admin]` section.
@@ -95,6 +100,17 @@ pub struct AdminConfig {
     /// How much history the daemon keeps in memory for the rates and charts, one sample a
     /// second. Default `10m`, 10s to 24h.
     pub history: HumanDuration,
+    /// Records the live feed keeps for viewers that read slower than records arrive; one
+    /// further behind skips the oldest and is told how many. Default 1024, 1 to 65536.
+    pub live_buffer: usize,
+    /// Most live-feed viewers at once; one more gets 503. Default 64, 1 to 10000.
+    pub max_live_viewers: usize,
+    /// Most rows a read-only query (`/api/v1/query`, `/api/v1/events`) returns; ClickHouse
+    /// stops reading there. Default 10000, 1 to 1000000.
+    pub query_max_rows: usize,
+    /// Longest a read-only query may run; ClickHouse cancels it after that
+    /// (`max_execution_time`). Default `10s`, 1s to 10m.
+    pub query_timeout: HumanDuration,
 }
 
 impl Default for AdminConfig {
@@ -105,6 +121,10 @@ impl Default for AdminConfig {
             max_body_bytes: ByteSize(1 << 20),
             max_page_entries: 1000,
             history: HumanDuration(Duration::from_secs(600)),
+            live_buffer: 1024,
+            max_live_viewers: 64,
+            query_max_rows: 10_000,
+            query_timeout: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -158,6 +178,28 @@ impl AdminConfig {
             HumanDuration(Duration::from_secs(10)),
             HumanDuration(Duration::from_secs(24 * 3600)),
         );
+        check_range(&mut out, "admin.live_buffer", self.live_buffer, 1, 65_536);
+        check_range(
+            &mut out,
+            "admin.max_live_viewers",
+            self.max_live_viewers,
+            1,
+            10_000,
+        );
+        check_range(
+            &mut out,
+            "admin.query_max_rows",
+            self.query_max_rows,
+            1,
+            1_000_000,
+        );
+        check_range(
+            &mut out,
+            "admin.query_timeout",
+            self.query_timeout,
+            HumanDuration(Duration::from_secs(1)),
+            HumanDuration(Duration::from_secs(600)),
+        );
         out
     }
 }
@@ -182,6 +224,8 @@ pub struct Daemon {
     pub connect_error: Mutex<Option<String>>,
     /// The recent samples behind the rates.
     pub history: History,
+    /// The live feed's broadcast.
+    pub live: Arc<Live>,
     /// When the daemon started (ms since the epoch).
     pub started_ms: i64,
     /// The collector listener's bound address: the console's setup snippets and its test
@@ -208,7 +252,7 @@ impl Daemon {
         processor: Arc<Processor>,
         instance: InstanceId,
         replay_chunk_rows: usize,
-        history: Duration,
+        config: &AdminConfig,
         collector_addr: SocketAddr,
     ) -> Daemon {
         Daemon {
@@ -220,7 +264,8 @@ impl Daemon {
             health: Arc::new(Health::default()),
             sink: OnceLock::new(),
             connect_error: Mutex::new(None),
-            history: History::new(history, SAMPLE_EVERY),
+            history: History::new(config.history.get(), SAMPLE_EVERY),
+            live: Arc::new(Live::new(config.live_buffer, config.max_live_viewers)),
             started_ms: crate::wire::time::now_ms(),
             collector_addr,
             writing: tokio::sync::Mutex::new(()),
@@ -297,6 +342,7 @@ pub async fn serve(
         daemon,
         token,
         config,
+        shutdown: shutdown.clone(),
     });
     let mut connections = JoinSet::new();
     loop {

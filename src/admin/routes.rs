@@ -2,26 +2,49 @@
 //! the console's cookie), then one handler per route, each answering JSON; the console's own
 //! paths are answered by [`console`].
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
 
 use super::console::{self, CookieCheck};
+use super::live::LiveFilter;
 use super::{AdminConfig, AdminToken, Daemon, DEFAULT_PAGE_ENTRIES};
 use crate::deadletter::{DeadLetterError, Entry, EntryId, Filter};
 use crate::event::FailureCategory;
 use crate::publish::replay::{replay_dead_letters, ReplayError};
+use crate::shutdown::Shutdown;
+use crate::sink::clickhouse::client::CallError;
+
+/// ClickHouse's exception code for a query cancelled by `max_execution_time`.
+const TIMEOUT_EXCEEDED: u32 = 159;
+/// Rows `/api/v1/events` returns when `limit` is not given.
+pub const DEFAULT_EVENTS_LIMIT: usize = 50;
+/// How often an idle live-feed stream sends a comment, so proxies keep it open.
+pub const LIVE_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Chunks queued between a live viewer's relay and its socket.
+const LIVE_QUEUE: usize = 16;
+
+/// Every answer's body: whole, or a live stream.
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
 /// The API's state: the daemon, the token and the limits.
 pub(super) struct Api {
     pub daemon: Arc<Daemon>,
     pub token: AdminToken,
     pub config: AdminConfig,
+    /// Ends open live streams when the daemon stops.
+    pub shutdown: Shutdown,
 }
 
 /// An answer that is not a success: its status and a message saying what to fix.
@@ -55,10 +78,10 @@ impl From<DeadLetterError> for Refusal {
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, Refusal>;
+type Answer = Result<Response<Body>, Refusal>;
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -74,12 +97,12 @@ fn ok(body: Value) -> Answer {
 }
 
 impl Api {
-    pub(super) async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let answer = if path == "/healthz" {
             if method == Method::GET || method == Method::HEAD {
-                let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+                let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")).boxed());
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -89,7 +112,7 @@ impl Api {
                 Err(method_not_allowed("GET"))
             }
         } else if console::is_console_path(&path) {
-            Ok(console::answer(&req, &self.token))
+            Ok(console::answer(&req, &self.token).map(BodyExt::boxed))
         } else {
             match self.authenticate(&req) {
                 Ok(credential) => match refuse_cookie_write(credential, &method, &req) {
@@ -167,6 +190,19 @@ impl Api {
             DEAD_LETTERS => {
                 only(method, Method::GET)?;
                 self.list(req.uri().query().unwrap_or("")).await
+            }
+            "/api/v1/live" => {
+                only(method, Method::GET)?;
+                self.live(req.uri().query().unwrap_or(""))
+            }
+            "/api/v1/events" => {
+                only(method, Method::GET)?;
+                self.events(req.uri().query().unwrap_or("")).await
+            }
+            "/api/v1/query" => {
+                only(method, Method::POST)?;
+                let body = self.body(req).await?;
+                self.query(&body).await
             }
             "/api/v1/dead-letters/replay" => {
                 only(method, Method::POST)?;
@@ -280,6 +316,10 @@ impl Api {
                 "by_category": by_category,
             },
             "rates": d.history.rates(),
+            "live": {
+                "viewers": d.live.viewers(),
+                "max_viewers": d.live.max_viewers(),
+            },
         }))
     }
 
@@ -310,22 +350,27 @@ impl Api {
         ok(view(&entry))
     }
 
-    async fn selection(&self, req: Request<Incoming>) -> Result<Filter, Refusal> {
+    /// The request's body, at most `admin.max_body_bytes`.
+    async fn body(&self, req: Request<Incoming>) -> Result<Bytes, Refusal> {
         let max = self.config.max_body_bytes.bytes() as usize;
-        let body = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
+        match Limited::new(req.into_body(), max).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                return Err(Refusal::new(
+                Err(Refusal::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    format!("the selection is larger than admin.max_body_bytes = {max} bytes"),
+                    format!("the body is larger than admin.max_body_bytes = {max} bytes"),
                 ))
             }
-            Err(e) => return Err(Refusal::bad_request(format!("cannot read the body: {e}"))),
-        };
+            Err(e) => Err(Refusal::bad_request(format!("cannot read the body: {e}"))),
+        }
+    }
+
+    async fn selection(&self, req: Request<Incoming>) -> Result<Filter, Refusal> {
+        let body = self.body(req).await?;
         let s: Selection = serde_json::from_slice(&body).map_err(|e| {
             Refusal::bad_request(format!(
                 "the body must be a JSON selection ({{\"ids\": [...]}}, filter fields or \
@@ -381,6 +426,210 @@ impl Api {
             "failed_again": summary.failed_again,
             "failures": failures,
         }))
+    }
+
+    /// Streams the live feed as Server-Sent Events until the viewer leaves or the daemon
+    /// stops. A relay task per viewer moves records from the broadcast to the socket.
+    fn live(&self, query: &str) -> Answer {
+        let mut filter = LiveFilter::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let v = Some(v.into_owned()).filter(|v| !v.is_empty());
+            match &*k {
+                "source" => filter.source = v,
+                "route" => filter.route = v,
+                "app_id" => filter.app_id = v,
+                "event" => filter.event = v,
+                other => {
+                    return Err(Refusal::bad_request(format!(
+                        "unknown query parameter {other:?}; expected source, route, app_id or event"
+                    )))
+                }
+            }
+        }
+        let Some(mut viewer) = self.daemon.live.watch() else {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_viewers",
+                format!(
+                    "admin.max_live_viewers = {} viewers are already watching",
+                    self.daemon.live.max_viewers()
+                ),
+            ));
+        };
+        let (tx, rx) = mpsc::channel::<Bytes>(LIVE_QUEUE);
+        let mut stop = self.shutdown.clone();
+        // Owned by the viewer's connection: it ends when the socket's side of `tx` is gone
+        // (the viewer left) or when the daemon stops.
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b": sluice live feed\n\n")).await;
+            loop {
+                let chunk = tokio::select! {
+                    received = viewer.records.recv() => match received {
+                        Ok(r) if filter.matches(&r) => {
+                            Bytes::from(format!("event: record\ndata: {}\n\n", r.json))
+                        }
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            Bytes::from(format!(": lagged {n}\n\n"))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(LIVE_KEEPALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+                    _ = stop.stopped() => return,
+                };
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut resp = Response::new(ChannelBody(rx).boxed());
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(resp)
+    }
+
+    fn sink(&self) -> Result<Arc<crate::sink::clickhouse::Sink>, Refusal> {
+        self.daemon.sink.get().cloned().ok_or_else(|| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_connected",
+                "ClickHouse is not connected yet; see clickhouse.last_error in /api/v1/status",
+            )
+        })
+    }
+
+    /// Runs a read-only query and answers its columns and rows.
+    async fn run_query(&self, sql: &str, max_rows: usize) -> Result<Value, Refusal> {
+        let sink = self.sink()?;
+        let timeout = self.config.query_timeout.get();
+        let answer = sink
+            .query_readonly(sql, max_rows, timeout)
+            .await
+            .map_err(|e| match &e {
+                CallError::Timeout(_)
+                | CallError::Server {
+                    code: Some(TIMEOUT_EXCEEDED),
+                    ..
+                } => Refusal::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string()),
+                CallError::Connect(_) => {
+                    Refusal::new(StatusCode::BAD_GATEWAY, "unreachable", e.to_string())
+                }
+                CallError::Server { .. } => Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "refused_by_clickhouse",
+                    e.to_string(),
+                ),
+            })?;
+        Ok(json!({
+            "columns": answer["meta"],
+            "rows": answer["data"],
+            "statistics": answer["statistics"],
+        }))
+    }
+
+    /// `POST /api/v1/query`: `{"sql": "...", "max_rows": N}`.
+    async fn query(&self, body: &[u8]) -> Answer {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Query {
+            sql: String,
+            max_rows: Option<usize>,
+        }
+        let q: Query = serde_json::from_slice(body).map_err(|e| {
+            Refusal::bad_request(format!(
+                "the body must be {{\"sql\": \"SELECT ...\", \"max_rows\": N}}: {e}"
+            ))
+        })?;
+        if !is_read_only(&q.sql) {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_read_only",
+                format!(
+                    "only read queries run here (they start with one of {}); ClickHouse runs \
+                     them with readonly = 1",
+                    READ_KEYWORDS.join(", ")
+                ),
+            ));
+        }
+        let max = self.config.query_max_rows;
+        let max_rows = q.max_rows.unwrap_or(max).clamp(1, max);
+        let mut answer = self.run_query(&q.sql, max_rows).await?;
+        answer["max_rows"] = max_rows.into();
+        ok(answer)
+    }
+
+    /// `GET /api/v1/events`: a page of the events table, newest first by default.
+    async fn events(&self, query: &str) -> Answer {
+        let sink = self.sink()?;
+        let columns = sink.columns();
+        let mut limit = DEFAULT_EVENTS_LIMIT;
+        let mut offset = 0u64;
+        let mut order_by = "collector_tstamp".to_string();
+        let mut desc = true;
+        let mut conditions = Vec::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let number = |v: &str| {
+                v.parse::<u64>().map_err(|_| {
+                    Refusal::bad_request(format!("{k} must be a non-negative integer, not {v:?}"))
+                })
+            };
+            match &*k {
+                "limit" => limit = number(&v)? as usize,
+                "offset" => offset = number(&v)?,
+                "order_by" => order_by = v.into_owned(),
+                "desc" => {
+                    desc = match &*v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(Refusal::bad_request("desc must be true or false")),
+                    }
+                }
+                "app_id" | "event" | "source" | "platform" | "user_id" if !v.is_empty() => {
+                    conditions.push(format!("{} = {}", quote_identifier(&k), quote_string(&v)))
+                }
+                "app_id" | "event" | "source" | "platform" | "user_id" => {}
+                other => {
+                    return Err(Refusal::bad_request(format!(
+                        "unknown query parameter {other:?}; expected limit, offset, order_by, \
+                         desc, app_id, event, source, platform or user_id"
+                    )))
+                }
+            }
+        }
+        if !columns.contains(&order_by) {
+            return Err(Refusal::bad_request(format!(
+                "order_by must be a column of {}; {order_by:?} is not",
+                sink.table()
+            )));
+        }
+        if limit == 0 || limit > self.config.query_max_rows {
+            return Err(Refusal::bad_request(format!(
+                "limit must be 1 to admin.query_max_rows = {}",
+                self.config.query_max_rows
+            )));
+        }
+        let sql = format!(
+            "SELECT * FROM {table}{filter} ORDER BY {order} {direction} LIMIT {offset}, {limit}",
+            table = sink.table(),
+            filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conditions.join(" AND "))
+            },
+            order = quote_identifier(&order_by),
+            direction = if desc { "DESC" } else { "ASC" },
+        );
+        let mut answer = self.run_query(&sql, limit).await?;
+        answer["limit"] = limit.into();
+        answer["offset"] = offset.into();
+        answer["order_by"] = order_by.into();
+        answer["desc"] = desc.into();
+        ok(answer)
     }
 
     async fn purge(&self, filter: Filter) -> Answer {
@@ -561,5 +810,99 @@ impl Selection {
             )),
             (false, false) => Ok(filter),
         }
+    }
+}
+
+/// The keywords a read query may start with. ClickHouse's `readonly = 1` is the guard; this
+/// check only answers the obvious mistakes with a clearer message, before a round trip.
+pub const READ_KEYWORDS: [&str; 7] = [
+    "SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN",
+];
+
+/// Whether `sql`'s first keyword (after blanks and comments) is one of [`READ_KEYWORDS`].
+fn is_read_only(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    READ_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(&word))
+}
+
+/// A ClickHouse identifier in backquotes.
+fn quote_identifier(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// A ClickHouse string literal.
+fn quote_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A live stream's body: the chunks its relay task sends.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_read_statements_pass_the_first_check() {
+        for sql in [
+            "SELECT 1",
+            "  select count() from sluice.events",
+            "-- recent\nWITH 1 AS x SELECT x",
+            "/* a */ SHOW TABLES",
+            "DESCRIBE sluice.events",
+        ] {
+            assert!(is_read_only(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "ALTER TABLE t DELETE WHERE 1",
+            "DROP TABLE t",
+            "KILL QUERY WHERE 1",
+            "SYSTEM SHUTDOWN",
+            "",
+            "-- only a comment",
+            "SELECTED",
+        ] {
+            assert!(!is_read_only(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn quoting_escapes_what_would_end_the_literal() {
+        assert_eq!(quote_string("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(quote_identifier("a`b"), "`a\\`b`");
     }
 }

@@ -13,14 +13,17 @@
 //!
 //! ```text
 //! <dir>/LOCK                  advisory lock (flock, exclusive) held by the one writing process
-//! <dir>/checkpoint            the consumer's durable position (36 bytes)
-//! <dir>/checkpoint.tmp        a checkpoint being written; ignored and removed on open
+//! <dir>/checkpoint            the consumer's durable position (36 bytes); absent until the first
+//!                             checkpoint is written
+//! <dir>/checkpoint.tmp        a checkpoint being written; never read, removed on a writable open
 //! <dir>/ring-0000.seg …       segment slots; the number is the slot, not the segment's age
 //! ```
 //!
 //! Slots are created lazily, up to `capacity_bytes / segment_bytes` of them, each preallocated
 //! (`fallocate`) to `segment_bytes` when created and never deleted: a recycled slot is
 //! overwritten in place. Which segment a slot holds, and its place in history, is in its header.
+//! Opening reads every file named `ring-<decimal>.seg`, whatever the configured slot count, so
+//! lowering `capacity_bytes` never hides a segment.
 //!
 //! ## Segment layout
 //!
@@ -40,6 +43,13 @@
 //! 64      …     records, back to back, until the next one would not fit
 //! ```
 //!
+//! A header is valid when its magic, its CRC and its version all check. Anything else, a file
+//! shorter than 64 bytes included, means the slot holds no segment (see "Recovery"); a header
+//! of another format version is treated the same way. The reserved bytes are written as zero
+//! and not checked; bytes 52..64 are not covered by the CRC. A slot keeps its size when it is
+//! recycled under a smaller `segment_bytes`: the size written is the larger of the setting and
+//! the file's length, and readers take the size from the header, not from the configuration.
+//!
 //! A record frame:
 //!
 //! ```text
@@ -54,7 +64,29 @@
 //! each record's LSN is exactly one more than the previous) means a stale record of the *same*
 //! segment, left beyond a truncated tail, can't either. LSNs start at 1 and grow by one per
 //! record for the log's whole life; they are never reused, so the last LSN is also the number
-//! of records ever appended.
+//! of records ever appended. An empty payload (N = 0) is a valid record.
+//!
+//! ## Where a segment's records end
+//!
+//! A scan starts at offset 64 expecting the header's first LSN, and never reads past its
+//! *limit*: the smaller of the header's segment size and the file's length (a reader of an open
+//! log uses the durable end the writer published instead). At each frame offset, in order:
+//!
+//! 1. Fewer than 16 bytes left before the limit: the records end here, cleanly.
+//! 2. All 16 frame-header bytes are zero: the records end here, cleanly. A written frame is
+//!    never all zero (its LSN is at least 1); zeros are what preallocated and recovered space
+//!    holds, and what a clean shutdown writes after the last record when 16 bytes fit.
+//! 3. The frame's LSN is not the expected one: a *bad frame*.
+//! 4. The payload length runs past the limit: a bad frame.
+//! 5. The CRC does not match: a bad frame.
+//! 6. Otherwise the record is valid, and the next frame starts at its offset + 16 + N with the
+//!    next LSN expected.
+//!
+//! Both a clean end and a bad frame end the segment's records; what a bad frame *means* depends
+//! on where it is (see "Recovery"). When a record does not fit, the writer seals the segment
+//! without writing anything after its last record, so what follows in a sealed segment may be
+//! zeros, stale frames of the slot's earlier segment, or anything else: the next segment's
+//! first LSN, not a terminator, says where the sealed segment's records end.
 //!
 //! ## Checkpoint file
 //!
@@ -63,6 +95,28 @@
 //! 8   4  format version (1)     24  8  records dropped by the drop_oldest policy, ever
 //! 12  4  reserved, zero         32  4  CRC32C of bytes 0..32
 //! ```
+//!
+//! The file is written by [`Wal::checkpoint`] and by the drop-oldest policy, never in place:
+//! `checkpoint.tmp` is created (or truncated), the 36 bytes are written, the file is synced
+//! (`fdatasync`) and closed, renamed over `checkpoint`, and the directory is fsynced. Only then
+//! does the log use the new position, so a crash at any point leaves `checkpoint` holding the
+//! old value or the new one, whole. The confirmed LSN only moves forward: a confirmation at or
+//! below the current one writes nothing, and one beyond the last durable record is
+//! [`Error::CheckpointAhead`].
+//!
+//! On open:
+//!
+//! - **Missing** `checkpoint` means confirmed 0 and dropped 0: nothing is confirmed yet. Opening
+//!   does not create the file; the first checkpoint write does. A log whose oldest segment
+//!   starts after LSN 1 therefore cannot open without its checkpoint file: the records before
+//!   that segment are reported missing ([`Error::Corruption`]).
+//! - **Invalid** `checkpoint` (length other than 36 bytes, bad magic, CRC mismatch, or a version
+//!   other than 1) is [`Error::BadCheckpoint`]; a failure to open or read it, other than its
+//!   absence, is [`Error::Io`].
+//! - **Leftover** `checkpoint.tmp` is a checkpoint write that was interrupted, or whose rename
+//!   was not yet durable; the position it held was never reported as durable. Its contents are
+//!   never read: a writable open deletes it before reading `checkpoint`, a read-only one
+//!   ([`LogView`], [`verify`]) leaves it. The position is whatever `checkpoint` holds.
 //!
 //! ## Durability order
 //!
@@ -86,23 +140,61 @@
 //!
 //! ## Recovery (on open)
 //!
-//! 1. Take the lock; remove a leftover `checkpoint.tmp`; read `checkpoint` (a damaged one is
-//!    [`Error::BadCheckpoint`]: the log refuses to guess how far the consumer got).
+//! 1. Take the lock; remove a leftover `checkpoint.tmp`; read `checkpoint` (see "Checkpoint
+//!    file": a damaged one is [`Error::BadCheckpoint`], the log refuses to guess how far the
+//!    consumer got).
 //! 2. Read every slot's header. A slot whose header does not validate is free: it was never
 //!    used, or its re-initialisation was interrupted, which only happens to slots whose
-//!    previous contents were already confirmed.
+//!    previous contents were already confirmed. Two slots claiming the same segment id are
+//!    [`Error::Corruption`].
 //! 3. Order segments by id. A segment that the next one's first LSN shows to be wholly
 //!    confirmed is free. The rest are scanned from the oldest, checking every record.
-//! 4. A record that fails its checks in a sealed (not the newest) segment is
-//!    [`Error::Corruption`] naming the segment and offset, unless the next segment's first LSN
-//!    shows the segment legitimately ended there (the space after its last record is unused).
-//!    So is a gap in LSNs between segments, or between the checkpoint and the oldest segment.
-//! 5. In the newest segment, the first record that fails its checks is the torn tail of a write
-//!    that was never acknowledged: the rest of the segment is zeroed and synced before any new
-//!    record is written. The exception is a record whose length is plausible and which is
-//!    followed by a record that validates with the next LSN: that is a damaged record in the
-//!    middle of the log, and is [`Error::Corruption`].
+//! 4. A sealed (not the newest) segment must end exactly where the next one begins: its last
+//!    valid record's LSN + 1 is the next segment's first LSN. If so, how its scan stopped does
+//!    not matter. If not, it is [`Error::Corruption`] naming the segment and the offset of the
+//!    bad frame (or of the clean end, when the segment ends early). So is a gap in LSNs between
+//!    the checkpoint and the oldest segment still needed, and a checkpoint beyond the newest
+//!    segment's last record.
+//! 5. In the newest segment, a bad frame is the torn tail of a write that was never
+//!    acknowledged, whatever check it failed (a CRC mismatch, a wrong LSN, a length past the
+//!    end). The exception is a bad frame whose declared length leaves room for a frame header
+//!    before the segment's size, where the frame at offset + 16 + N validates with the LSN
+//!    after the expected one: that is a damaged record in the middle of the log, and is
+//!    [`Error::Corruption`]. A torn tail is repaired before any new record is written: the
+//!    bytes from the bad frame's offset to the header's segment size are overwritten with
+//!    zeros and synced (the file is not shortened), a warning is logged, and the writer
+//!    continues at that offset with the next LSN. A clean end needs no repair.
 //! 6. Byte accounting is recomputed from what the scan found, never carried over.
+//!
+//! A read-only open ([`LogView`]) runs the same checks and changes nothing on disk: a torn
+//! tail is reported by [`LogView::torn_tail`] and left in place. [`verify`] scans wholly
+//! confirmed segments too, and lists every problem instead of failing at the first. A
+//! [`Reader`] reads only up to the durable end, so a bad frame or a clean end before it is
+//! [`Error::Corruption`], unless the segment was recycled while it read (the reader then moves
+//! on to the oldest record still held).
+//!
+//! ## Bounds
+//!
+//! [`WalConfig::validate`] checks these when [`Wal::open`] (or [`Wal::open_with`]) is called,
+//! which then refuses to open with [`Error::InvalidConfig`] naming the field:
+//!
+//! - `segment_bytes`: at least [`MIN_SEGMENT_BYTES`] (64 KiB), at most [`MAX_SEGMENT_BYTES`]
+//!   (1 GiB).
+//! - `capacity_bytes`: at least two segments. The ring has `capacity_bytes / segment_bytes`
+//!   slots, rounded down; no more slot files than that are created.
+//! - `max_record_bytes`: at least 1, at most `segment_bytes − 80` (a segment minus its header
+//!   and one frame header), so every record fits in an empty segment.
+//! - `queue_capacity` at least 1, `max_batch_bytes` at least `max_record_bytes`.
+//!
+//! An append whose payload is longer than `max_record_bytes` fails with
+//! [`Error::RecordTooLarge`] before it is queued; nothing is written. The limit applies to
+//! writing only: scanning bounds a frame's length by the scan limit alone (see "Where a
+//! segment's records end"), so records written under a larger setting stay readable. A reader
+//! must check the declared length against that limit before reading or allocating the payload.
+//!
+//! One log is one directory with its own lock, checkpoint and LSNs; the format has no notion of
+//! partitions. A program that keeps several logs (as sluice does, one per partition) opens each
+//! separately and bounds their number itself.
 //!
 //! ## What the log refuses to do
 //!
@@ -113,9 +205,12 @@
 //! - Acknowledge a record whose sync failed, or accept appends after a failed sync.
 //! - Open a log that another process holds ([`Error::Locked`]).
 //!
-//! A limit: a damaged header of the *newest* segment is indistinguishable from an interrupted
+//! Limits: a damaged header of the *newest* segment is indistinguishable from an interrupted
 //! re-initialisation, so the records of that segment would be lost unreported. Header writes
 //! are synced on their own before any record follows, which keeps the window to media damage.
+//! Likewise only one frame past a bad one in the newest segment is checked: damage to the
+//! newest record, to a length field, or to two records in a row reads as a torn tail and is
+//! cut off.
 //!
 //! # Example
 //!

@@ -2,20 +2,19 @@
 //! acknowledged LSN; a consumer thread in the child confirms records as it reads them. The
 //! parent kills the child at random moments, reopens the log, and checks that every
 //! acknowledged record that is not yet confirmed is present and intact, and that `verify`
-//! passes. The child is this same test binary, re-run with `CRASH_CHILD_DIR` set.
+//! passes. The child is this same test binary, re-run by `sluice-crash-harness` (which also
+//! reads the child's report and does the killing; see its crate docs).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::payload;
+use sluice_crash_harness::{announce_ready, child_args, cycles_from_env, Harness, Output};
 use sluice_wal::{Error, Lsn, Wal, WalConfig};
-
-const CHILD_ENV: &str = "CRASH_CHILD_DIR";
 
 fn crash_config() -> WalConfig {
     WalConfig {
@@ -37,18 +36,17 @@ fn record_len(id: u64) -> usize {
 }
 
 /// The child: append until killed. Ignored by normal runs; the harness starts it with
-/// `--ignored` and sets `CRASH_CHILD_DIR` (without it, it returns at once).
+/// `--ignored` and its arguments set (without them, it returns at once).
 #[test]
 #[ignore = "the child process of the kill -9 harness below; it runs only when that harness starts it"]
 fn crash_child_process() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Some(args) = child_args() else {
         return;
     };
-    let cycle: u64 = std::env::var("CRASH_CHILD_CYCLE").unwrap().parse().unwrap();
-    let wal = Arc::new(Wal::open(&dir, crash_config()).expect("child opens the log"));
+    let cycle = args.cycle;
+    let wal = Arc::new(Wal::open(&args.dir, crash_config()).expect("child opens the log"));
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    // libtest has already printed "test crash_child_process ... " without a newline.
-    writeln!(out.lock().unwrap(), "\nready").unwrap();
+    announce_ready(&mut *out.lock().unwrap()).unwrap();
     // Consumer: confirms what it has read, so the ring keeps recycling.
     let consumer = {
         let wal = wal.clone();
@@ -104,65 +102,38 @@ fn crash_child_process() {
 
 #[test]
 fn kill_9_at_random_moments_loses_no_acknowledged_record() {
-    let cycles: u64 = std::env::var("CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
+    let cycles = cycles_from_env("CRASH_CYCLES", 30);
+    let harness = Harness::new("crash_child_process");
+    let dir = harness.dir();
     let started = Instant::now();
     let mut total_acked = 0usize;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_child_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("CRASH_CHILD_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // Read acknowledgements on a thread until the pipe closes (the child died).
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut acked = BTreeMap::new();
-            let mut ckpt = Lsn::ZERO;
-            let mut ready = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+        // Acknowledgements (LSN -> record id) and the last reported checkpoint.
+        let child = harness.spawn(
+            cycle,
+            (BTreeMap::new(), Lsn::ZERO),
+            |(acked, ckpt): &mut (BTreeMap<Lsn, u64>, Lsn), line: &str| {
                 let mut parts = line.split_whitespace();
                 match parts.next() {
-                    Some("ready") => {
-                        ready = true;
-                        let _ = ready_tx.send(());
-                    }
                     Some("ack") => {
                         let lsn: u64 = parts.next().unwrap().parse().unwrap();
                         let id: u64 = parts.next().unwrap().parse().unwrap();
                         acked.insert(Lsn(lsn), id);
                     }
-                    Some("ckpt") => ckpt = Lsn(parts.next().unwrap().parse().unwrap()),
+                    Some("ckpt") => *ckpt = Lsn(parts.next().unwrap().parse().unwrap()),
                     _ => {}
                 }
-            }
-            (ready, acked, ckpt)
-        });
+            },
+        );
         // Kill at a random moment after the child has opened the log (so recovery of the
         // previous cycle's crash has happened) and has been appending for a while.
-        let _ = ready_rx.recv_timeout(Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(fastrand::u64(5..300)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let (ready, acked, reported_ckpt) = reader.join().unwrap();
+        let Output {
+            ready,
+            state: (acked, reported_ckpt),
+        } = child.kill_at_random_moment(5..300);
         assert!(ready, "cycle {cycle}: the child never opened the log");
 
-        let wal = Wal::open(dir.path(), crash_config())
+        let wal = Wal::open(dir, crash_config())
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
         let status = wal.status();
         assert!(
@@ -193,7 +164,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_record() {
         }
         total_acked += acked.len();
         wal.close().unwrap();
-        let report = sluice_wal::verify(dir.path()).unwrap();
+        let report = sluice_wal::verify(dir).unwrap();
         assert!(
             report.is_ok(),
             "cycle {cycle}: verify found {:?}",

@@ -235,6 +235,21 @@ impl Client {
         self.send(req).await
     }
 
+    /// Runs `sql` with `settings` as URL parameters and returns the answer's text, waiting at
+    /// most `timeout` for it.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        settings: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<String, CallError> {
+        let req = self
+            .request(settings)
+            .timeout(timeout)
+            .body(sql.to_string());
+        self.send(req).await
+    }
+
     /// Runs the INSERT `query` (e.g. `INSERT INTO t (a) FORMAT RowBinary`) with `data` as its
     /// input, compressed per the configuration, plus `settings` as URL parameters.
     pub async fn insert(

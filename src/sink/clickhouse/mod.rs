@@ -557,6 +557,52 @@ impl Sink {
             .collect()
     }
 
+    /// The table rows go to, `database.table`.
+    pub fn table(&self) -> String {
+        self.config.qualified_table()
+    }
+
+    /// Runs `sql` under `readonly = 1` with the server enforcing `max_rows` (in blocks of at
+    /// most that many rows) and `timeout`, and returns its rows as JSON objects (at most
+    /// `max_rows` of them) with the answer's `meta` and `statistics`. The server refuses
+    /// anything but reads (`INSERT`, `ALTER`, `DROP`, `CREATE`, `SET`, table functions) with
+    /// code 164, and a `SETTINGS` clause cannot lift the limits.
+    pub async fn query_readonly(
+        &self,
+        sql: &str,
+        max_rows: usize,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        let rows = max_rows.max(1).to_string();
+        let seconds = timeout.as_secs().max(1).to_string();
+        // `readonly` goes last: the limits before it are applied, and nothing after it can
+        // change them.
+        let settings = [
+            ("default_format", "JSON"),
+            ("max_result_rows", rows.as_str()),
+            ("max_block_size", rows.as_str()),
+            ("result_overflow_mode", "break"),
+            ("max_execution_time", seconds.as_str()),
+            ("readonly", "1"),
+        ];
+        let text = self
+            .client
+            .query_with(sql, &settings, timeout + Duration::from_secs(1))
+            .await?;
+        let mut answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CallError::Server {
+                status: 200,
+                code: None,
+                message: format!(
+                    "the answer is not JSON ({e}); leave out any FORMAT clause: the answer is                      always JSON"
+                ),
+            })?;
+        if let Some(data) = answer["data"].as_array_mut() {
+            data.truncate(max_rows);
+        }
+        Ok(answer)
+    }
+
     fn current(&self) -> Arc<Prepared> {
         self.prepared
             .lock()
