@@ -64,9 +64,6 @@ def test_the_console_shows_a_tracker_event_a_dead_letter_and_the_pipeline_in_a_b
             "CONSOLE_CHROMIUM": browser,
             "CONSOLE_SCREENSHOTS": str(SCREENSHOTS),
             "CONSOLE_RUN_ID": run_id,
-            "CONSOLE_CLICKHOUSE_URL": pipe.ch.url,
-            "CONSOLE_SLUICE_BIN": str(sluice_bin),
-            "CONSOLE_DATA_DIR": str(pipe.daemon.data_dir),
         }
         started = time.monotonic()
         try:
@@ -87,7 +84,6 @@ def test_the_console_shows_a_tracker_event_a_dead_letter_and_the_pipeline_in_a_b
         assert result["ok"] and out.returncode == 0, (
             f"the browser run failed: {result.get('error')}\n{out.stderr}\n{pipe.daemon.log_tail()}"
         )
-        print(f"  live feed: {result['live_feed']}; events route: {result['events_route']}")
 
         # What the page showed is what ClickHouse holds.
         app_id = result["app_id"]

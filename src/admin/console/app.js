@@ -472,8 +472,13 @@ const ROW_SUMMARY = ['event', 'app_id', 'platform', 'event_id', 'user_id', 'anon
 
 function present(v) { return v !== null && v !== undefined && v !== ''; }
 
+/** A timestamp column's value as a person reads it (the live feed sends ms since the epoch). */
+function shownValue(key, v) {
+  return key.endsWith('_tstamp') && typeof v === 'number' && v > 1e11 ? `${fmtDateTime(v)}.${pad(v % 1000, 3)}` : v;
+}
+
 function rowSummary(row) {
-  const pairs = ROW_SUMMARY.filter((k) => present(row[k])).map((k) => [k, row[k]]);
+  const pairs = ROW_SUMMARY.filter((k) => present(row[k])).map((k) => [k, shownValue(k, row[k])]);
   return kvGrid(pairs.length ? pairs : Object.entries(row).filter(([, v]) => present(v)).slice(0, 8));
 }
 
@@ -490,7 +495,7 @@ function liveRecord(r, fresh) {
   const failures = Array.isArray(r.failures) ? r.failures : [];
   const names = {};
   for (const e of events) names[e.event || '?'] = (names[e.event || '?'] || 0) + 1;
-  const source = events.find((e) => e.source)?.source;
+  const source = r.source || events.find((e) => e.source)?.source;
   const apps = [...new Set(events.map((e) => e.app_id).filter(present))];
   const aid = r.request?.query ? new URLSearchParams(r.request.query).get('aid') : null;
   if (!apps.length && aid) apps.push(aid);
@@ -1049,6 +1054,8 @@ const events = {
       this.rows = page.rows || [];
       this.limit = page.limit ?? limit;
       this.offset = page.offset ?? this.offset;
+      // The daemon says how it sorted (collector_tstamp, newest first, unless asked).
+      if (page.order_by) { this.orderBy = page.order_by; this.desc = page.desc !== false; }
       this.render();
     } catch (e) {
       notice.textContent = e.status === 404
