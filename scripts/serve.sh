@@ -7,6 +7,8 @@
 # write-ahead log in ./data at the repository root. Any flag is passed on to `sluice serve`
 # (e.g. `--listen 127.0.0.1:8080`, `--data-dir /var/lib/sluice`, `--config sluice.toml`), and the
 # usual SLUICE_* environment variables apply (e.g. SLUICE_WAL__CAPACITY=1GiB).
+# Once the daemon answers, it prints the web console's address with the admin token in it
+# (http://127.0.0.1:9091/console/?token=...): open that in a browser.
 # Stop it with Ctrl-C (SIGINT): in-flight requests finish, then it exits 0.
 set -euo pipefail
 
@@ -84,9 +86,47 @@ if ch_ping; then
 fi
 section_done
 
+# ---------------------------------------------------------------------------------------------
+# The console. `sluice config show --json` (with the same flags and environment) says where the
+# admin listener and the data directory are; once the listener answers, the token is read from
+# DATA_DIR/admin.token (the daemon generates it at first start) and the console's URL printed
+# with it: opening it signs the browser in and takes the token out of the address bar. A
+# configured admin.token is never printed (config show redacts it): the URL comes without it.
+# Runs in the background beside the daemon and gives up after a minute.
+# ---------------------------------------------------------------------------------------------
+announce_console() {
+    local show fields addr data_dir configured url token
+    show="$("$TARGET_DIR/release/sluice" config show --json "$@" 2>/dev/null)" || return 0
+    fields="$(python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+addr = c["admin.listen"]["value"]
+host, _, port = addr.rpartition(":")
+host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+print(f"{host}:{port}", c["data_dir"]["value"], "yes" if c["admin.token"]["value"] else "no", sep="\t")
+' <<<"$show")" || return 0
+    IFS=$'\t' read -r addr data_dir configured <<<"$fields"
+    url="http://$addr/console/"
+    for _ in $(seq 1 300); do
+        if curl -fsS --max-time 1 "http://$addr/healthz" >/dev/null 2>&1; then
+            if [ "$configured" = "yes" ]; then
+                note "console: $url (sign in with admin.token)"
+            elif token="$(tr -d '[:space:]' <"$data_dir/admin.token" 2>/dev/null)" && [ -n "$token" ]; then
+                note "console: $url?token=$token"
+            else
+                note "console: $url (the token is in $data_dir/admin.token)"
+            fi
+            return 0
+        fi
+        sleep 0.2
+    done
+}
+
 section "sluice serve $*"
 note "collector: GET /i, POST /com.snowplowanalytics.snowplow/tp2, /v1/*, /v1.0/event(s), /collect"
 note "health: GET /health, GET /ready; metrics: GET /metrics on the metrics listener"
+note "admin API and web console on the admin listener: the console's URL follows once it answers"
+announce_console "${CH_FLAG[@]}" "$@" &
 if [ -z "$CH_PID" ]; then
     exec "$TARGET_DIR/release/sluice" serve "${CH_FLAG[@]}" "$@"
 fi

@@ -8,11 +8,13 @@
 #   formatting, clippy (warnings are errors), rustdoc (warnings are errors), doctests,
 #   the chdb test (the modern ClickHouse engine in-process), the fuzz targets briefly,
 #   the end-to-end tests (the daemon, a real clickhouse-server and the official Snowplow,
-#   Segment and RudderStack SDKs), and every Rust test (nextest).
-# What it installs: Debian's clickhouse-server + clickhouse-client (18.16) and, when `node` or
-# `npm` is missing, Debian's nodejs/npm; a Python venv (.venv/) with tests/e2e/requirements.txt
-# (chdb-core, snowplow-tracker, segment-analytics-python, rudder-sdk-python, pytest);
-# tests/e2e/js/node_modules via `npm ci` (@snowplow/node-tracker, @segment/analytics-node).
+#   Segment and RudderStack SDKs; the admin console in headless Chromium), and every Rust
+#   test (nextest).
+# What it installs: Debian's clickhouse-server + clickhouse-client (18.16), chromium and, when
+# `node` or `npm` is missing, Debian's nodejs/npm; a Python venv (.venv/) with
+# tests/e2e/requirements.txt (chdb-core, snowplow-tracker, segment-analytics-python,
+# rudder-sdk-python, pytest); tests/e2e/js/node_modules via `npm ci` (@snowplow/node-tracker,
+# @segment/analytics-node, puppeteer-core).
 # The Rust test run goes last so that its closing summary line is the last thing printed.
 set -euo pipefail
 
@@ -23,8 +25,9 @@ cd "$REPO_ROOT"
 # Debian packages the tests need: the real ClickHouse server the delivery tests start on a
 # free port (tests/e2e/clickhouse.py, tests/support/clickhouse.rs); systemd for
 # `systemd-analyze verify` of deploy/systemd/sluice.service (tests/deploy_systemd.rs; it does
-# not need systemd running as PID 1).
-APT_PACKAGES=(clickhouse-server clickhouse-client systemd)
+# not need systemd running as PID 1); chromium, the browser puppeteer-core drives through the
+# admin console (tests/e2e/test_console_browser.py, which fails without it).
+APT_PACKAGES=(clickhouse-server clickhouse-client systemd chromium)
 # Seconds each fuzz target runs (scripts/fuzz.sh); CI keeps it short.
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 
@@ -45,7 +48,7 @@ else
     have_nextest=0
     note "cargo-nextest not found; falling back to cargo test"
 fi
-note "$(cargo --version), $("$VENV_DIR/bin/python" --version), node $(node --version), $(clickhouse-server --version 2>/dev/null | head -n1)"
+note "$(cargo --version), $("$VENV_DIR/bin/python" --version), node $(node --version), $(clickhouse-server --version 2>/dev/null | head -n1), $(chromium --version 2>/dev/null | head -n1)"
 section_done
 
 section "cargo fmt --all -- --check"
@@ -77,7 +80,7 @@ section "fuzz targets, ${FUZZ_SECONDS}s each"
 FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 section_done
 
-section "end-to-end: the daemon into a real ClickHouse; official trackers and SDKs, keys, limits, outages, SIGKILL, bad input"
+section "end-to-end: the daemon into a real ClickHouse; official trackers and SDKs, keys, limits, outages, SIGKILL, bad input, the console in Chromium"
 E2E_SLUICE_BIN="$TARGET_DIR/debug/sluice" \
     "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider -v -s tests/e2e
 section_done

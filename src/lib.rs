@@ -41,8 +41,9 @@
 //!   (and takes alone), loaded from file < environment < flags and validated at start-up.
 //! - [`server`]: `start`/`run`: binds the listeners, starts the publishers, and stops them all
 //!   cleanly.
-//! - [`admin`]: the admin API on its own listener (status, history, dead letters while the
-//!   daemon runs) and the client `sluice dlq` reaches it with.
+//! - [`admin`]: the admin API on its own listener (status, history, dead letters, the live
+//!   feed and events while the daemon runs), the client `sluice dlq` reaches it with, and the
+//!   web console served there (`admin::console`, its pages compiled in).
 //! - [`commands`]: the operator CLI (`serve`, `db`, `wal`, `dlq`, `config show`) and the
 //!   mapping of their errors to exit codes.
 //! - [`cli`]: the command-line grammar and the exit codes.

@@ -300,6 +300,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         instance,
         config.publish.batch_rows,
         &config.admin,
+        collector_addr,
     ));
 
     let (stop, shutdown) = shutdown::channel();

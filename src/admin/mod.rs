@@ -1,5 +1,6 @@
 //! The admin listener: the running daemon's status and its dead letters, as a JSON API on a
-//! listener of its own (`admin.listen`, loopback by default), never on the collector port.
+//! listener of its own (`admin.listen`, loopback by default), never on the collector port, and
+//! the web console that shows them ([`console`]).
 //!
 //! # Routes
 //!
@@ -15,11 +16,18 @@
 //! | `POST /api/v1/query` | one read-only query (`{"sql": "SELECT …", "max_rows": N}`) under ClickHouse's `readonly = 1`, with a row limit and a timeout the server enforces |
 //! | `POST /api/v1/dead-letters/replay` | re-processes and delivers the selected entries (body: a [selection](#selections)) |
 //! | `POST /api/v1/dead-letters/purge` | removes the selected entries (body: a [selection](#selections)) |
+//! | `GET /` | `303` to `/console/` |
+//! | `GET /console/`, `/console/{asset}` | the web console ([`console`]): `index.html`, `app.js`, `style.css`, `favicon.svg`, compiled in |
+//! | `GET /console/?token=T` | signs a browser in: `303` to `/console/` setting the `sluice_admin` cookie |
 //!
-//! Every route but `/healthz` needs `Authorization: Bearer <token>`; a missing or wrong token
-//! is answered 401 with what to send. The token is `admin.token` when set; otherwise the daemon
-//! generates one at first start and keeps it in `DATA_DIR/admin.token` (mode 0600), where
-//! `sluice dlq …` on the same machine finds it. Without a configured token the listener must
+//! Every route but `/healthz` (and the redirect of `/`) needs the token: as
+//! `Authorization: Bearer <token>`, or as the console's `sluice_admin` cookie, which a browser
+//! gets by signing in. A write (`POST`) authenticated by the cookie must also carry
+//! `X-Sluice-Console: 1`, else `403` (why: [`console`]). A missing or wrong token is answered
+//! 401 with what to send (the console's paths answer an HTML page with a sign-in form). The
+//! token is `admin.token` when set; otherwise the daemon generates one at first start and
+//! keeps it in `DATA_DIR/admin.token` (mode 0600), where `sluice dlq …` on the same machine
+//! finds it. Without a configured token the listener must
 //! be on a loopback address: [`AdminConfig::violations`] refuses anything else at start-up.
 //!
 //! # Selections
@@ -40,6 +48,7 @@
 mod routes;
 
 pub mod client;
+pub mod console;
 pub mod history;
 pub mod live;
 pub mod token;
@@ -231,6 +240,9 @@ pub struct Daemon {
     pub live: Arc<Live>,
     /// When the daemon started (ms since the epoch).
     pub started_ms: i64,
+    /// The collector listener's bound address: the console's setup snippets and its test
+    /// event are pointed at it.
+    pub collector_addr: SocketAddr,
     /// Held by a replay or purge: they run one at a time.
     pub(crate) writing: tokio::sync::Mutex<()>,
 }
@@ -253,6 +265,7 @@ impl Daemon {
         instance: InstanceId,
         replay_chunk_rows: usize,
         config: &AdminConfig,
+        collector_addr: SocketAddr,
     ) -> Daemon {
         Daemon {
             ingest,
@@ -266,6 +279,7 @@ impl Daemon {
             history: History::new(config.history.get(), SAMPLE_EVERY),
             live: Arc::new(Live::new(config.live_buffer, config.max_live_viewers)),
             started_ms: crate::wire::time::now_ms(),
+            collector_addr,
             writing: tokio::sync::Mutex::new(()),
         }
     }

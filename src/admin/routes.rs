@@ -1,5 +1,6 @@
-//! The admin routes (see the table in [`crate::admin`]): authentication, then one handler per
-//! route, each answering JSON.
+//! The admin routes (see the table in [`crate::admin`]): authentication (the bearer token, or
+//! the console's cookie), then one handler per route, each answering JSON; the console's own
+//! paths are answered by [`console`].
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use super::console::{self, CookieCheck};
 use super::live::{LiveFilter, LiveItem};
 use super::{AdminConfig, AdminToken, Daemon, DEFAULT_PAGE_ENTRIES};
 use crate::deadletter::{DeadLetterError, Entry, EntryId, Filter};
@@ -109,9 +111,14 @@ impl Api {
             } else {
                 Err(method_not_allowed("GET"))
             }
+        } else if console::is_console_path(&path) {
+            Ok(console::answer(&req, &self.token).map(BodyExt::boxed))
         } else {
             match self.authenticate(&req) {
-                Ok(()) => self.route(req, &method, &path).await,
+                Ok(credential) => match refuse_cookie_write(credential, &method, &req) {
+                    Some(refusal) => Err(refusal),
+                    None => self.route(req, &method, &path).await,
+                },
                 Err(refusal) => Err(refusal),
             }
         };
@@ -127,7 +134,8 @@ impl Api {
         })
     }
 
-    fn authenticate(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
+    /// The bearer token, else the console's cookie (see [`console`]).
+    fn authenticate(&self, req: &Request<Incoming>) -> Result<Credential, Refusal> {
         let unauthorized =
             |message: String| Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let where_ = format!(
@@ -135,9 +143,19 @@ impl Api {
             self.token.origin
         );
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            return Err(unauthorized(format!(
-                "this route needs the admin token: send `Authorization: Bearer <token>` ({where_})"
-            )));
+            return match console::check_cookie(req.headers(), &self.token) {
+                CookieCheck::Valid => Ok(Credential::ConsoleCookie),
+                CookieCheck::Stale => Err(unauthorized(format!(
+                    "the console's {} cookie is not the admin token (it changed?): sign in \
+                     again at {} ({where_})",
+                    console::COOKIE,
+                    console::PREFIX
+                ))),
+                CookieCheck::Absent => Err(unauthorized(format!(
+                    "this route needs the admin token: send `Authorization: Bearer <token>` \
+                     ({where_})"
+                ))),
+            };
         };
         let presented = value
             .to_str()
@@ -145,7 +163,7 @@ impl Api {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         match presented {
-            Some(t) if self.token.accepts(t) => Ok(()),
+            Some(t) if self.token.accepts(t) => Ok(Credential::Bearer),
             Some(_) => Err(unauthorized(format!(
                 "the bearer token does not match ({where_})"
             ))),
@@ -292,6 +310,7 @@ impl Api {
                 "last_error": last_error,
             },
             "publishers": publishers,
+            "collector": { "listen": d.collector_addr.to_string() },
             "dead_letters": {
                 "total": counts.values().sum::<u64>(),
                 "by_category": by_category,
@@ -626,6 +645,38 @@ impl Api {
         tracing::info!(purged, "dead letters purged through the admin API");
         ok(json!({ "purged": purged }))
     }
+}
+
+/// How a request showed the admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// The console's session cookie, which the browser attaches by itself.
+    ConsoleCookie,
+}
+
+/// A `403` for a write authenticated only by the console's cookie and lacking the console's
+/// header: another page on this host could have made the browser send it (the reasons are in
+/// [`console`]'s docs).
+fn refuse_cookie_write(
+    credential: Credential,
+    method: &Method,
+    req: &Request<Incoming>,
+) -> Option<Refusal> {
+    let safe = *method == Method::GET || *method == Method::HEAD;
+    (credential == Credential::ConsoleCookie && !safe && !console::sent_by_console(req.headers()))
+        .then(|| {
+            Refusal::new(
+                StatusCode::FORBIDDEN,
+                "console_header_missing",
+                format!(
+                    "a {method} authenticated by the console's cookie must carry the header \
+                     `X-Sluice-Console: 1` (the console sends it; other pages cannot); scripts \
+                     send `Authorization: Bearer <token>` instead"
+                ),
+            )
+        })
 }
 
 /// `Err(405)` unless `method` is `allowed`.

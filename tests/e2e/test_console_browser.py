@@ -1,0 +1,105 @@
+"""End to end: the admin console in a real browser (Debian's headless Chromium, driven by
+puppeteer-core in tests/e2e/js/console.mjs) against the daemon publishing into a real ClickHouse.
+
+The browser signs in through the 401 page's form; on each tab it checks what a person would look
+at (an official tracker's event in Live with its enriched row, a malformed request as a failure
+and then as a dead letter that is replayed and purged, the Pipeline's charts drawn, the tracker's
+row in Events, the Setup tab's test event stored) and saves a screenshot of it in
+`CARGO_TARGET_DIR/console-screenshots/` (printed at the end). Afterwards ClickHouse must hold the
+tracker's row and the console's test event.
+
+Chromium and puppeteer-core are required, never skipped: scripts/test.sh installs both. The
+browser run is bounded (NODE_TIMEOUT_S), and so is the whole test (conftest's hard limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline import EVENTS_TABLE, Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+JS_DIR = Path(__file__).resolve().parent / "js"
+SCREENSHOTS = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "console-screenshots"
+# The browser's whole run: sign-in, five tabs, a replay and a purge (about 15 s here).
+NODE_TIMEOUT_S = 110
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+def chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("Chromium is not installed (scripts/test.sh installs Debian's chromium package)")
+
+
+def test_the_console_shows_a_tracker_event_a_dead_letter_and_the_pipeline_in_a_browser(
+    sluice_bin: Path, tmp_path: Path
+):
+    browser = chromium()
+    assert (JS_DIR / "node_modules" / "puppeteer-core").is_dir(), (
+        "tests/e2e/js/node_modules/puppeteer-core is missing: run `npm ci` in tests/e2e/js (scripts/test.sh does)"
+    )
+    run_id = uuid.uuid4().hex[:8]
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    pipe = Pipeline(sluice_bin, tmp_path, env={"SLUICE_WAL__PARTITIONS": "2"})
+    try:
+        pipe.daemon.start()
+        token = (pipe.daemon.data_dir / "admin.token").read_text().strip()
+        env = {
+            **os.environ,
+            "CONSOLE_ADMIN_URL": f"http://127.0.0.1:{pipe.daemon.admin_port}",
+            "CONSOLE_TOKEN": token,
+            "CONSOLE_COLLECTOR_PORT": str(pipe.daemon.port),
+            "CONSOLE_CHROMIUM": browser,
+            "CONSOLE_SCREENSHOTS": str(SCREENSHOTS),
+            "CONSOLE_RUN_ID": run_id,
+        }
+        started = time.monotonic()
+        try:
+            out = subprocess.run(
+                ["node", "console.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired as e:
+            pytest.fail(f"console.mjs ran over {NODE_TIMEOUT_S}s\n{e.stderr}\n{pipe.daemon.log_tail()}")
+        took = time.monotonic() - started
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        assert lines, f"console.mjs printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}"
+        result = json.loads(lines[-1])
+        print(f"\nconsole screenshots ({took:.1f}s in the browser):")
+        for path in result.get("screenshots", []):
+            print(f"  {path}")
+        for c in result.get("checks", []):
+            print(f"  ok: {c}")
+        assert result["ok"] and out.returncode == 0, (
+            f"the browser run failed: {result.get('error')}\n{out.stderr}\n{pipe.daemon.log_tail()}"
+        )
+
+        # What the page showed is what ClickHouse holds.
+        app_id = result["app_id"]
+        test_event = result["test_event_id"]
+        deadline = time.monotonic() + 20
+        while True:
+            tracker_rows = pipe.ch.count(f"SELECT count() FROM {EVENTS_TABLE} WHERE app_id = '{app_id}'")
+            test_rows = pipe.ch.count(
+                f"SELECT count() FROM {EVENTS_TABLE} WHERE app_id = 'sluice-console' "
+                f"AND toString(event_id) = '{test_event}'"
+            )
+            if (tracker_rows, test_rows) == (1, 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert tracker_rows == 1, f"{tracker_rows} rows of the tracker's page view"
+        assert test_rows == 1, f"{test_rows} rows of the console's test event {test_event}"
+        assert pipe.daemon.health() == 200
+    finally:
+        pipe.close()
