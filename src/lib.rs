@@ -29,6 +29,7 @@
 //!   text rules, timestamps, client IPs and CIDRs, the Snowplow and pycolytics wire formats.
 //! - [`config::units`]: the configuration's units and its one range check.
 //! - [`shutdown`]: the one stop signal every long-running task watches.
+//! - [`listener`]: the accept loop of the side ports (`/metrics`, the admin API).
 //! - [`metrics`]: every metric name (no component types), and the separate `/metrics` listener.
 //! - [`instance`]: the data directory's random id, part of every dedup token and generated id.
 //! - [`ratelimit`]: token-bucket rate limits per client IP and per key, shared by every
@@ -60,6 +61,7 @@ pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod instance;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod publish;

@@ -54,18 +54,14 @@ pub mod live;
 pub mod token;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use crate::config::units::{check_range, ByteSize, HumanDuration, Violation};
 use crate::deadletter::Store;
@@ -341,14 +337,14 @@ pub async fn sample_loop(daemon: Arc<Daemon>, mut shutdown: Shutdown) {
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` fires. Requests are short (a replay is
-/// bounded by its selection), so open connections are closed at shutdown.
+/// Serves the admin API on `listener` until `shutdown` fires (see [`crate::listener`]); open
+/// connections, live streams included, are closed then.
 pub async fn serve(
     listener: TcpListener,
     daemon: Arc<Daemon>,
     token: AdminToken,
     config: AdminConfig,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let api = Arc::new(routes::Api {
         daemon,
@@ -356,36 +352,11 @@ pub async fn serve(
         config,
         shutdown: shutdown.clone(),
     });
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.stopped() => break,
-        };
+    let handle = move |req: Request<Incoming>| {
         let api = api.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let api = api.clone();
-            async move { Ok::<_, Infallible>(api.handle(req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
-    }
-    connections.shutdown().await;
+        async move { api.handle(req).await }
+    };
+    crate::listener::serve(listener, "admin", handle, shutdown).await;
 }
 
 #[cfg(test)]

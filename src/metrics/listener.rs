@@ -1,7 +1,6 @@
 //! The separate Prometheus listener: `GET /metrics` and nothing else, never on the collector
 //! port, and the periodic housekeeping of the exporter.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +9,8 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use super::{handle, Gauges};
 use crate::shutdown::Shutdown;
@@ -58,39 +54,13 @@ pub async fn refresh_loop(gauges: Arc<dyn Gauges>, every: Duration, mut shutdown
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` fires. Scrapes are short, so open
-/// connections are simply closed at shutdown.
-pub async fn serve(listener: TcpListener, gauges: Arc<dyn Gauges>, mut shutdown: Shutdown) {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.stopped() => break,
-        };
-        let gauges = gauges.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let gauges = gauges.clone();
-            async move { Ok::<_, Infallible>(answer(&req, &*gauges)) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-    connections.shutdown().await;
+/// Serves `GET /metrics` on `listener` until `shutdown` fires (see [`crate::listener`]).
+pub async fn serve(listener: TcpListener, gauges: Arc<dyn Gauges>, shutdown: Shutdown) {
+    let handle = move |req: Request<Incoming>| {
+        let answered = answer(&req, &*gauges);
+        async move { answered }
+    };
+    crate::listener::serve(listener, "metrics", handle, shutdown).await;
 }
 
 fn answer(req: &Request<Incoming>, gauges: &dyn Gauges) -> Response<Full<Bytes>> {
