@@ -442,6 +442,9 @@ pub struct Store {
     /// The sum of the stored values' lengths (see [`Store::stored_bytes`]). Signed because
     /// two threads' updates may land in either order, so it can dip below zero for a moment.
     bytes: Arc<AtomicI64>,
+    /// Entries per failure category, in [`FailureCategory::ALL`] order (see [`Store::counts`]);
+    /// kept like `bytes`.
+    categories: Arc<[AtomicI64; FailureCategory::ALL.len()]>,
 }
 
 impl Store {
@@ -483,24 +486,39 @@ impl Store {
                     source,
                 },
             })?;
-        let mut bytes = 0i64;
-        for value in db.iter().values() {
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            bytes: Arc::new(AtomicI64::new(0)),
+            categories: Arc::new(std::array::from_fn(|_| AtomicI64::new(0))),
+        };
+        for value in store.db.iter().values() {
             let value = value.map_err(|source| DeadLetterError::Storage {
                 path: path.to_path_buf(),
                 source,
             })?;
-            bytes += value.len() as i64;
+            store.tally(&value, 1);
         }
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-            bytes: Arc::new(AtomicI64::new(bytes)),
-        })
+        Ok(store)
     }
 
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Adds (`sign` 1) or takes away (`sign` -1) a stored value from the running byte and
+    /// category counts. A value that does not decode counts its bytes and no category.
+    fn tally(&self, value: &[u8], sign: i64) {
+        self.bytes
+            .fetch_add(sign * value.len() as i64, Ordering::Relaxed);
+        if let Ok(entry) = Entry::decode(value) {
+            let index = FailureCategory::ALL
+                .iter()
+                .position(|c| *c == entry.category)
+                .expect("every category is in ALL");
+            self.categories[index].fetch_add(sign, Ordering::Relaxed);
+        }
     }
 
     fn storage(&self, source: sled::Error) -> DeadLetterError {
@@ -520,21 +538,25 @@ impl Store {
         // A transaction rather than a batch because it returns the values it replaces, which
         // the byte count needs; sled runs it exclusively of every other write, so the change
         // it reports is the change it made.
-        let added = self
+        let replaced = self
             .db
             .transaction(|tx| {
-                let mut added = 0i64;
+                let mut replaced = Vec::new();
                 for (key, value) in &encoded {
-                    let old = tx.insert(&key[..], value.as_slice())?;
-                    added += value.len() as i64 - old.map_or(0, |o| o.len() as i64);
+                    replaced.extend(tx.insert(&key[..], value.as_slice())?);
                 }
-                Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(added)
+                Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(replaced)
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => self.storage(e),
                 TransactionError::Abort(never) => match never {},
             })?;
-        self.bytes.fetch_add(added, Ordering::Relaxed);
+        for (_, value) in &encoded {
+            self.tally(value, 1);
+        }
+        for old in &replaced {
+            self.tally(old, -1);
+        }
         Ok(())
     }
 
@@ -609,15 +631,19 @@ impl Store {
     }
 
     /// How many entries each failure category holds (categories without entries are absent).
+    ///
+    /// Kept as running counts like [`Store::stored_bytes`] (the admin status asks every few
+    /// seconds; a scan would decode the whole store each time). Entries that do not decode
+    /// belong to no category.
     pub fn counts(
         &self,
     ) -> Result<std::collections::BTreeMap<FailureCategory, u64>, DeadLetterError> {
-        let mut out = std::collections::BTreeMap::new();
-        for item in self.db.iter() {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            *out.entry(self.decode(&k, &v)?.category).or_default() += 1;
-        }
-        Ok(out)
+        Ok(FailureCategory::ALL
+            .iter()
+            .zip(self.categories.iter())
+            .map(|(c, n)| (*c, n.load(Ordering::Relaxed).max(0) as u64))
+            .filter(|(_, n)| *n > 0)
+            .collect())
     }
 
     fn decode(&self, k: &[u8], v: &[u8]) -> Result<Entry, DeadLetterError> {
@@ -632,7 +658,7 @@ impl Store {
         let mut removed = 0;
         for id in ids {
             if let Some(old) = self.db.remove(id.to_key()).map_err(|e| self.storage(e))? {
-                self.bytes.fetch_sub(old.len() as i64, Ordering::Relaxed);
+                self.tally(&old, -1);
                 removed += 1;
             }
         }
@@ -852,6 +878,27 @@ mod tests {
             .page(&Filter::default(), Some(entries[4].id), 2)
             .unwrap();
         assert!(none.entries.is_empty() && none.next_after.is_none());
+    }
+
+    #[test]
+    fn counts_follow_replacements_and_removals_and_are_recounted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, mut b) = (entry(1, 0, 1, 0), entry(2, 0, 2, 0));
+        store.put_all(&[a.clone(), b.clone()]).unwrap();
+        // The same id again, now of another category: moved, not added.
+        b.category = FailureCategory::LoaderRejection;
+        store.put_all(&[b.clone()]).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts[&FailureCategory::SchemaViolation], 1);
+        assert_eq!(counts[&FailureCategory::LoaderRejection], 1);
+        store.remove(&[a.id]).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        assert_eq!(counts[&FailureCategory::LoaderRejection], 1);
     }
 
     #[test]

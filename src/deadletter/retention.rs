@@ -48,7 +48,6 @@
 //! logged and tried again at the next interval.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -265,7 +264,7 @@ impl Store {
             .compare_and_swap(key, Some(value), None::<&[u8]>)
             .map_err(|e| self.storage(e))?;
         if swapped.is_ok() {
-            self.bytes.fetch_sub(value.len() as i64, Ordering::Relaxed);
+            self.tally(value, -1);
             out.removed(id, category, value.len() as u64);
         }
         Ok(())
