@@ -2,26 +2,20 @@
 //! paged, replayed and purged while the publishers run against a real ClickHouse (18.16 here,
 //! or `SLUICE_TEST_CLICKHOUSE_URL`), also through `sluice dlq`.
 
+mod admin_support;
 mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use admin_support::{config, rt, token};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sluice::config::{ByteSize, Config, HumanDuration};
+use sluice::config::{ByteSize, HumanDuration};
 use sluice::server::RunningServer;
 use sluice::sink::clickhouse::migrate;
 use support::clickhouse::shared;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -29,19 +23,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn config(dir: &Path) -> Config {
-    let mut config = Config {
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin.listen = "127.0.0.1:0".parse().unwrap();
-    config.wal.partitions = 1;
-    config.publish.batch_age = HumanDuration(Duration::from_millis(50));
-    config
 }
 
 /// The admin API of one running server, with its generated token.
@@ -55,10 +36,7 @@ impl Admin {
     fn of(server: &RunningServer, dir: &Path) -> Admin {
         Admin {
             base: format!("http://{}", server.admin_addr),
-            token: std::fs::read_to_string(dir.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
+            token: token(dir),
             http: Client::new(),
         }
     }

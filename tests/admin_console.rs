@@ -11,23 +11,12 @@ use serde_json::Value;
 use sluice::config::Config;
 use sluice::server::RunningServer;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod admin_support;
+
+use admin_support::{rt, token};
 
 fn config(dir: &Path) -> Config {
-    let mut config = Config {
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin.listen = "127.0.0.1:0".parse().unwrap();
-    config.wal.partitions = 1;
+    let mut config = admin_support::config(dir);
     // Nothing listens there: the console works without ClickHouse.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     config.clickhouse.url = format!("http://{}", closed.local_addr().unwrap());
@@ -54,10 +43,7 @@ impl Console {
         Console {
             base: format!("http://{}", server.admin_addr),
             collector: format!("http://{}", server.collector_addr),
-            token: std::fs::read_to_string(dir.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
+            token: token(dir),
             http: client(),
         }
     }
