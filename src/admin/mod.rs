@@ -293,18 +293,9 @@ impl Daemon {
 
     /// Takes one history sample of the logs and the publishers now.
     pub fn sample(&self) {
-        let appended = self
-            .ingest
-            .statuses()
-            .iter()
-            .map(|(_, s)| s.last_lsn.0)
-            .sum();
-        let unpublished = self
-            .ingest
-            .statuses()
-            .iter()
-            .map(|(_, s)| s.unconfirmed)
-            .sum();
+        let statuses = self.ingest.statuses();
+        let appended = statuses.iter().map(|(_, s)| s.last_lsn.0).sum();
+        let unpublished = statuses.iter().map(|(_, s)| s.unconfirmed).sum();
         let health = self.health.snapshot();
         let (rows, dead_lettered) = health.values().fold((0, 0), |(r, d), h| {
             (r + h.rows_confirmed, d + h.dead_lettered)
