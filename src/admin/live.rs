@@ -162,11 +162,16 @@ pub fn tail(
     stop: Shutdown,
 ) {
     let mut reader: Option<Reader> = None;
+    // The log's tail when the feed last looked with nobody watching. A new audience starts
+    // right after it, so a record appended between a viewer subscribing and this thread
+    // noticing (up to `IDLE_POLL` later) is still shown.
+    let mut idle_tail = wal.status().last_lsn;
     let mut second = Instant::now();
     let mut shown = 0u64;
     while !stop.is_stopped() {
         if live.viewers() == 0 {
             reader = None;
+            idle_tail = wal.status().last_lsn;
             std::thread::sleep(IDLE_POLL);
             continue;
         }
@@ -190,8 +195,8 @@ pub fn tail(
             reader = Some(wal.reader(end.next()));
             continue;
         }
-        // A new audience starts with what arrives from now on.
-        let r = reader.get_or_insert_with(|| wal.reader(wal.status().last_lsn.next()));
+        // A new audience starts with what arrived since the feed last saw nobody watching.
+        let r = reader.get_or_insert_with(|| wal.reader(idle_tail.next()));
         match r.next_timeout(READ_WAIT) {
             Ok(Some(record)) => {
                 shown += 1;
@@ -391,6 +396,56 @@ mod tests {
         assert_eq!(shown + passed, 40);
         assert!(shown <= 3 * 2, "at most 3 a second: {shown}");
         assert!(passed > 0);
+        stop.stop();
+        tailer.join().unwrap();
+    }
+
+    #[test]
+    fn a_record_appended_just_after_a_viewer_arrives_is_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), sluice_wal::WalConfig::default()).unwrap());
+        wal.append(b"before anyone watched".to_vec()).unwrap();
+        let config = crate::config::Config::default();
+        let processor = Arc::new(
+            Processor::new(
+                &config.enrich,
+                config.process_limits(),
+                crate::publish::enrich::TEST_INSTANCE,
+            )
+            .unwrap(),
+        );
+        let live = Arc::new(Live::new(1024, 4));
+        let (stop, shutdown) = crate::shutdown::channel();
+        let tailer = {
+            let (wal, live) = (wal.clone(), live.clone());
+            std::thread::spawn(move || tail(0, wal, processor, live, 1000, shutdown))
+        };
+        // Idle for a few polls, then subscribe and append at once, half a poll out of step with
+        // the tailer's sleeps: it notices the viewer only after the append.
+        std::thread::sleep(IDLE_POLL * 3 + IDLE_POLL / 2);
+        let mut viewer = live.watch().unwrap();
+        let lsn = wal.append(b"right after".to_vec()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let item = loop {
+            match viewer.records.try_recv() {
+                Ok(item) => break item,
+                Err(_) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the record never reached the viewer"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        match &*item {
+            LiveItem::Record(r) => {
+                let want = format!("\"lsn\":{}", lsn.0);
+                let frame = std::str::from_utf8(&r.frame).unwrap();
+                assert!(frame.contains(&want), "the first record shown is {frame}");
+            }
+            other => panic!("expected a record, got {other:?}"),
+        }
         stop.stop();
         tailer.join().unwrap();
     }
