@@ -965,7 +965,8 @@ const deadLetters = {
   result(content, bad = false) {
     const box = $('#dl-result');
     box.className = `result${bad ? ' bad' : ''}`;
-    box.replaceChildren(...[content].flat());
+    // The parts a message leaves out (null, '', false) are not text.
+    box.replaceChildren(...[content].flat().filter((c) => c !== null && c !== undefined && c !== false && c !== ''));
     box.hidden = false;
   },
 

@@ -9,11 +9,19 @@
 //                 result says so) and purged through the confirmation dialog
 //   Events        the tracker's row is in the table; sorting and a JSON column expand
 //   Setup         the snippets name this collector; "Send a test event" is stored (200)
+// That is the first phase (CONSOLE_PHASE=main). It also sends OVERSIZED requests over the
+// daemon's `collector.max_payload_bytes`, which are acknowledged and dead-lettered as
+// `size_violation`. The test then restarts the daemon with a larger limit (the config fix) and
+// runs the second phase (CONSOLE_PHASE=replay):
+//   Dead letters  the oversized requests page by page (25 a page), replayed by the filter: all
+//                 of them load
+//   Events        their rows are in the table
 // Prints one JSON line: {"ok", "checks", "screenshots", "app_id", "test_event_id"} (or
 // {"ok": false, "error"}, with a screenshot of the page as it was).
 //
 // Environment: CONSOLE_ADMIN_URL, CONSOLE_TOKEN, CONSOLE_COLLECTOR_PORT, CONSOLE_CHROMIUM,
-// CONSOLE_SCREENSHOTS (a directory), CONSOLE_RUN_ID.
+// CONSOLE_SCREENSHOTS (a directory), CONSOLE_RUN_ID, CONSOLE_PHASE (main or replay),
+// CONSOLE_OVERSIZED_BYTES (the size of each oversized request's page URL).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -32,6 +40,11 @@ const SHOTS = env('CONSOLE_SCREENSHOTS');
 const RUN = env('CONSOLE_RUN_ID');
 const COLLECTOR = `http://127.0.0.1:${COLLECTOR_PORT}`;
 const APP_ID = `console-e2e-${RUN}`;
+const PHASE = env('CONSOLE_PHASE');
+const OVERSIZED_BYTES = Number(env('CONSOLE_OVERSIZED_BYTES'));
+// More than one page of the smallest page size the Dead letters tab offers (25).
+const OVERSIZED = 30;
+const BIG_APP_ID = `${APP_ID}-oversized`;
 const STEP_TIMEOUT_MS = 20000;
 
 const checks = [];
@@ -45,11 +58,21 @@ async function adminGet(path) {
 }
 
 let page = null;
+let browser = null;
+const pageErrors = [];
 
-async function main() {
+const shot = async (name) => {
+  const path = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: false });
+  screenshots.push(path);
+};
+const text = (sel) => page.$eval(sel, (e) => e.textContent);
+
+// Starts the browser and signs in through the 401 page's form. `expectedRefusals` are the
+// answers of 400 or more the phase provokes on purpose; any other is a failure.
+async function signIn(expectedRefusals) {
   mkdirSync(SHOTS, { recursive: true });
-
-  const browser = await puppeteer.launch({
+  browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--window-size=1440,1000'],
@@ -58,36 +81,25 @@ async function main() {
   });
   page = await browser.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   // Failed loads are checked by their answers below; anything else the console logs as an
   // error is a failure.
   page.on('console', (m) => {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(`console: ${m.text()}`);
   });
-  // Every answer of 400 or more the page got, but the two this script provokes: the sign-in
-  // page (401) and the cookie POST without the console's header (403).
-  const expectedRefusals = [['/console/', 401], ['/api/v1/dead-letters/purge', 403]];
+  const refusals = [['/console/', 401], ...expectedRefusals];
   page.on('response', (r) => {
     if (r.status() < 400) return;
     const path = new URL(r.url()).pathname;
-    const i = expectedRefusals.findIndex(([p, s]) => p === path && s === r.status());
-    if (i >= 0) expectedRefusals.splice(i, 1);
+    const i = refusals.findIndex(([p, s]) => p === path && s === r.status());
+    if (i >= 0) refusals.splice(i, 1);
     else pageErrors.push(`${r.request().method()} ${path} answered ${r.status()}`);
   });
 
-  const shot = async (name) => {
-    const path = join(SHOTS, `${name}.png`);
-    await page.screenshot({ path, fullPage: false });
-    screenshots.push(path);
-  };
-  const text = (sel) => page.$eval(sel, (e) => e.textContent);
-
-  // ---- signing in: the 401 page's form, then the token leaves the URL ----
   const first = await page.goto(`${ADMIN}/console/`);
   if (first.status() !== 401) throw new Error(`/console/ without a cookie answered ${first.status()}, not 401`);
   await page.waitForSelector('form input[name=token]');
-  await shot('0-sign-in');
+  if (PHASE === 'main') await shot('0-sign-in');
   await page.type('input[name=token]', TOKEN);
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
   if (page.url() !== `${ADMIN}/console/`) throw new Error(`after signing in the URL is ${page.url()}`);
@@ -96,6 +108,25 @@ async function main() {
   if (!session || !session.httpOnly || session.sameSite !== 'Strict') throw new Error(`the session cookie is ${JSON.stringify(session)}`);
   await page.waitForSelector('#ch-pill.up', { timeout: 30000 });
   check('signed in through the form: the URL has no token, the cookie is HttpOnly and SameSite=Strict, ClickHouse shows up');
+}
+
+// A Snowplow tp2 POST with one page view whose URL makes the body OVERSIZED_BYTES long or more.
+function oversizedRequest(i) {
+  const url = `https://shop.sluice.test/oversized/${i}?pad=${'x'.repeat(OVERSIZED_BYTES)}`;
+  const event = {
+    e: 'pv', tv: 'console-e2e', p: 'web', aid: BIG_APP_ID, eid: crypto.randomUUID(),
+    dtm: String(Date.now()), url, page: `Oversized ${i}`,
+  };
+  return fetch(`${COLLECTOR}/com.snowplowanalytics.snowplow/tp2`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ schema: 'iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4', data: [event] }),
+  });
+}
+
+async function mainPhase() {
+  // The sign-in page (401) and the cookie POST without the console's header (403).
+  await signIn([['/api/v1/dead-letters/purge', 403]]);
 
   // ---- Live: the tracker's event and a malformed request ----
   await page.waitForSelector('#live-dot.live');
@@ -114,6 +145,15 @@ async function main() {
     .some((r) => r.textContent.includes(`${app}-malformed`) && r.textContent.includes('tracker_protocol_violation')),
   { timeout: 30000 }, APP_ID);
   check('Live: the malformed GET /i appeared as a failure with its category');
+  for (let i = 0; i < OVERSIZED; i += 1) {
+    const r = await oversizedRequest(i);
+    if (!r.ok) throw new Error(`oversized request ${i} answered ${r.status}`);
+  }
+  // Their bodies are shown folded (the app_id is inside); the failure names the limit.
+  await page.waitForFunction((n) => [...document.querySelectorAll('#live-list .record.failed')]
+    .filter((r) => r.textContent.includes('size_violation') && r.textContent.includes('above collector.max_payload_bytes')).length === n,
+  { timeout: 30000 }, OVERSIZED);
+  check(`Live: ${OVERSIZED} requests over collector.max_payload_bytes were acknowledged and appeared as size_violation failures`);
   // Expand the tracker's record: every column and the request in full.
   await page.evaluate((app) => {
     const rec = [...document.querySelectorAll('#live-list .record:not(.failed)')].find((r) => r.textContent.includes(app));
@@ -253,17 +293,72 @@ async function main() {
   if (refused.status !== 403) throw new Error(`a cookie POST without X-Sluice-Console answered ${refused.status}`);
   check('a cookie POST without X-Sluice-Console is refused with 403');
 
+  const oversized = (await adminGet('/api/v1/dead-letters?category=size_violation&limit=100')).body.entries;
+  if (oversized.length !== OVERSIZED) throw new Error(`${oversized.length} size_violation dead letters, not ${OVERSIZED}`);
+  check(`Dead letters: the ${OVERSIZED} oversized requests wait in the store for a config fix`);
+
   if (pageErrors.length) throw new Error(`the page reported errors: ${pageErrors.join(' | ')}`);
   await browser.close();
   return { testEventId };
 }
 
+// After the restart with a larger `collector.max_payload_bytes`: page through the oversized
+// requests, replay them by the filter, and find their rows in Events.
+async function replayPhase() {
+  await signIn([]);
+  await page.goto(`${ADMIN}/console/#dead-letters`);
+  await page.waitForFunction(() => [...document.querySelectorAll('#dl-filters select[name=category] option')]
+    .some((o) => o.value === 'size_violation'));
+  await page.select('#dl-filters select[name=category]', 'size_violation');
+  await page.select('#dl-filters select[name=limit]', '25');
+  await page.click('#dl-filters button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#dl-page-info').textContent === 'page 1: 25 entries, more after'
+    && [...document.querySelectorAll('#dl-table tbody tr')].every((r) => r.textContent.includes('size_violation')));
+  const firstPage = await page.$$eval('#dl-table tbody tr', (rows) => rows.map((r) => r.dataset.id));
+  await page.click('#dl-next');
+  const rest = OVERSIZED - 25;
+  await page.waitForFunction((n) => document.querySelector('#dl-page-info').textContent === `page 2: ${n} entries`, {}, rest);
+  const secondPage = await page.$$eval('#dl-table tbody tr', (rows) => rows.map((r) => r.dataset.id));
+  if (new Set([...firstPage, ...secondPage]).size !== OVERSIZED) throw new Error(`the two pages hold ${firstPage.length} + ${secondPage.length} entries with repeats`);
+  if (!(await page.$eval('#dl-next', (b) => b.disabled))) throw new Error('"Next page" is enabled on the last page');
+  check(`Dead letters: ${OVERSIZED} size_violation entries page by page (25, then ${rest}), none repeated`);
+  await shot('7-dead-letters-page-2');
+  await page.click('#dl-first');
+  await page.waitForFunction(() => document.querySelector('#dl-page-info').textContent.startsWith('page 1: 25 entries'));
+
+  await page.click('#dl-replay-filter');
+  await page.waitForFunction((n) => new RegExp(`^Replayed every dead letter with category size_violation: ${n} tried, ${n} loaded \\(${n} rows\\), 0 failed again\\.$`)
+    .test(document.querySelector('#dl-result').textContent), { timeout: 30000 }, OVERSIZED);
+  await page.waitForFunction(() => !document.querySelector('#dl-empty').hidden);
+  check(`Dead letters: "Replay all matching" after the config fix loaded all ${OVERSIZED}; none left`);
+  await shot('8-replayed');
+
+  await page.goto(`${ADMIN}/console/#events`);
+  await page.type('#ev-filters input[name=app_id]', BIG_APP_ID);
+  await page.click('#ev-filters button[type=submit]');
+  await page.waitForFunction(async (app, n) => {
+    const rows = [...document.querySelectorAll('#ev-table tbody tr')];
+    if (rows.length === n && rows.every((r) => r.textContent.includes(app))) return true;
+    document.querySelector('#ev-refresh').click();
+    await new Promise((r) => setTimeout(r, 500));
+    return false;
+  }, { timeout: 30000, polling: 700 }, BIG_APP_ID, OVERSIZED);
+  check(`Events: the ${OVERSIZED} replayed rows are in the table`);
+  await shot('9-events-replayed');
+
+  const left = (await adminGet('/api/v1/dead-letters?category=size_violation')).body.entries;
+  if (left.length !== 0) throw new Error(`${left.length} size_violation entries left after the replay`);
+  if (pageErrors.length) throw new Error(`the page reported errors: ${pageErrors.join(' | ')}`);
+  await browser.close();
+  return {};
+}
+
 const deadline = setTimeout(() => { console.error('console.mjs: over its time limit'); process.exit(3); }, 100000);
 try {
-  const r = await main();
+  const r = PHASE === 'main' ? await mainPhase() : await replayPhase();
   clearTimeout(deadline);
   process.stdout.write(`${JSON.stringify({
-    ok: true, checks, screenshots, app_id: APP_ID, test_event_id: r.testEventId,
+    ok: true, checks, screenshots, app_id: APP_ID, oversized_app_id: BIG_APP_ID, test_event_id: r.testEventId,
   })}\n`);
   process.exit(0);
 } catch (e) {
