@@ -358,6 +358,19 @@ fn dead_letters_are_paged_replayed_and_purged_while_the_daemon_publishes() {
     );
     let (_, one) = admin.get(&format!("/api/v1/dead-letters/{broken_id}"));
     assert_eq!(one["attempts"], 2);
+    // The daemon replays into its own ClickHouse: another server cannot be asked for.
+    let o = sluice(
+        dir.path(),
+        &env,
+        &["dlq", "replay", "--clickhouse-url", "http://127.0.0.1:9"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--clickhouse-url http://127.0.0.1:9 cannot be used while the daemon runs"),
+        "{err}"
+    );
+    assert_eq!(admin.entries("").len(), 5, "nothing was replayed");
 
     // Purge by filter through the API, then by id through the CLI.
     let (status, r) = admin.post(

@@ -37,6 +37,10 @@ pub enum DlqError {
     /// The running daemon could not do what was asked.
     #[error(transparent)]
     Daemon(#[from] ClientError),
+    /// `dlq replay --clickhouse-url` while the daemon holds the store: the daemon replays into
+    /// its own ClickHouse, so the flag cannot be honoured.
+    #[error("--clickhouse-url {0} cannot be used while the daemon runs: the daemon holds the dead-letter store and replays into its own clickhouse.url; drop the flag, or stop the daemon to replay into another server")]
+    ClickHouseUrlWithDaemon(String),
     /// The store is held by another process, and no daemon answered on `admin.listen`.
     #[error("{locked}; asking the daemon instead failed: {source}")]
     DaemonUnreachable {
@@ -58,6 +62,7 @@ impl DlqError {
             DlqError::Output(_) => "output",
             DlqError::Daemon(e) => e.code(),
             DlqError::DaemonUnreachable { .. } => "locked",
+            DlqError::ClickHouseUrlWithDaemon(_) => "clickhouse_url_with_daemon",
         }
     }
 }

@@ -103,6 +103,7 @@ impl RunError {
                 dlq::DlqError::UnknownReason(_)
                     | dlq::DlqError::BadId(_)
                     | dlq::DlqError::NothingSelected
+                    | dlq::DlqError::ClickHouseUrlWithDaemon(_)
             ),
             RunError::Db(e) => matches!(e, db::DbError::BadVersion(_)),
             RunError::Replay(e) => matches!(

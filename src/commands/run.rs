@@ -130,6 +130,9 @@ fn run_dlq(
         }
         DlqCommand::Replay(a) => {
             let filter = dlq::filter(a.reason.as_deref(), None, &a.ids)?;
+            if let (Some(url), dlq::Target::Daemon(_)) = (&a.clickhouse_url, &store) {
+                return Err(dlq::DlqError::ClickHouseUrlWithDaemon(url.clone()).into());
+            }
             let summary =
                 dlq::replay(config, &store, &filter, a.json, ProgressMode::detect(), out)?;
             if summary.failed_again > 0 {
