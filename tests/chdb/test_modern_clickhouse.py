@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-chdb = pytest.importorskip("chdb")
-from chdb import session as chs  # noqa: E402
+try:
+    from chdb import session as chs
+except ImportError as e:
+    raise ImportError(
+        "chdb is not importable: run scripts/test.sh, which creates .venv/ with "
+        "tests/e2e/requirements.txt (chdb-core), and run pytest with .venv/bin/python"
+    ) from e
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = os.environ.get("TEST_SLUICE_BIN") or str(ROOT / "target" / "debug" / "sluice")

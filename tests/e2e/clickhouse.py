@@ -8,8 +8,10 @@ directory, and waits for `/ping`. It can be SIGKILLed and restarted on the same 
 SIGKILL if the test process dies (PR_SET_PDEATHSIG), so none outlives a run.
 
 When `SLUICE_TEST_CLICKHOUSE_URL` is set (any server a contributor has, e.g.
-`http://127.0.0.1:8123`), no process is started: the tests use that server, each in a database
-of its own, and the tests that must kill the server (outage) skip.
+`http://127.0.0.1:8123`) and this is not CI, no process is started: the tests use that server,
+each in a database of its own. Tests that must kill the server (the outage test) ask for
+`own=True` and always start their own. Under CI (`CI=true`) the variable is refused, so every CI
+run tests against the server scripts/test.sh installs.
 
 Queries: `query_rows(sql)` returns a list of dicts (`FORMAT JSONEachRow`), `execute(sql)` runs a
 statement, `count(sql)` reads one number. Only `requests` is needed.
@@ -18,7 +20,6 @@ statement, `count(sql)` reads one number. Only `requests` is needed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from sluice_e2e import _die_with_parent, free_port
+from sluice_e2e import _die_with_parent, free_port, local_override
 
 # Where Debian's package puts the server and its stock configuration.
 SERVER_BIN = "clickhouse-server"
@@ -57,17 +58,17 @@ class ClickHouse:
     # ----- lifecycle -----
 
     @classmethod
-    def start(cls, tmp_dir: Path, timeout: float = 60.0) -> "ClickHouse":
-        """An external server when `SLUICE_TEST_CLICKHOUSE_URL` is set, else a new process."""
-        external = os.environ.get(URL_ENV)
+    def start(cls, tmp_dir: Path, timeout: float = 60.0, own: bool = False) -> "ClickHouse":
+        """An external server when `SLUICE_TEST_CLICKHOUSE_URL` is set (refused under CI) and
+        `own` is false, else a new process."""
+        external = "" if own else local_override(URL_ENV, "")
         if external:
             ch = cls(external, None, None, owned=False)
             ch.wait_ready(timeout)
             return ch
         if shutil.which(SERVER_BIN) is None or not STOCK_CONFIG.is_file():
             raise ClickHouseError(
-                f"{SERVER_BIN} is not installed (scripts/test.sh installs Debian's clickhouse-server), "
-                f"and {URL_ENV} is not set"
+                f"{SERVER_BIN} is not installed: install Debian's clickhouse-server (scripts/test.sh does)"
             )
         work_dir = Path(tmp_dir) / "clickhouse"
         work_dir.mkdir(parents=True, exist_ok=True)

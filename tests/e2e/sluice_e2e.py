@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def local_override(name: str, default: str) -> str:
+    """A test-only environment override (`E2E_KILLS`, `SLUICE_TEST_CLICKHOUSE_URL`, ...), or
+    `default`. Refused under CI (`CI=true`): an override changes what a test proves, and a CI run
+    must prove the same thing on every runner."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if os.environ.get("CI", "").strip().lower() == "true":
+        raise AssertionError(f"{name} is set but CI=true: unset it (it is for local runs only)")
+    return value
+
+
+def require_node() -> None:
+    """Fail (never skip) when `node` is missing: the tracker-SDK tests run in every CI run."""
+    assert shutil.which("node") is not None, (
+        "node is not installed: install Debian's nodejs and npm (scripts/test.sh does), then "
+        "`npm ci` in tests/e2e/js"
+    )
 
 
 def _die_with_parent() -> None:

@@ -24,7 +24,6 @@ import re
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline import Pipeline
+from sluice_e2e import require_node
 
 # tests/e2e/js: the Node SDK drivers (npm ci there; scripts/test.sh does).
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -528,6 +528,7 @@ def run_node_segment(url: str, key: str, run: str, burst: int | None = None, tim
     """Run tests/e2e/js/segment.mjs (@segment/analytics-node): every call type, or `burst`
     track calls one per request. Returns what it sent and got (as a `Wire`) and the SDK's own
     delivery errors."""
+    require_node()
     assert (JS_DIR / "node_modules" / "@segment" / "analytics-node").is_dir(), (
         "run `npm ci` in tests/e2e/js (scripts/test.sh does)"
     )

@@ -29,6 +29,7 @@ from sluice_e2e import (
     Daemon,
     DaemonError,
     Ledger,
+    local_override,
     wal_records,
     wal_status,
     wal_verify,
@@ -49,7 +50,7 @@ SMALL_WAL = {
 TRACKER_BUFFER_EVENTS = 100
 # The whole crash test must finish within this many seconds (it takes well under a minute).
 TIME_LIMIT_S = 120.0
-KILL_CYCLES = int(os.environ.get("E2E_KILLS", "6"))
+KILL_CYCLES = int(local_override("E2E_KILLS", "6"))
 # Events each tracker thread produces per second at most: enough to keep requests in flight at
 # every kill, small enough that the 64 MiB log never fills.
 EVENTS_PER_SECOND_PER_THREAD = 400

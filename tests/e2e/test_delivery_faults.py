@@ -18,14 +18,13 @@ import os
 import random
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import pytest
 import requests
 from snowplow_tracker import Emitter, PageView, SelfDescribingJson, StructuredEvent, Tracker
 
 from pipeline import EVENTS_TABLE, AckLog, Pipeline
+from sluice_e2e import local_override
 
 CONTEXT = SelfDescribingJson("iglu:com.acme/fault_run/jsonschema/1-0-0", {"suite": "e2e"})
 EVENTS_PER_SECOND_PER_THREAD = 200
@@ -142,10 +141,8 @@ def test_every_acknowledged_event_reaches_clickhouse_after_an_outage(sluice_bin:
     acks = AckLog()
     stop = threading.Event()
     threads: list[Load] = []
-    pipe = Pipeline(sluice_bin, tmp_path)
-    if not pipe.ch.owned:
-        pipe.close()
-        pytest.skip("SLUICE_TEST_CLICKHOUSE_URL is set: this test must kill the server, so it needs its own")
+    # This test kills the server, so it always starts its own.
+    pipe = Pipeline(sluice_bin, tmp_path, own_clickhouse=True)
     try:
         pipe.daemon.start()
         threads = start_load(pipe.daemon.port, acks, stop)
@@ -178,7 +175,7 @@ def test_every_acknowledged_event_reaches_clickhouse_after_an_outage(sluice_bin:
 def test_every_acknowledged_event_reaches_clickhouse_through_sigkills_while_publishing(sluice_bin: Path, tmp_path: Path):
     seed = int(os.environ.get("E2E_SEED", str(random.randrange(1 << 32))))
     rng = random.Random(seed)
-    kills_wanted = int(os.environ.get("E2E_KILLS", "5"))
+    kills_wanted = int(local_override("E2E_KILLS", "5"))
     print(f"seed {seed} (E2E_SEED={seed} reproduces the kill timing)")
     acks = AckLog()
     stop = threading.Event()

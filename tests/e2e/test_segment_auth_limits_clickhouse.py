@@ -25,13 +25,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import shutil
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 import requests
 
 from pipeline import Pipeline
@@ -259,7 +257,6 @@ def test_rate_limited_analytics_python_retries_after_429_and_every_message_lands
         pipe.close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (scripts/test.sh installs it)")
 def test_rate_limited_analytics_node_waits_for_retry_after_and_every_message_lands_once(sluice_bin: Path, tmp_path: Path):
     """@segment/analytics-node sends a burst of one-message requests all at once; past the
     burst it gets 429 + Retry-After, waits (not counted as a retry), and delivers everything."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -118,7 +117,6 @@ def test_analytics_python_every_call_type_lands_in_clickhouse_with_the_right_val
         pipe.close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (scripts/test.sh installs it)")
 def test_analytics_node_every_call_type_lands_in_clickhouse_with_the_right_values(sluice_bin: Path, tmp_path: Path):
     run = uuid.uuid4().hex[:8]
     key = f"wk-node-{run}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -32,6 +31,7 @@ from snowplow_tracker import (
 )
 
 from pipeline import AckLog, Pipeline, compare
+from sluice_e2e import require_node
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 # How long the rows may take to appear (the publisher flushes every 200 ms here).
@@ -111,9 +111,9 @@ def test_python_tracker_events_land_in_clickhouse_with_the_right_values(sluice_b
         pipe.close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (scripts/test.sh installs it)")
 @pytest.mark.parametrize("method", ["post", "get"])
 def test_node_tracker_events_land_in_clickhouse_with_the_right_values(sluice_bin: Path, tmp_path: Path, method: str):
+    require_node()
     assert (JS_DIR / "node_modules" / "@snowplow" / "node-tracker").is_dir(), (
         "run `npm ci` in tests/e2e/js (scripts/test.sh does)"
     )

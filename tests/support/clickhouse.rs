@@ -1,13 +1,18 @@
 //! A real ClickHouse server for tests.
 //!
-//! [`server`] returns `SLUICE_TEST_CLICKHOUSE_URL` when it is set (any server a contributor
-//! runs), else starts Debian's `clickhouse-server` (18.16 here) as the current user in a
+//! [`owned`] starts Debian's `clickhouse-server` (18.16 here) as the current user in a
 //! temporary directory on free ports, waits for `/ping` (at most 30 s) and kills it on drop. A
 //! watchdog shell also kills it when the test process dies, so a server shared through a
 //! `static` (see [`shared`]) does not outlive its test binary.
 //!
+//! [`server`] is the same, except that outside CI a contributor may point it at a server of
+//! their own with `SLUICE_TEST_CLICKHOUSE_URL`. Under CI (`CI=true`) that variable is refused:
+//! CI runs against the server it installs, so that what a green run proves does not depend on
+//! a runner's environment.
+//!
 //! Tests isolate themselves by database name ([`ClickHouse::config`]), so one server can serve
-//! every test of a binary; tests that kill the server start their own.
+//! every test of a binary; tests that kill the server use [`owned`], which ignores the
+//! variable, so they run (never skip) wherever they run.
 
 #![allow(dead_code)]
 
@@ -42,16 +47,26 @@ struct Owned {
     interserver_port: u16,
 }
 
-/// A server for this test: the external one, or a new child process.
+/// The variable naming a contributor's own server.
+pub const URL_ENV: &str = "SLUICE_TEST_CLICKHOUSE_URL";
+
+/// A server for this test: the external one named by [`URL_ENV`] (refused under CI), or a new
+/// child process.
 pub fn server() -> ClickHouse {
-    if let Ok(url) = std::env::var("SLUICE_TEST_CLICKHOUSE_URL") {
+    if let Ok(url) = std::env::var(URL_ENV) {
         if !url.trim().is_empty() {
+            super::refuse_override_in_ci(URL_ENV);
             return ClickHouse {
                 url: url.trim().trim_end_matches('/').to_string(),
                 owned: None,
             };
         }
     }
+    owned()
+}
+
+/// A new child process this test owns (and may kill), whatever [`URL_ENV`] says.
+pub fn owned() -> ClickHouse {
     let dir = tempfile::Builder::new()
         .prefix("sluice-clickhouse-")
         .tempdir()
@@ -159,7 +174,7 @@ impl Owned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                 "`{SERVER_BIN}` is not installed: run scripts/test.sh (it installs Debian's \
-                 clickhouse-server), or set SLUICE_TEST_CLICKHOUSE_URL to a running server"
+                 clickhouse-server)"
             ),
             Err(e) => panic!("cannot start {SERVER_BIN}: {e}"),
         };
