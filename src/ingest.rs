@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sluice_wal::fs::StdFs;
+use sluice_wal::fs::{FileSystem, StdFs};
 use sluice_wal::{Appender, FullPolicy, Lsn, Status, Wal, WalConfig};
 
 use crate::metrics::{PartitionMetrics, WalObserver};
@@ -281,6 +281,17 @@ impl Ingest {
         max_record_bytes: u64,
         data_dir: &Path,
     ) -> Result<Ingest, IngestError> {
+        Ingest::open_on(wal, max_record_bytes, data_dir, Arc::new(StdFs))
+    }
+
+    /// [`Ingest::open`] on the filesystem `fs` (tests inject failures through it; see
+    /// [`sluice_wal::fs`]).
+    pub fn open_on(
+        wal: &WalSettings,
+        max_record_bytes: u64,
+        data_dir: &Path,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Ingest, IngestError> {
         let routable = partition_count(wal);
         let wal_config = wal_config(wal, max_record_bytes, routable);
         let existing = existing_partitions(data_dir).map_err(|source| IngestError::List {
@@ -290,7 +301,6 @@ impl Ingest {
         let mut indices: Vec<usize> = (0..routable).collect();
         indices.extend(existing.into_iter().filter(|&i| i >= routable));
 
-        let fs = Arc::new(StdFs);
         let mut partitions = Vec::with_capacity(indices.len());
         for index in indices {
             let dir = partition_dir(data_dir, index);

@@ -60,6 +60,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use sluice_wal::fs::{FileSystem, StdFs};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
@@ -257,6 +258,15 @@ impl RunningServer {
 
 /// Opens the logs, binds the collector and metrics listeners and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    start_on(config, Arc::new(StdFs)).await
+}
+
+/// [`start`] with the logs on the filesystem `fs`: tests run the whole server on a
+/// [`sluice_wal::fs::FaultyFs`] to see what a client gets when the disk fails.
+pub async fn start_on(
+    config: Config,
+    fs: Arc<dyn FileSystem>,
+) -> Result<RunningServer, ServerError> {
     metrics::handle();
     let (wal, max_record_bytes, data_dir) = (
         config.wal.clone(),
@@ -264,7 +274,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config.data_dir.clone(),
     );
     let ingest =
-        tokio::task::spawn_blocking(move || Ingest::open(&wal, max_record_bytes, &data_dir))
+        tokio::task::spawn_blocking(move || Ingest::open_on(&wal, max_record_bytes, &data_dir, fs))
             .await
             .map_err(panicked("opening the logs"))?
             .map_err(ServerError::OpenLogs)?;

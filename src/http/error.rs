@@ -62,7 +62,14 @@ pub enum HttpError {
         /// The `Retry-After` to send.
         retry_after: Duration,
     },
-    /// The log cannot take writes (poisoned by a disk failure, shutting down, or an I/O error).
+    /// The log refuses every write until restarted: a write or sync of this request's batch, or of
+    /// an earlier one, failed. The cause (which names paths) is logged, not sent.
+    #[error("this request was not stored: the event log stopped accepting writes after a disk write or sync failed (it is poisoned); retry later or against another instance. Operators: check the disk and the collector's log, then restart sluice")]
+    LogPoisoned {
+        /// The `Retry-After` to send.
+        retry_after: Duration,
+    },
+    /// The log cannot take writes (shutting down, or an unexpected I/O error).
     #[error("the event log cannot accept writes ({code}); the operator must check the collector's disk and logs")]
     LogUnavailable {
         /// The log error's code.
@@ -215,10 +222,7 @@ impl HttpError {
             W::Busy { .. } => HttpError::LogBusy { retry_after },
             W::RecordTooLarge { size, max } => HttpError::RecordTooLarge { size, max },
             // Poisoning is logged by the partition's observer when it happens.
-            W::Poisoned { .. } => HttpError::LogUnavailable {
-                code: err.code(),
-                retry_after,
-            },
+            W::Poisoned { .. } => HttpError::LogPoisoned { retry_after },
             W::Closed => {
                 tracing::debug!("append refused: the log is closing");
                 HttpError::LogUnavailable {
@@ -246,6 +250,7 @@ impl HttpError {
             HttpError::BodyRead(_) => "body_read",
             HttpError::LogFull { .. } => "log_full",
             HttpError::LogBusy { .. } => "log_busy",
+            HttpError::LogPoisoned { .. } => "log_poisoned",
             HttpError::LogUnavailable { .. } => "log_unavailable",
             HttpError::RecordTooLarge { .. } => "record_too_large",
             HttpError::RedirectsDisabled => "redirects_disabled",
@@ -321,6 +326,7 @@ impl HttpError {
             }
             HttpError::LogFull { .. }
             | HttpError::LogBusy { .. }
+            | HttpError::LogPoisoned { .. }
             | HttpError::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -357,6 +363,7 @@ impl HttpError {
             }
             HttpError::LogFull { retry_after }
             | HttpError::LogBusy { retry_after }
+            | HttpError::LogPoisoned { retry_after }
             | HttpError::LogUnavailable { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
@@ -413,6 +420,7 @@ mod tests {
             Duration::from_secs(1),
         );
         assert_eq!(poisoned.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(poisoned.code(), "log_poisoned");
         assert_eq!(poisoned.into_response().headers()[header::RETRY_AFTER], "1");
         let big = HttpError::from_wal(
             sluice_wal::Error::RecordTooLarge { size: 9, max: 8 },
