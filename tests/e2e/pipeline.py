@@ -168,14 +168,19 @@ class Pipeline:
     """ClickHouse + `sluice db init` + `sluice serve --clickhouse-url`. Call `close()` in a finally."""
 
     def __init__(
-        self, sluice_bin: Path, tmp_path: Path, env: dict[str, str] | None = None, own_clickhouse: bool = False
+        self,
+        sluice_bin: Path,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        own_clickhouse: bool = False,
+        server: type[ClickHouse] = ClickHouse,
     ):
         self.tmp_path = tmp_path
         self.ch: ClickHouse | None = None
         self.daemon: Daemon | None = None
         # `own_clickhouse`: a server this pipeline starts (and may kill), whatever
-        # SLUICE_TEST_CLICKHOUSE_URL says.
-        self.ch = ClickHouse.start(tmp_path, own=own_clickhouse)
+        # SLUICE_TEST_CLICKHOUSE_URL says. `server`: which kind (e.g. chdb_front.ChdbFront).
+        self.ch = server.start(tmp_path, own=own_clickhouse)
         self.env_extra = {**FAST_PUBLISH, **(env or {})}
         self.daemon = Daemon(
             sluice_bin,
