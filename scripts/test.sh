@@ -26,8 +26,9 @@ cd "$REPO_ROOT"
 # free port (tests/e2e/clickhouse.py, tests/support/clickhouse.rs); systemd for
 # `systemd-analyze verify` of deploy/systemd/sluice.service (tests/deploy_systemd.rs; it does
 # not need systemd running as PID 1); chromium, the browser puppeteer-core drives through the
-# admin console (tests/e2e/test_console_browser.py, which fails without it).
-APT_PACKAGES=(clickhouse-server clickhouse-client systemd chromium)
+# admin console (tests/e2e/test_console_browser.py, which fails without it); strace, which
+# traces a dead-letter flush's fsyncs (tests/deadletter_durability.rs).
+APT_PACKAGES=(clickhouse-server clickhouse-client systemd chromium strace)
 # Seconds each fuzz target runs (scripts/fuzz.sh); CI keeps it short.
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 

@@ -26,7 +26,28 @@
 //! sled is held to the kill -9 harness in `tests/deadletter_crash.rs` (a child writes and
 //! flushes, prints each acknowledged id, is killed at random moments; every acknowledged entry
 //! must be present and intact on reopen). It passes there; if it ever stops passing, the
-//! replacement is a second `sluice-wal` log plus an index, as DESIGN.md says.
+//! replacement is a second `sluice-wal` log plus an index.
+//!
+//! # Durability
+//!
+//! A kill -9 leaves the page cache in place; a power cut does not, so [`Store::flush`] does
+//! more than sled's own `flush`. sled 0.34 writes its log (the file `db`) with `pwrite` and
+//! `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`: the data reaches the device, but neither
+//! the file's metadata (its size, when it grew) nor the device's volatile cache is flushed.
+//! Values too large for a log buffer (over about 64 KiB with sled's default 512 KiB segments:
+//! big raw requests) go to a file of their own in `blobs/`, written with no sync at all. So
+//! after sled's flush, [`Store::flush`]:
+//!
+//! 1. `fsync`s every file in `blobs/` it has not synced before, then `blobs/` itself (the new
+//!    names), when there was one;
+//! 2. `fsync`s `db` (metadata, and a device cache flush).
+//!
+//! When it returns, every entry written before it survives a power cut. [`Store::open`] also
+//! syncs the store's directory and its parent, so the files sled created are durable names,
+//! and treats every blob already there as not yet synced (the process that wrote it may have
+//! died before its flush). The publisher flushes once per batch, so this costs a few `fsync`s
+//! per batch, not per entry. `tests/deadletter_durability.rs` traces the system calls of a
+//! flush (strace) and checks each of these syncs happens after the data's last write.
 //!
 //! # Retention
 //!
@@ -46,11 +67,13 @@
 //! API's replays and purges (one at a time) remove or rewrite existing ones, so the two never
 //! contend for an entry.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -203,6 +226,15 @@ pub enum DeadLetterError {
     /// No entry has this id.
     #[error("no dead-letter entry {0}")]
     NotFound(EntryId),
+    /// Making the store's files durable failed: what was flushed may not survive a power cut.
+    #[error("dead-letter store: cannot fsync {path}: {source}")]
+    Sync {
+        /// The file or directory.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DeadLetterError {
@@ -213,6 +245,7 @@ impl DeadLetterError {
             DeadLetterError::Storage { .. } => "storage",
             DeadLetterError::Decode { .. } => "decode",
             DeadLetterError::NotFound(_) => "not_found",
+            DeadLetterError::Sync { .. } => "sync",
         }
     }
 }
@@ -445,6 +478,9 @@ pub struct Store {
     /// Entries per failure category, in [`FailureCategory::ALL`] order (see [`Store::counts`]);
     /// kept like `bytes`.
     categories: Arc<[AtomicI64; FailureCategory::ALL.len()]>,
+    /// The names in `blobs/` already fsynced (see the module docs, "Durability"); the lock also
+    /// keeps two flushes from syncing the same files at once.
+    synced_blobs: Arc<Mutex<HashSet<OsString>>>,
 }
 
 impl Store {
@@ -491,7 +527,12 @@ impl Store {
             path: path.to_path_buf(),
             bytes: Arc::new(AtomicI64::new(0)),
             categories: Arc::new(std::array::from_fn(|_| AtomicI64::new(0))),
+            synced_blobs: Arc::new(Mutex::new(HashSet::new())),
         };
+        store.sync_dir(path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            store.sync_dir(parent)?;
+        }
         for value in store.db.iter().values() {
             let value = value.map_err(|source| DeadLetterError::Storage {
                 path: path.to_path_buf(),
@@ -560,9 +601,64 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every write so far durable (sled's flush: write and fsync its log).
+    /// Makes every write so far durable, across a power cut too: sled's flush, then the syncs
+    /// sled leaves out (the module docs, "Durability").
     pub fn flush(&self) -> Result<(), DeadLetterError> {
-        self.db.flush().map(drop).map_err(|e| self.storage(e))
+        self.db.flush().map(drop).map_err(|e| self.storage(e))?;
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let blobs = self.path.join("blobs");
+        let mut present = HashSet::new();
+        let mut synced_new = false;
+        match std::fs::read_dir(&blobs) {
+            Ok(dir) => {
+                for item in dir {
+                    let item = item.map_err(|source| DeadLetterError::Sync {
+                        path: blobs.clone(),
+                        source,
+                    })?;
+                    let name = item.file_name();
+                    if !synced.contains(&name) {
+                        match std::fs::File::open(item.path()).and_then(|f| f.sync_all()) {
+                            Ok(()) => synced_new = true,
+                            // sled removed it meanwhile (its value was replaced or deleted).
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(source) => {
+                                return Err(DeadLetterError::Sync {
+                                    path: item.path(),
+                                    source,
+                                })
+                            }
+                        }
+                    }
+                    present.insert(name);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DeadLetterError::Sync {
+                    path: blobs,
+                    source,
+                })
+            }
+        }
+        if synced_new {
+            self.sync_dir(&blobs)?;
+        }
+        *synced = present;
+        let log = self.path.join("db");
+        std::fs::File::open(&log)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| DeadLetterError::Sync { path: log, source })
+    }
+
+    /// `fsync` on a directory: the names created, renamed or removed in it are durable.
+    fn sync_dir(&self, dir: &Path) -> Result<(), DeadLetterError> {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| DeadLetterError::Sync {
+                path: dir.to_path_buf(),
+                source,
+            })
     }
 
     /// One entry.
