@@ -33,7 +33,7 @@
 //! | (route) | `source` = `segment` |
 //! | `type` | `event` (`track`, `page`, `screen`, `identify`, `group`, `alias`) |
 //! | track `event`; page/screen `name` | `event_name` (none for identify, group, alias) |
-//! | `messageId` | `message_id`; also `event_id`: the UUID itself, else a v5-style UUID derived from it (a retried message gets the same id); without `messageId` an id derived from the message's place in the log |
+//! | `messageId` | `message_id`; also `event_id`: the UUID itself, else the UUIDv5 of it in `MESSAGE_ID_NAMESPACE` (a retried message gets the same id); without `messageId` an id derived from the message's place in the log |
 //! | `userId`, `anonymousId` | `user_id`, `anonymous_id` |
 //! | `properties` | `properties` (JSON text); group adds `groupId`, alias adds `previousId` |
 //! | `traits` | `traits`, else `context.traits` (RudderStack), as JSON text |
@@ -73,7 +73,7 @@ use crate::wire::time::{parse_iso8601, MAX_TSTAMP_MS, MIN_TSTAMP_MS};
 /// `source` of Segment and RudderStack rows.
 pub const SOURCE: &str = "segment";
 
-/// The namespace of the v5-style UUIDs derived from `messageId`s that are not UUIDs.
+/// The namespace of the UUIDv5s derived from `messageId`s that are not UUIDs.
 pub const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c1c_e5e9_0d1a_4a3c_9b7e_2f44_6d1e_a004);
 
 /// What the items of one batch share.
@@ -486,20 +486,13 @@ pub fn skew_corrected(received: i64, created: Option<i64>, sent: Option<i64>) ->
     t.clamp(MIN_TSTAMP_MS, MAX_TSTAMP_MS)
 }
 
-/// `messageId` as an event id: the UUID it is, else a v5-style UUID (SHA-1 of
-/// [`MESSAGE_ID_NAMESPACE`] and the id), so the same message always gets the same id.
+/// `messageId` as an event id: the UUID it is, else the UUIDv5 (RFC 9562) of
+/// [`MESSAGE_ID_NAMESPACE`] and the id as sent, so the same message always gets the same id.
 pub fn message_event_id(message_id: &str) -> Uuid {
     if let Ok(u) = Uuid::try_parse(message_id.trim()) {
         return u;
     }
-    use sha1::Digest as _;
-    let mut h = sha1::Sha1::new();
-    h.update(MESSAGE_ID_NAMESPACE.as_bytes());
-    h.update(message_id.as_bytes());
-    let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+    Uuid::new_v5(&MESSAGE_ID_NAMESPACE, message_id.as_bytes())
 }
 
 /// An id field: a string (TSV-safe; empty is none) or a number's text; `Err` for other types.
@@ -1040,6 +1033,13 @@ mod tests {
         assert_ne!(a, message_event_id("ajs-next-2"));
         assert_eq!(a.get_version_num(), 5);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        // Stored event ids must not change between releases: this is RFC 9562's UUIDv5 of the
+        // namespace and the id (Python: `uuid.uuid5(UUID("5c1ce5e9-…"), "ajs-next-1")`).
+        assert_eq!(a.to_string(), "9bfd81e3-a4e0-5708-a31f-3762b8c28bcc");
+        assert_eq!(
+            Uuid::new_v5(&Uuid::NAMESPACE_DNS, b"python.org").to_string(),
+            "886313e1-3b8a-5372-9b90-0c9aee199e5d"
+        );
         // A replay of the same request gives the same rows.
         let body = br#"{"userId":"u","event":"e","messageId":"m-7"}"#;
         let p = processor(|_| {});
