@@ -2,19 +2,27 @@
 //!
 //! # Percent-decoding
 //!
-//! One decoder with two rules for `+`, and two ways to treat bytes that are not UTF-8 once
-//! decoded. A `%` not followed by two hex digits is always kept as written.
+//! Every `%XX` escape the daemon reads is decoded here, by the `percent-encoding` crate (the one
+//! `url` and `form_urlencoded` are built on). Two rules decide the rest:
+//!
+//! * `+` is a space only in `application/x-www-form-urlencoded` text: query strings and form
+//!   bodies. Everywhere else (a path segment, a cookie value) `+` is itself.
+//! * A `%` not followed by two hex digits is kept as written (`100%`, `%zz`): Snowplow trackers
+//!   send such values and the reference enrich keeps them.
 //!
 //! | function | `+` | not UTF-8 | used for |
 //! |---|---|---|---|
 //! | [`form_decode`] | a space | refused | Snowplow query strings (values are loaded) |
-//! | [`form_decode_lossy`] | a space | replaced by U+FFFD | cookies, the redirect target, keys in a query |
-//! | [`path_decode_lossy`] | kept | replaced by U+FFFD | a path segment (`/collect/{stream}`) |
+//! | [`form_decode_lossy`] | a space | replaced by U+FFFD | single query parameters: `nuid`, the redirect target `u`, `writeKey` |
+//! | [`percent_decode_lossy`] | kept | replaced by U+FFFD | a path segment (`/collect/{stream}`), the admin console's cookie |
+//!
+//! Percent-*encoding* goes through the same crate ([`percent_encoding::utf8_percent_encode`]).
 
 use std::borrow::Cow;
 use std::string::FromUtf8Error;
 
 use base64::Engine as _;
+use percent_encoding::percent_decode;
 
 use crate::event::Text;
 
@@ -23,7 +31,7 @@ use crate::event::Text;
 enum Plus {
     /// `application/x-www-form-urlencoded`: `+` is a space.
     Space,
-    /// A URL path: `+` is itself.
+    /// Anything else: `+` is itself.
     Literal,
 }
 
@@ -31,42 +39,15 @@ enum Plus {
 /// is nothing to decode.
 fn decode_bytes(s: &str, plus: Plus) -> Cow<'_, [u8]> {
     let bytes = s.as_bytes();
-    let escapes = match plus {
-        Plus::Space => bytes.iter().any(|&b| b == b'%' || b == b'+'),
-        Plus::Literal => bytes.contains(&b'%'),
-    };
-    if !escapes {
-        return Cow::Borrowed(bytes);
+    if plus == Plus::Space && bytes.contains(&b'+') {
+        // `+` becomes a space before the escapes are decoded, so `%2B` stays a `+`.
+        let spaced: Vec<u8> = bytes
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        return Cow::Owned(percent_decode(&spaced).collect());
     }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' if plus == Plus::Space => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(out)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_decode(bytes).into()
 }
 
 /// `s` form-decoded (`+` is a space); borrowed when it has nothing to decode. Refuses a
@@ -83,8 +64,8 @@ pub fn form_decode_lossy(s: &str) -> String {
     lossy(s, decode_bytes(s, Plus::Space))
 }
 
-/// A path segment decoded (`+` stays), bytes that are not UTF-8 replaced by U+FFFD.
-pub fn path_decode_lossy(s: &str) -> String {
+/// `s` percent-decoded with `+` kept, bytes that are not UTF-8 replaced by U+FFFD.
+pub fn percent_decode_lossy(s: &str) -> String {
     lossy(s, decode_bytes(s, Plus::Literal))
 }
 
@@ -165,10 +146,19 @@ mod tests {
     }
 
     #[test]
-    fn path_decoding_keeps_plus() {
-        assert_eq!(path_decode_lossy("a+b%20c"), "a+b c");
-        assert_eq!(path_decode_lossy("%4"), "%4");
-        assert_eq!(path_decode_lossy("%e2%82%ac"), "€");
+    fn percent_decoding_outside_forms_keeps_plus() {
+        assert_eq!(percent_decode_lossy("a+b%20c"), "a+b c");
+        assert_eq!(percent_decode_lossy("%4"), "%4");
+        assert_eq!(percent_decode_lossy("%e2%82%ac"), "€");
+        assert_eq!(percent_decode_lossy("%2B%zz"), "+%zz");
+    }
+
+    #[test]
+    fn an_escaped_plus_in_a_form_stays_a_plus() {
+        assert_eq!(form_decode("a%2Bb+c").unwrap(), "a+b c");
+        assert_eq!(form_decode("+%2").unwrap(), " %2");
+        // Nothing decoded: the input itself, not a copy.
+        assert!(matches!(form_decode("100%"), Ok(Cow::Borrowed("100%"))));
     }
 
     #[test]

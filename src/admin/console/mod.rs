@@ -44,6 +44,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::AdminToken;
 
@@ -242,44 +243,28 @@ fn session_cookie(token: &str) -> HeaderValue {
     .expect("an encoded cookie value is a valid header value")
 }
 
+/// Bytes [`encode_cookie_value`] escapes: everything but RFC 6265 `cookie-octet`s
+/// (`%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`), and `%` itself so decoding is exact.
+/// Non-ASCII bytes are always escaped.
+const NOT_COOKIE_OCTET: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b',')
+    .add(b';')
+    .add(b'\\');
+
 /// `token` as a cookie value: RFC 6265 `cookie-octet`s as they are, anything else (and `%`)
 /// percent-encoded, so a configured token with spaces, `;` or non-ASCII survives the round
 /// trip. A generated token (hex) is unchanged.
 fn encode_cookie_value(token: &str) -> String {
-    let mut out = String::with_capacity(token.len());
-    for b in token.bytes() {
-        let octet = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
-        if octet && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(token, NOT_COOKIE_OCTET).to_string()
 }
 
-/// The inverse of [`encode_cookie_value`]; a malformed escape is kept as it is.
+/// The inverse of [`encode_cookie_value`] (a cookie is not form-encoded: `+` is itself); a
+/// malformed escape is kept as it is.
 fn decode_cookie_value(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::wire::text::percent_decode_lossy(value)
 }
 
 fn see_other(location: &str) -> Response<Full<Bytes>> {
@@ -430,6 +415,12 @@ mod tests {
         let hex = "0123456789abcdef0123456789abcdef";
         assert_eq!(encode_cookie_value(hex), hex);
         assert_eq!(decode_cookie_value("%zz%4"), "%zz%4");
+        assert_eq!(decode_cookie_value("a+b"), "a+b");
+        // Every byte outside cookie-octet is escaped, `%` included.
+        assert_eq!(
+            encode_cookie_value("a b\"c,d;e\\f%g\u{7f}é+"),
+            "a%20b%22c%2Cd%3Be%5Cf%25g%7F%C3%A9+"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::publish::enrich::{Enricher, Position, RequestContext};
 use crate::publish::map::segment::{self, json_text, Shared};
 use crate::wire::route::{Call, Route};
 use crate::wire::snowplow::request_failure;
-use crate::wire::text::{path_decode_lossy, tsv_safe};
+use crate::wire::text::{percent_decode_lossy, tsv_safe};
 
 /// `source` of `/collect` rows.
 pub const SOURCE: &str = "collect";
@@ -50,7 +50,7 @@ pub fn stream_name(route: &str, path: &str) -> Option<Text> {
         return None;
     }
     let segment = path.trim_end_matches('/').rsplit('/').next()?;
-    tsv_safe(path_decode_lossy(segment).trim())
+    tsv_safe(percent_decode_lossy(segment).trim())
 }
 
 /// Maps one stored `/collect` request: one row or failure per object.
