@@ -49,8 +49,19 @@
 //! answers 302 `Location: <url>` when `collector.redirects.allowed_domains` is empty or lists the
 //! target's host or a parent domain of it. A missing or unusable `u` (not an absolute `http`/`https`
 //! URL with a host) or a target outside the list gets 400 and nothing is stored: trackers never
-//! retry a 400. A custom path alias to `/r/tp2` redirects even when the default route is
-//! disabled (as in the reference collector): configuring the alias is the opt-in.
+//! retry a 400.
+//!
+//! The target's host is the one a browser would go to: `u` is read by the `url` crate, which
+//! implements the WHATWG URL standard browsers follow, so userinfo (`https://shop.example@evil`
+//! goes to `evil`), `\` (a path separator in `http`/`https`), ports, case and IDNA
+//! (`ｓｈｏｐ.example` is `shop.example`) are all resolved as the browser resolves them before the
+//! host is compared with the list. Spaces and control characters, which a parser would silently
+//! strip, and `http:/x` or `https:///x`, which it would repair into `https://x/`, are refused
+//! instead. `Location` is `u` as sent when it is printable ASCII without `\`, else the parser's
+//! serialisation of it, so the browser never has to reinterpret a form we did not check.
+//!
+//! A custom path alias to `/r/tp2` redirects even when the default route is disabled (as in the
+//! reference collector): configuring the alias is the opt-in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -60,6 +71,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
 
 use crate::config::units::{outside, ByteSize, HumanDuration, Violation};
 
@@ -563,21 +575,25 @@ impl OriginRule {
     fn matches(&self, origin: &str) -> bool {
         match self {
             OriginRule::Exact(o) => origin.eq_ignore_ascii_case(o),
-            OriginRule::Domain(d) => origin_host(origin).is_some_and(|h| host_within(h, d)),
+            OriginRule::Domain(d) => origin_host(origin).is_some_and(|h| host_within(&h, d)),
         }
     }
 }
 
-/// The host of an origin (`https://shop.example:8443` → `shop.example`; `[::1]` kept bracketed).
-fn origin_host(origin: &str) -> Option<&str> {
-    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = if authority.starts_with('[') {
-        authority.find(']').map(|i| &authority[..=i])?
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    (!host.is_empty()).then_some(host)
+/// The host of an `Origin` (`https://shop.example:8443` → `shop.example`; `[::1]` kept
+/// bracketed), lower-cased and IDNA-mapped by the WHATWG parser. `None` unless it is
+/// `scheme://host[:port]`: userinfo, a path (a `\\` starts one), a query or a fragment make it
+/// no origin, so `https://evil.example\\.shop.example` has no host to match.
+fn origin_host(origin: &str) -> Option<String> {
+    let url = Url::parse(origin).ok()?;
+    let bare = url.username().is_empty()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none();
+    url.host_str()
+        .filter(|h| bare && !h.is_empty())
+        .map(str::to_owned)
 }
 
 /// `host` is `domain` or a subdomain of it (ASCII case-insensitive).
@@ -656,7 +672,7 @@ impl CookieRules {
                     if origins
                         .split_ascii_whitespace()
                         .filter_map(origin_host)
-                        .any(|h| host_within(h, domain))
+                        .any(|h| host_within(&h, domain))
                     {
                         return attrs;
                     }
@@ -1057,15 +1073,16 @@ impl Collector {
         if target.is_empty() {
             return Err(RedirectRefusal::Missing);
         }
-        let host = url_host(&target).ok_or_else(|| RedirectRefusal::Invalid(target.clone()))?;
-        let location =
-            HeaderValue::from_str(&target).map_err(|_| RedirectRefusal::Invalid(target.clone()))?;
+        let url = redirect_url(&target).ok_or_else(|| RedirectRefusal::Invalid(target.clone()))?;
+        let host = url.host_str().unwrap_or_default();
         if !self.redirect_domains.is_empty()
             && !self.redirect_domains.iter().any(|d| host_within(host, d))
         {
             return Err(RedirectRefusal::Disallowed(host.to_owned()));
         }
-        Ok(location)
+        let as_sent = target.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+        let location = if as_sent { &target } else { url.as_str() };
+        HeaderValue::from_str(location).map_err(|_| RedirectRefusal::Invalid(target.clone()))
     }
 }
 
@@ -1091,29 +1108,23 @@ fn usable_nuid(value: &str) -> Option<String> {
         .then(|| value.to_owned())
 }
 
-/// The host of an absolute `http`/`https` URL (userinfo and port removed), if it is one. Control
-/// characters and spaces anywhere make it unusable.
-fn url_host(url: &str) -> Option<&str> {
-    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+/// `target` as an absolute `http`/`https` URL with a host, parsed as a browser parses it (see
+/// the module docs), or `None`.
+fn redirect_url(target: &str) -> Option<Url> {
+    // The parser strips these silently; a target carrying them is not what was meant.
+    if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return None;
     }
-    let (scheme, rest) = url.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+    // `http:x`, `https:/x`, `https:///x` and `https:\\x` all parse as `https://x/`: only a
+    // target that spells `scheme://host` itself is taken.
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        || rest.starts_with(['/', '\\'])
+    {
         return None;
     }
-    // Browsers end the authority at `\` as well as `/`, `?` and `#`.
-    let authority = rest.split(['/', '?', '#', '\\']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
-        &host_port[..=host_port.find(']')?]
-    } else {
-        host_port.split(':').next()?
-    };
-    let plausible = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
-    plausible.then_some(host)
+    let url = Url::parse(target).ok()?;
+    url.host_str().is_some_and(|h| !h.is_empty()).then_some(url)
 }
 
 #[cfg(test)]
@@ -1141,28 +1152,159 @@ mod tests {
         assert!(host_within("WWW.Shop.Example", "shop.example"));
         assert!(!host_within("notshop.example", "shop.example"));
         assert!(!host_within("example", "shop.example"));
-        assert_eq!(origin_host("https://a.b:8443"), Some("a.b"));
-        assert_eq!(origin_host("http://[::1]:80"), Some("[::1]"));
-        assert_eq!(origin_host("https://"), None);
+    }
+
+    #[test]
+    fn an_origin_host_is_what_a_browser_would_call_the_host() {
+        let host = |o| origin_host(o);
+        assert_eq!(host("https://a.b:8443").as_deref(), Some("a.b"));
+        assert_eq!(host("http://[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(
+            host("HTTPS://Shop.EXAMPLE").as_deref(),
+            Some("shop.example")
+        );
+        assert_eq!(
+            host("https://xn--shp-tna.example").as_deref(),
+            Some("xn--shp-tna.example")
+        );
+        assert_eq!(
+            host("https://ＳＨＯＰ.example").as_deref(),
+            Some("shop.example")
+        );
+        assert_eq!(host("app://bundle.id").as_deref(), Some("bundle.id"));
+        for forged in [
+            "https://",
+            "null",
+            "shop.example",
+            "//shop.example",
+            // Userinfo: the host is `shop.example`, but an Origin never carries it.
+            "https://evil.example@shop.example",
+            // `\` ends the host: `evil.example` with a path, never `….shop.example`.
+            "https://evil.example\\.shop.example",
+            "https://shop.example/path",
+            "https://shop.example?q",
+            "https://shop.example#f",
+        ] {
+            assert_eq!(host(forged), None, "{forged}");
+        }
+        // The old hand-written split took everything up to `:` or `/` as the host.
+        assert!(!OriginRule::Domain("shop.example".into())
+            .matches("https://evil.example\\.shop.example"));
+    }
+
+    /// The host the redirect allow-list compares, for a target `u`.
+    fn redirect_host(target: &str) -> Option<String> {
+        redirect_url(target).and_then(|u| u.host_str().map(str::to_owned))
     }
 
     #[test]
     fn redirect_targets_must_be_absolute_http_urls_with_a_host() {
-        assert_eq!(url_host("https://a.example/x?y#z"), Some("a.example"));
-        assert_eq!(url_host("HTTP://user:pw@a.example:81/"), Some("a.example"));
+        let host = |t| redirect_host(t);
         assert_eq!(
-            url_host("https://a.example\\@b.example/"),
+            host("https://a.example/x?y#z").as_deref(),
             Some("a.example")
         );
-        assert_eq!(url_host("https://[2001:db8::1]/"), Some("[2001:db8::1]"));
+        assert_eq!(
+            host("HTTP://user:pw@a.example:81/").as_deref(),
+            Some("a.example")
+        );
+        // Browsers end the authority at `\` in http(s) URLs: the host is `a.example`.
+        assert_eq!(
+            host("https://a.example\\@b.example/").as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(
+            host("https://[2001:db8::1]/").as_deref(),
+            Some("[2001:db8::1]")
+        );
         for bad in [
             "ftp://a.example/",
             "//a.example/",
             "/x",
+            "a.example/x",
             "https:///x",
+            "https:/a.example/",
+            "https:a.example",
+            "https:\\\\a.example/",
+            "https://\\a.example/",
             "https://a b/",
+            "https://a.example/\tx",
+            " https://a.example/",
+            "javascript:alert('https://a.example')",
+            "https://",
+            "https://:80/",
+            "https://a.example:99999/",
         ] {
-            assert_eq!(url_host(bad), None, "{bad}");
+            assert_eq!(host(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn forged_redirect_targets_are_judged_by_the_host_a_browser_would_visit() {
+        let c = collector(|c| {
+            c.redirects.enabled = true;
+            c.redirects.allowed_domains = vec!["shop.example".into()];
+        });
+        let redirect = |u: &str| {
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("u", u)
+                .finish();
+            c.redirect_target(Some(&q))
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        for (target, location) in [
+            ("https://shop.example", "https://shop.example"),
+            (
+                "https://WWW.Shop.Example:8443/x",
+                "https://WWW.Shop.Example:8443/x",
+            ),
+            // Userinfo naming another site still goes to the host after `@`.
+            (
+                "https://evil.example@shop.example/",
+                "https://evil.example@shop.example/",
+            ),
+            // Full-width letters are IDNA-mapped to the listed host; Location is that form.
+            ("https://ｓｈｏｐ.example/", "https://shop.example/"),
+            // A `\` is sent as the `/` a browser reads it as.
+            (
+                "https://shop.example\\@evil.example/",
+                "https://shop.example/@evil.example/",
+            ),
+        ] {
+            assert_eq!(redirect(target).as_deref(), Ok(location), "{target}");
+        }
+        for (target, host) in [
+            ("https://shop.example@evil.example/", "evil.example"),
+            ("https://shop.example:pw@evil.example/", "evil.example"),
+            ("https://evil.example\\.shop.example/", "evil.example"),
+            ("https://evil.example#.shop.example", "evil.example"),
+            ("https://evil.example?.shop.example", "evil.example"),
+            (
+                "https://shop.example.evil.example/",
+                "shop.example.evil.example",
+            ),
+            ("https://notshop.example/", "notshop.example"),
+            ("https://shop.example./", "shop.example."),
+            ("https://shöp.example/", "xn--shp-tna.example"),
+            ("https://evil%2Eexample/", "evil.example"),
+            ("http://0x7f.1/", "127.0.0.1"),
+        ] {
+            assert_eq!(
+                redirect(target),
+                Err(RedirectRefusal::Disallowed(host.into())),
+                "{target}"
+            );
+        }
+        for bad in [
+            "//shop.example/",
+            "shop.example",
+            "https:/shop.example",
+            "https://shop.example/\r\nX: 1",
+        ] {
+            assert!(
+                matches!(redirect(bad), Err(RedirectRefusal::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
