@@ -1,6 +1,7 @@
 //! The filesystem seam. The log touches the disk only through [`FileSystem`] and [`File`], so
 //! tests can inject write, sync, create and no-space failures ([`FaultyFs`]) while running
-//! against a real directory.
+//! against a real directory, and cut the power at any point of a history ([`PowerLossFs`], an
+//! in-memory filesystem that forgets what was never synced).
 
 use std::fmt::Debug;
 use std::fs::OpenOptions;
@@ -9,6 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+mod power_loss;
+pub use power_loss::{PowerLossFs, POWER_LOSS_PAGE, POWER_LOSS_SECTOR};
 
 /// An open file as the log uses it: positional reads and writes, data syncs, preallocation.
 pub trait File: Send + Sync + Debug {
@@ -56,6 +60,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>>;
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` is an existing directory.
+    fn is_dir(&self, path: &Path) -> bool;
     /// The paths of the entries of a directory.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
     /// Atomically renames `from` to `to`.
@@ -117,6 +123,9 @@ impl FileSystem for StdFs {
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::read_dir(path)?
@@ -254,6 +263,9 @@ impl FileSystem for FaultyFs {
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         StdFs.create_dir_all(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        StdFs.is_dir(path)
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         StdFs.read_dir(path)

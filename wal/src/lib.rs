@@ -32,7 +32,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "SLUICEWL"
-//! 8       4     format version (1)
+//! 8       4     format version (2; version 1 segments are read too)
 //! 12      4     reserved, zero
 //! 16      8     segment id: 1 for the log's first segment, +1 for each one started after it
 //! 24      8     first LSN: the LSN of the first record this segment holds
@@ -43,9 +43,11 @@
 //! 64      …     records, back to back, until the next one would not fit
 //! ```
 //!
-//! A header is valid when its magic, its CRC and its version all check. Anything else, a file
-//! shorter than 64 bytes included, means the slot holds no segment (see "Recovery"); a header
-//! of another format version is treated the same way. The reserved bytes are written as zero
+//! A header is valid when its magic, its CRC and its version (1 or 2) all check. Anything else,
+//! a file shorter than 64 bytes included, means the slot holds no segment (see "Recovery"); a
+//! header of another format version is treated the same way. Version 2 differs from version 1
+//! only in the group bit of the record frame (below); a writer always initialises slots as
+//! version 2, and appends to a version 1 newest segment without changing its header. The reserved bytes are written as zero
 //! and not checked; bytes 52..64 are not covered by the CRC. A slot keeps its size when it is
 //! recycled under a smaller `segment_bytes`: the size written is the larger of the setting and
 //! the file's length, and readers take the size from the header, not from the configuration.
@@ -53,18 +55,25 @@
 //! A record frame:
 //!
 //! ```text
-//! 0       4     payload length N (u32)
-//! 4       4     CRC32C over salt (8) ‖ LSN (8) ‖ N (4) ‖ payload (N)
+//! 0       4     length word (u32): payload length N in bits 0..31, the group bit in bit 31
+//! 4       4     CRC32C over salt (8) ‖ LSN (8) ‖ length word (4) ‖ payload (N)
 //! 8       8     LSN
 //! 16      N     payload
 //! ```
+//!
+//! The group bit is set on the first record the writer writes after the segment's last sync:
+//! the first record of every group commit, of every new segment and of every writer's life.
+//! Records with the bit clear were written together with the one before them and synced by the
+//! same `fdatasync`. Version 1 writers never set it. It lets recovery tell a power cut's torn
+//! group from damage to a record that had been synced ("Recovery", step 5).
 //!
 //! The salt in the checksum means bytes left in a recycled slot by an earlier segment can never
 //! validate as records of the current one; the LSN in the checksum (and the reader's rule that
 //! each record's LSN is exactly one more than the previous) means a stale record of the *same*
 //! segment, left beyond a truncated tail, can't either. LSNs start at 1 and grow by one per
-//! record for the log's whole life; they are never reused, so the last LSN is also the number
-//! of records ever appended. An empty payload (N = 0) is a valid record.
+//! record for the log's whole life, so the last LSN is also the number of records ever
+//! appended. The only LSNs handed out twice are those of a torn tail, never acknowledged and
+//! zeroed by recovery before the writer reuses them. An empty payload (N = 0) is a valid record.
 //!
 //! ## Where a segment's records end
 //!
@@ -127,7 +136,8 @@
 //!    it: every record in it is durable before any record of the next segment exists), a free
 //!    slot is initialised with a new header, and that header is synced before records follow.
 //!    A slot file created for the first time is preallocated, synced, and then the directory is
-//!    fsynced so its entry survives a crash.
+//!    fsynced so its entry survives a crash. Opening creates the log's directory and any missing
+//!    ancestor, and fsyncs the parent of each one it created, before anything is written in it.
 //! 3. **Checkpoint.** The new state is written to `checkpoint.tmp`, which is synced, renamed
 //!    over `checkpoint`, and the directory is fsynced.
 //! 4. **Recycle.** Only segments whose every record is at or below the *durable* checkpoint are
@@ -157,13 +167,17 @@
 //!    segment's last record.
 //! 5. In the newest segment, a bad frame is the torn tail of a write that was never
 //!    acknowledged, whatever check it failed (a CRC mismatch, a wrong LSN, a length past the
-//!    end). The exception is a bad frame whose declared length leaves room for a frame header
-//!    before the segment's size, where the frame at offset + 16 + N validates with the LSN
-//!    after the expected one: that is a damaged record in the middle of the log, and is
-//!    [`Error::Corruption`]. A torn tail is repaired before any new record is written: the
-//!    bytes from the bad frame's offset to the header's segment size are overwritten with
-//!    zeros and synced (the file is not shortened), a warning is logged, and the writer
-//!    continues at that offset with the next LSN. A clean end needs no repair.
+//!    end), unless a sync provably covered it. A power cut keeps any subset of an unsynced
+//!    write's pages, so valid records after a bad one prove nothing by themselves: they may be
+//!    later pages of the same torn group. Recovery follows the frames after the bad one by
+//!    their length words (each bad one is stepped over with its declared length, expecting the
+//!    next LSN) up to the first all-zero header or the segment's size. A valid record among
+//!    them that carries the group bit was written after a sync that covered the bad record, so
+//!    the bad record had been acknowledged: that is damage, and is [`Error::Corruption`]. In a
+//!    version 1 segment any valid record found this way is. A torn tail is repaired before any
+//!    new record is written: the bytes from the bad frame's offset to the header's segment size
+//!    are overwritten with zeros and synced (the file is not shortened), a warning is logged,
+//!    and the writer continues at that offset with the next LSN. A clean end needs no repair.
 //! 6. Byte accounting is recomputed from what the scan found, never carried over.
 //!
 //! A read-only open ([`LogView`]) runs the same checks and changes nothing on disk: a torn
@@ -208,9 +222,9 @@
 //! Limits: a damaged header of the *newest* segment is indistinguishable from an interrupted
 //! re-initialisation, so the records of that segment would be lost unreported. Header writes
 //! are synced on their own before any record follows, which keeps the window to media damage.
-//! Likewise only one frame past a bad one in the newest segment is checked: damage to the
-//! newest record, to a length field, or to two records in a row reads as a torn tail and is
-//! cut off.
+//! Likewise damage inside the newest commit group of the newest segment, or to a length word
+//! or frame header that hides the frames after it, reads as a torn tail and is cut off: a power
+//! cut can leave exactly those bytes.
 //!
 //! # Example
 //!

@@ -370,11 +370,17 @@ impl Wal {
     ) -> Result<Wal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let existed = dir.exists();
+        // Every directory this creates gets its entry synced into its parent: a log whose
+        // directory could vanish at a power cut would lose everything acknowledged in it.
+        let created: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !fs.is_dir(a))
+            .map(Path::to_path_buf)
+            .collect();
         fs.create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
-        if !existed {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        for new_dir in created.iter().rev() {
+            if let Some(parent) = new_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs.sync_dir(parent)
                     .map_err(|e| Error::io("sync directory", parent, e))?;
             }
@@ -627,10 +633,18 @@ impl Writer {
                 }
             }
             let a = self.active.as_mut().expect("rolled over");
-            if self.buf.is_empty() {
+            // An empty buffer means everything before this record is synced.
+            let opens_group = self.buf.is_empty();
+            if opens_group {
                 a.flushed = a.offset;
             }
-            format::encode_record(&mut self.buf, a.salt, self.next_lsn, &p.payload);
+            format::encode_record(
+                &mut self.buf,
+                a.salt,
+                self.next_lsn,
+                &p.payload,
+                opens_group,
+            );
             a.offset += framed;
             waiting.push(Waiting {
                 done: p.done,
@@ -785,6 +799,7 @@ impl Writer {
             first_lsn: self.next_lsn,
             salt: fastrand::u64(..),
             size,
+            version: format::SEGMENT_VERSION,
         };
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| Error::io("write header", &path, e))?;

@@ -282,15 +282,15 @@ pub(crate) fn survey(
         }
     }
 
-    // In the newest segment, a bad record followed by a good one is damage, not a torn tail.
+    // In the newest segment, a bad record is a torn tail unless a sync provably covered it.
     if let Some(s) = segments.last() {
         if let Stop::Dirty { offset, reason } = &s.stop {
-            if followed_by_valid_record(&s.file, &s.header, *offset, s.last_lsn.next())? {
+            if let Some(found) = synced_past(s, *offset)? {
                 problems.push(Problem {
                     segment: s.header.id,
                     path: s.path.clone(),
                     offset: *offset,
-                    reason: format!("{reason}, and a valid record follows it"),
+                    reason: format!("{reason}, and {found} follows it"),
                 });
             }
         }
@@ -468,25 +468,39 @@ fn scan_segment(
     })
 }
 
-/// True when the frame at `offset` has a plausible length and the frame after it is a valid
-/// record numbered `expected + 1`: the damaged record sits in the middle of written data.
-fn followed_by_valid_record(
-    file: &Arc<dyn File>,
-    header: &SegmentHeader,
-    offset: u64,
-    expected: Lsn,
-) -> Result<bool> {
-    let mut r = ChunkReader::new(file.clone(), header.size);
-    let head = match r.get(offset, FRAME_HEADER_LEN as usize) {
-        Ok(Some(h)) => FrameHeader::read(h),
-        _ => return Ok(false),
-    };
-    let next = offset + FRAME_HEADER_LEN + u64::from(head.len);
-    if next + FRAME_HEADER_LEN > header.size {
-        return Ok(false);
+/// Whether the records after the bad frame at `offset` in the newest segment `s` show that the
+/// bad record had been synced, so that it is damage and not a torn tail (crate docs,
+/// "Recovery"): a valid record after it that opens a commit group was written after a sync that
+/// covered it. In a version 1 segment, whose frames never open a group, any valid record after
+/// it does. Frames are followed by their length words; the walk ends at the first all-zero
+/// header or at the segment's end. Returns what was found.
+fn synced_past(s: &ScannedSegment, offset: u64) -> Result<Option<String>> {
+    let header = &s.header;
+    let io = |e| Error::io("read", &s.path, e);
+    let mut r = ChunkReader::new(s.file.clone(), header.size);
+    let mut at = offset;
+    let mut lsn = s.last_lsn.next();
+    loop {
+        let Some(head) = r.get(at, FRAME_HEADER_LEN as usize).map_err(io)? else {
+            return Ok(None);
+        };
+        let h = FrameHeader::read(head);
+        if at != offset {
+            match read_frame(&mut r, header.salt, at, lsn).map_err(io)? {
+                Frame::End => return Ok(None),
+                Frame::Bad(_) => {}
+                Frame::Record { .. } if header.version == 1 => {
+                    return Ok(Some(format!("a valid record ({lsn})")));
+                }
+                Frame::Record { .. } if h.opens_group => {
+                    return Ok(Some(format!(
+                        "a valid record ({lsn}) written after a sync that covered it"
+                    )));
+                }
+                Frame::Record { .. } => {}
+            }
+        }
+        at += FRAME_HEADER_LEN + u64::from(h.len);
+        lsn = lsn.next();
     }
-    Ok(matches!(
-        read_frame(&mut r, header.salt, next, expected.next()),
-        Ok(Frame::Record { .. })
-    ))
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use common::{payload, read_all, segment_files, small_config};
-use sluice_wal::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use sluice_wal::format::{encode_record, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use sluice_wal::{verify, Error, LogView, Lsn, SegmentId, Wal};
 
 /// Appends `n` records of `len` bytes and closes the log.
@@ -44,7 +44,7 @@ fn a_torn_final_record_is_truncated_and_the_log_accepts_new_records() {
     // Simulate a write cut short: half of an 11th record after the 10th.
     let seg = &segment_files(dir.path())[0];
     let mut partial = Vec::new();
-    sluice_wal::format::encode_record(&mut partial, 0, Lsn(11), &payload(10, 500));
+    sluice_wal::format::encode_record(&mut partial, 0, Lsn(11), &payload(10, 500), true);
     let f = OpenOptions::new().write(true).open(seg).unwrap();
     f.write_all_at(&partial[..200], frame_offset(10, 500))
         .unwrap();
@@ -140,6 +140,94 @@ fn a_damaged_record_in_the_middle_of_the_newest_segment_is_corruption_not_a_torn
     flip_byte(seg, bad_at + FRAME_HEADER_LEN + 7);
     let wal = Wal::open(dir.path(), small_config()).unwrap();
     assert_eq!(read_all(&wal, Lsn(1)).len(), 10);
+}
+
+/// Rewrites records `from..=to` (0-based, `len` bytes each) of the first segment as one commit
+/// group, as the writer lays out records it syncs together; returns the segment's path.
+fn rewrite_as_one_group(dir: &Path, from: u64, to: u64, len: usize) -> std::path::PathBuf {
+    let seg = segment_files(dir)[0].clone();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+    f.read_exact_at(&mut head, 0).unwrap();
+    let salt = SegmentHeader::decode(&head).unwrap().salt;
+    let mut group = Vec::new();
+    for k in from..=to {
+        encode_record(&mut group, salt, Lsn(k + 1), &payload(k, len), k == from);
+    }
+    f.write_all_at(&group, frame_offset(from, len)).unwrap();
+    seg
+}
+
+#[test]
+fn a_damaged_record_inside_the_last_commit_group_is_a_torn_tail() {
+    // A power cut can keep a later page of an unsynced group and lose an earlier one.
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10, 500);
+    let seg = rewrite_as_one_group(dir.path(), 4, 9, 500);
+    let bad_at = frame_offset(6, 500);
+    flip_byte(&seg, bad_at + FRAME_HEADER_LEN + 7);
+    let report = verify(dir.path()).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.torn_tail.as_ref().map(|t| t.offset), Some(bad_at));
+    let wal = Wal::open(dir.path(), small_config()).unwrap();
+    assert_eq!(wal.status().last_lsn, Lsn(6));
+    assert_eq!(read_all(&wal, Lsn(1)).len(), 6);
+    assert_eq!(wal.append(payload(77, 10)).unwrap(), Lsn(7));
+}
+
+#[test]
+fn a_damaged_record_followed_by_a_later_commit_group_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10, 500);
+    // Records 5..=7 were synced together; 8 opened the next group, so 6 had been synced.
+    let seg = rewrite_as_one_group(dir.path(), 4, 6, 500);
+    let bad_at = frame_offset(5, 500);
+    flip_byte(&seg, bad_at + FRAME_HEADER_LEN + 7);
+    let err = Wal::open(dir.path(), small_config()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corruption { offset, reason, .. }
+            if *offset == bad_at && reason.contains("written after a sync that covered it")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn in_a_version_1_segment_any_valid_record_after_a_bad_one_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10, 500);
+    let seg = segment_files(dir.path())[0].clone();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+    f.read_exact_at(&mut head, 0).unwrap();
+    let salt = SegmentHeader::decode(&head).unwrap().salt;
+    head[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&head[0..48]);
+    head[48..52].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&head, 0).unwrap();
+    // Version 1 frames never carry the group bit.
+    let mut v1 = Vec::new();
+    for k in 0..10 {
+        encode_record(&mut v1, salt, Lsn(k + 1), &payload(k, 500), false);
+    }
+    f.write_all_at(&v1, SEGMENT_HEADER_LEN).unwrap();
+    let wal = Wal::open(dir.path(), small_config()).unwrap();
+    assert_eq!(read_all(&wal, Lsn(1)).len(), 10, "version 1 records read");
+    wal.close().unwrap();
+    let bad_at = frame_offset(8, 500);
+    flip_byte(&seg, bad_at + FRAME_HEADER_LEN + 7);
+    let err = Wal::open(dir.path(), small_config()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corruption { offset, .. } if offset == bad_at),
+        "{err:?}"
+    );
 }
 
 #[test]
