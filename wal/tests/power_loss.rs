@@ -231,12 +231,17 @@ fn run(seed: u64, config: &WalConfig) -> u64 {
     model.dropped
 }
 
+/// Runs per test: 300, or `POWER_LOSS_SEEDS` for a longer local search (refused under
+/// `CI=true`, where every runner proves the same histories).
 fn seeds() -> std::ops::Range<u64> {
-    let n = std::env::var("POWER_LOSS_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
-    0..n
+    let Ok(n) = std::env::var("POWER_LOSS_SEEDS") else {
+        return 0..300;
+    };
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        "POWER_LOSS_SEEDS is set but CI=true: unset it (it is for local runs only)"
+    );
+    0..n.parse().expect("POWER_LOSS_SEEDS is a number of seeds")
 }
 
 #[test]
