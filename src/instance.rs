@@ -109,7 +109,9 @@ pub fn load_or_create(data_dir: &Path) -> Result<InstanceId, InstanceError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("read", &path)(e)),
     }
-    fs::create_dir_all(data_dir).map_err(io("create", data_dir))?;
+    // The data directory must not vanish at a power cut with the id (or the logs) inside.
+    sluice_wal::fs::create_dir_all_durable(&sluice_wal::fs::StdFs, data_dir)
+        .map_err(io("create", data_dir))?;
     let id = InstanceId::random();
     let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
     {

@@ -75,6 +75,28 @@ pub trait FileSystem: Send + Sync + Debug {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Debug + Send + Sync>>;
 }
 
+/// Creates `dir` and every missing ancestor through `fs`, and fsyncs the parent of each
+/// directory it created, so that none of them can vanish at a power cut with what is later
+/// made durable inside it. A failed sync names the directory it was syncing.
+pub fn create_dir_all_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    let created: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !fs.is_dir(a))
+        .collect();
+    fs.create_dir_all(dir)?;
+    for new_dir in created.iter().rev() {
+        if let Some(parent) = new_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("sync directory {}: {e}", parent.display()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;

@@ -370,21 +370,9 @@ impl Wal {
     ) -> Result<Wal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        // Every directory this creates gets its entry synced into its parent: a log whose
-        // directory could vanish at a power cut would lose everything acknowledged in it.
-        let created: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|a| !a.as_os_str().is_empty() && !fs.is_dir(a))
-            .map(Path::to_path_buf)
-            .collect();
-        fs.create_dir_all(&dir)
+        // A log whose directory could vanish at a power cut would lose everything in it.
+        crate::fs::create_dir_all_durable(&*fs, &dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
-        for new_dir in created.iter().rev() {
-            if let Some(parent) = new_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)
-                    .map_err(|e| Error::io("sync directory", parent, e))?;
-            }
-        }
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs.lock(&lock_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
