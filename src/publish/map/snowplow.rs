@@ -882,40 +882,88 @@ mod tests {
         assert_eq!(one(&off, &get(BASE)).unwrap().br_family, None);
     }
 
+    /// Snowplow's fingerprint enrichment joins the sorted, kept parameters as
+    /// `key U+001F value U+001F`: for `e=se`, `se_ac=buy` and an excluded `stm` that is 15
+    /// bytes (the length its own specification checks with a hash of "the length"). The
+    /// digests are of that text, computed with Python's `hashlib`, not with this crate.
     #[test]
-    fn the_fingerprint_hashes_sorted_params_without_the_excluded_keys() {
-        let mut params = RawEvent::new();
-        params.insert("e".into(), "pv".into());
-        params.insert("eid".into(), "x".into());
-        params.insert("a".into(), "1".into());
-        // md5("a\x1f1\x1fe\x1fpv\x1f")
-        use md5::Digest as _;
-        let expected: String = md5::Md5::digest("a\u{1f}1\u{1f}e\u{1f}pv\u{1f}".as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let exclude = FingerprintConfig::default().exclude;
-        assert_eq!(fingerprint(&params, &exclude, HashAlgorithm::Md5), expected);
+    fn fingerprints_match_known_digests_of_snowplows_join() {
+        fn params(pairs: &[(&'static str, &'static str)]) -> RawEvent<'static> {
+            let mut p = RawEvent::new();
+            for (k, v) in pairs {
+                p.insert((*k).into(), (*v).into());
+            }
+            p
+        }
+        let exclude = vec!["stm".to_string(), "eid".to_string()];
+        let event = params(&[("stm", "1000000000000"), ("se_ac", "buy"), ("e", "se")]);
+        for (algorithm, known) in [
+            (HashAlgorithm::Md5, "6829c2021516783f1ef03a9e9736ac77"),
+            (
+                HashAlgorithm::Sha1,
+                "00b058442f1f3a552fa1550b99ce5b8810a0ea75",
+            ),
+            (
+                HashAlgorithm::Sha256,
+                "6698caf728ab1bf3ab9d1da032fc15608b78ac3368b398f0fb3f68969134a605",
+            ),
+            (
+                HashAlgorithm::Sha384,
+                "184727a9620c6120aaaf82d8ea2ca495fb6bd5fe82b0079e3df23cabb3af2210\
+                 a90d400cae535868558e36ba505723cc",
+            ),
+            (
+                HashAlgorithm::Sha512,
+                "5a334ce50bbdb1902ed246e879a4dcff7996b34177e508b0980eb5948c9eb482\
+                 e94567be2fa0d56fbc40320252e669245968f0cfd51aac7eb6e5994427c51926",
+            ),
+        ] {
+            assert_eq!(
+                fingerprint(&event, &exclude, algorithm),
+                known,
+                "{algorithm:?}"
+            );
+            let joined = "e\u{1f}se\u{1f}se_ac\u{1f}buy\u{1f}";
+            assert_eq!(joined.len(), 15);
+            assert_eq!(
+                hash_hex(joined.as_bytes(), algorithm),
+                known,
+                "{algorithm:?}"
+            );
+        }
+        // Order does not matter; excluded parameters do not either (a retry's stm and eid).
+        let permuted = params(&[
+            ("se_pr", "property"),
+            ("e", "se"),
+            ("se_ca", "category"),
+            ("se_ac", "action"),
+        ]);
         assert_eq!(
-            fingerprint(&params, &exclude, HashAlgorithm::Sha1).len(),
-            40
+            fingerprint(&permuted, &exclude, HashAlgorithm::Md5),
+            "d9da320fae80dbf250856b9c17bbd37f"
         );
+        let retried = params(&[
+            ("stm", "9999999999999"),
+            ("eid", "123e4567-e89b-12d3-a456-426655440000"),
+            ("e", "se"),
+            ("se_ac", "buy"),
+        ]);
         assert_eq!(
-            fingerprint(&params, &exclude, HashAlgorithm::Sha256).len(),
-            64
+            fingerprint(&retried, &exclude, HashAlgorithm::Md5),
+            "6829c2021516783f1ef03a9e9736ac77"
         );
+        // The defaults exclude eid, nuid, stm and cv, as Snowplow's do.
+        let mut with_defaults = retried.clone();
+        with_defaults.insert("nuid".into(), "n".into());
+        with_defaults.insert("cv".into(), "ssc-2.9.0".into());
         assert_eq!(
-            fingerprint(&params, &exclude, HashAlgorithm::Sha512).len(),
-            128
+            fingerprint(
+                &with_defaults,
+                &FingerprintConfig::default().exclude,
+                HashAlgorithm::Md5
+            ),
+            "6829c2021516783f1ef03a9e9736ac77"
         );
-        params.insert("eid".into(), "y".into());
-        assert_eq!(
-            fingerprint(&params, &exclude, HashAlgorithm::Md5),
-            expected,
-            "eid is excluded"
-        );
-        params.insert("aid".into(), "z".into());
-        assert_ne!(fingerprint(&params, &exclude, HashAlgorithm::Md5), expected);
     }
 
     #[test]
@@ -1138,36 +1186,6 @@ mod tests {
             for s in [format!("{c}"), format!("a{c}b"), format!("\u{a3}{c}\u{85}")] {
                 assert_eq!(tsv_safe(&s), (rule(&s)).map(Text::from), "{:?}", s);
             }
-        }
-    }
-
-    #[test]
-    fn fingerprints_hash_the_joined_parameters_in_lower_case_hex_with_every_algorithm() {
-        let mut params = RawEvent::new();
-        params.insert("e".into(), "pv".into());
-        params.insert("url".into(), "https://a.example/\u{e9}".into());
-        params.insert("eid".into(), "x".into());
-        let exclude = FingerprintConfig::default().exclude;
-        let joined = "e\u{1f}pv\u{1f}url\u{1f}https://a.example/\u{e9}\u{1f}";
-        use sha2::Digest as _;
-        let hex_of = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        for (algorithm, want) in [
-            (HashAlgorithm::Md5, hex_of(&md5::Md5::digest(joined))),
-            (HashAlgorithm::Sha1, hex_of(&sha1::Sha1::digest(joined))),
-            (HashAlgorithm::Sha256, hex_of(&sha2::Sha256::digest(joined))),
-            (HashAlgorithm::Sha384, hex_of(&sha2::Sha384::digest(joined))),
-            (HashAlgorithm::Sha512, hex_of(&sha2::Sha512::digest(joined))),
-        ] {
-            assert_eq!(
-                fingerprint(&params, &exclude, algorithm),
-                want,
-                "{algorithm:?}"
-            );
-            assert_eq!(
-                hash_hex(joined.as_bytes(), algorithm),
-                want,
-                "{algorithm:?}"
-            );
         }
     }
 
