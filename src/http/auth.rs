@@ -20,10 +20,10 @@
 //!
 //! # Client IP
 //!
-//! The TCP peer, unless it is in `enrich.trusted_proxies`: then the `X-Forwarded-For` hops are
-//! read from the right, skipping trusted proxies, and the first untrusted one is the client
-//! (a client can prepend anything, but not what the trusted proxy appended); without that
-//! header, the first `for=` of `Forwarded`. A header that does not parse leaves the peer.
+//! Per-IP limits count against the nearest hop that is not a trusted proxy, read from
+//! `X-Forwarded-For` (else `Forwarded`) only when the TCP peer is in `enrich.trusted_proxies`,
+//! so a client cannot choose its bucket by forging a header. The rule, and how it differs from
+//! the address enrichment records, is in [`crate::wire::ip`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -283,50 +283,24 @@ impl Access {
     }
 }
 
-/// The client's IP address (see the module docs).
+/// The client's IP address for rate limiting (see the module docs).
 pub fn client_ip(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer.map(|p| p.ip().to_canonical())?;
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let xff: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .collect();
-    if !xff.is_empty() {
-        let hops: Option<Vec<IpAddr>> = xff.iter().map(|h| parse_hop(h)).collect();
-        let Some(hops) = hops else {
-            return Some(peer);
-        };
-        return Some(
-            hops.iter()
-                .rev()
-                .find(|ip| !is_trusted(ip))
-                .or(hops.first())
-                .copied()
-                .unwrap_or(peer),
-        );
-    }
-    let forwarded = headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(ip::forwarded)
-        .and_then(|hop| parse_hop(&hop));
-    Some(forwarded.unwrap_or(peer))
-}
-
-/// One forwarding hop (`1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`), as enrichment reads it.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    ip::peer_ip(hop).map(|ip| ip.to_canonical())
+    let values = |name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    Some(ip::limiting_client_ip(
+        peer?.ip(),
+        values(header::HeaderName::from_static("x-forwarded-for")),
+        values(header::FORWARDED),
+        trusted,
+    ))
 }
 
 /// The write key of an `Authorization: Basic` header (the username), if there is one.

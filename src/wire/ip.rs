@@ -1,5 +1,24 @@
 //! Client addresses as requests carry them: CIDRs, the TCP peer, `X-Forwarded-For` and
 //! `Forwarded` hops, and Snowplow's `ip` parameter.
+//!
+//! # Which address is the client's
+//!
+//! Forwarding headers count only when the TCP peer is one of `enrich.trusted_proxies`; from any
+//! other peer they are ignored and the peer is the client. From a trusted proxy, the hops are
+//! every `X-Forwarded-For` header's comma-separated entries in order (several headers are one
+//! list), or, without that header, the `for=` of every `Forwarded` element (RFC 7239). Every
+//! hop must be an address (`1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`; IPv4-mapped IPv6 reads
+//! as IPv4): a list holding anything else (`unknown`, an obfuscated `_id`, a name, junk) is not
+//! trusted at all, and the peer is the client. Which hop is taken depends on the purpose:
+//!
+//! - **Recorded** (`user_ipaddress`, [`recorded_client_ip`]): the first hop, the originating
+//!   client as the proxy chain reports it, which is what Snowplow's pipeline stores. A client
+//!   can put any address first when its proxy appends to a header the client sent, so this is
+//!   data, never a basis for a decision.
+//! - **Decided on** (per-IP rate limits, [`limiting_client_ip`]): walking from the right, the
+//!   first hop that is not a trusted proxy (the leftmost when every hop is trusted). A client
+//!   can prepend anything, but it cannot remove what the trusted proxies appended, so it
+//!   cannot choose its bucket.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -40,25 +59,115 @@ fn strip_host(s: &str) -> &str {
     }
 }
 
-/// The first hop of the first `X-Forwarded-For` header.
-pub fn forwarded_for(xff: &str) -> Option<String> {
-    let first = xff.split(',').next()?.trim();
-    let host = strip_host(first);
-    (!host.is_empty()).then(|| host.to_owned())
+/// The `for=` of every element of `Forwarded` header values, in order (RFC 7239), unparsed.
+fn forwarded_fors<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    values
+        .flat_map(|v| v.split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v)
+                })
+                .unwrap_or("")
+        })
+        .collect()
 }
 
-/// The `for=` of the first element of a `Forwarded` header (RFC 7239).
-pub fn forwarded(header: &str) -> Option<String> {
-    let first = header.split(',').next()?;
-    first.split(';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("for") {
-            return None;
-        }
-        let host = strip_host(v);
-        (!host.is_empty() && !host.eq_ignore_ascii_case("unknown") && !host.starts_with('_'))
-            .then(|| host.to_owned())
-    })
+/// One forwarding hop as an address, or `None` (see the module docs).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    peer_ip(strip_host(hop)).map(|ip| ip.to_canonical())
+}
+
+/// The hops a trusted proxy reported, from `X-Forwarded-For` values, else `Forwarded` values;
+/// `None` when there are none or one is not an address.
+fn hops<'a>(
+    xff: impl Iterator<Item = &'a str>,
+    forwarded: impl Iterator<Item = &'a str>,
+) -> Option<Vec<IpAddr>> {
+    let xff: Vec<&str> = xff
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let raw = if xff.is_empty() {
+        forwarded_fors(forwarded)
+    } else {
+        xff
+    };
+    if raw.is_empty() {
+        return None;
+    }
+    raw.iter().map(|h| parse_hop(h)).collect()
+}
+
+/// Which hop a purpose takes (module docs).
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    First,
+    NearestUntrusted,
+}
+
+fn choose<'a>(
+    peer: IpAddr,
+    xff: impl Iterator<Item = &'a str>,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[IpNet],
+    rule: Rule,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(hops) = hops(xff, forwarded) else {
+        return peer;
+    };
+    let chosen = match rule {
+        Rule::First => hops.first(),
+        Rule::NearestUntrusted => hops
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(hops.first()),
+    };
+    chosen.copied().unwrap_or(peer)
+}
+
+/// The address enrichment records as `user_ipaddress` (the first hop; module docs). With
+/// `SP-Anonymous` the address is not recorded.
+pub fn recorded_client_ip(envelope: &Envelope, trusted: &[IpNet]) -> Option<String> {
+    if envelope.header("sp-anonymous").is_some() {
+        return None;
+    }
+    let peer = envelope.peer.as_deref().and_then(peer_ip)?;
+    let values = |name: &'static str| {
+        envelope
+            .headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let ip = choose(
+        peer,
+        values("x-forwarded-for"),
+        values("forwarded"),
+        trusted,
+        Rule::First,
+    );
+    Some(ip.to_string())
+}
+
+/// The address per-IP rate limits count against (the nearest untrusted hop; module docs), from
+/// the peer and the request's `X-Forwarded-For` and `Forwarded` header values.
+pub fn limiting_client_ip<'a>(
+    peer: IpAddr,
+    xff: impl Iterator<Item = &'a str>,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
+    choose(peer, xff, forwarded, trusted, Rule::NearestUntrusted)
 }
 
 /// The `ip` parameter's address: the first token before `,`, `|` or a space.
@@ -68,30 +177,6 @@ pub fn ip_param(value: &str) -> Option<String> {
         .map(str::trim)
         .find(|t| !t.is_empty())?;
     Some(token.to_owned())
-}
-
-/// The client's address as enrichment records it (`user_ipaddress`): when the TCP peer is one of
-/// the `trusted` proxies, the first hop of `X-Forwarded-For` (else the `for=` of `Forwarded`);
-/// otherwise the peer.
-/// With `SP-Anonymous` the address is not recorded.
-pub fn client_ip(envelope: &Envelope, trusted: &[IpNet]) -> Option<String> {
-    if envelope.header("sp-anonymous").is_some() {
-        return None;
-    }
-    let peer: Option<IpAddr> = envelope.peer.as_deref().and_then(peer_ip);
-    let peer = peer.map(|p| match p {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(p, IpAddr::V4),
-        v4 => v4,
-    });
-    if peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p))) {
-        if let Some(hop) = envelope.header("x-forwarded-for").and_then(forwarded_for) {
-            return Some(hop);
-        }
-        if let Some(hop) = envelope.header("forwarded").and_then(forwarded) {
-            return Some(hop);
-        }
-    }
-    peer.map(|p| p.to_string())
 }
 
 #[cfg(test)]
@@ -124,25 +209,143 @@ mod tests {
         assert_eq!(peer_ip("nonsense"), None);
     }
 
+    fn envelope(peer: &str, headers: &[(&str, &str)]) -> Envelope {
+        Envelope {
+            received_at_ms: 0,
+            route: "/i".into(),
+            method: "GET".into(),
+            path: "/i".into(),
+            query: None,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            body: Vec::new(),
+            peer: Some(peer.into()),
+            nuid: None,
+        }
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| parse_cidr(s).unwrap()).collect()
+    }
+
+    /// (recorded, limiting) for a request from `peer` with `headers`, behind `trusted`.
+    fn both(peer: &str, headers: &[(&str, &str)], trusted: &[&str]) -> (String, String) {
+        let env = envelope(peer, headers);
+        let trusted = nets(trusted);
+        let values = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        };
+        let limiting = limiting_client_ip(
+            peer_ip(peer).unwrap(),
+            values("x-forwarded-for"),
+            values("forwarded"),
+            &trusted,
+        );
+        (
+            recorded_client_ip(&env, &trusted).unwrap(),
+            limiting.to_string(),
+        )
+    }
+
+    fn pair(a: &str, b: &str) -> (String, String) {
+        (a.to_owned(), b.to_owned())
+    }
+
     #[test]
-    fn forwarded_headers_give_their_first_client() {
+    fn forged_headers_from_an_untrusted_peer_are_ignored() {
+        for headers in [
+            &[("x-forwarded-for", "6.6.6.6")][..],
+            &[("forwarded", "for=6.6.6.6")],
+            &[("X-Forwarded-For", "6.6.6.6, 10.0.0.1")],
+        ] {
+            assert_eq!(
+                both("198.51.100.7:4000", headers, &["10.0.0.0/8"]),
+                pair("198.51.100.7", "198.51.100.7"),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_record_takes_the_first_hop_and_limits_the_nearest_untrusted() {
+        let trusted = ["10.0.0.0/8"];
+        let lb = "10.1.2.3:5000";
+        // The client sent `X-Forwarded-For: 6.6.6.6`; the proxy appended the real address.
+        let forged = [("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+        assert_eq!(both(lb, &forged, &trusted), pair("6.6.6.6", "203.0.113.9"));
+        // The same chain split over two headers is one list.
+        let split = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("X-Forwarded-For", "203.0.113.9, 10.8.8.8"),
+        ];
+        assert_eq!(both(lb, &split, &trusted), pair("6.6.6.6", "203.0.113.9"));
+        // Every hop trusted: both take the leftmost.
+        let inner = [("x-forwarded-for", "10.9.9.9, 10.8.8.8")];
+        assert_eq!(both(lb, &inner, &trusted), pair("10.9.9.9", "10.9.9.9"));
+        // Forwarded, read the same way, and only without X-Forwarded-For.
+        let fwd = [(
+            "forwarded",
+            r#"for="[2001:db8::7]:4711";proto=https, For=198.51.100.17"#,
+        )];
         assert_eq!(
-            forwarded_for("203.0.113.9, 10.0.0.1").as_deref(),
-            Some("203.0.113.9")
+            both(lb, &fwd, &trusted),
+            pair("2001:db8::7", "198.51.100.17")
         );
+        let with_both = [
+            ("forwarded", "for=192.0.2.1"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
         assert_eq!(
-            forwarded_for("[2001:db8::5]:1234").as_deref(),
-            Some("2001:db8::5")
+            both(lb, &with_both, &trusted),
+            pair("203.0.113.9", "203.0.113.9")
         );
+        // Ports, brackets and IPv4-mapped addresses give the bare address.
+        let ports = [(
+            "x-forwarded-for",
+            "[::ffff:203.0.113.9]:1234, 198.51.100.1:80",
+        )];
         assert_eq!(
-            forwarded(r#"for="[2001:db8::7]:4711";proto=https, for=10.0.0.1"#).as_deref(),
-            Some("2001:db8::7")
+            both(lb, &ports, &trusted),
+            pair("203.0.113.9", "198.51.100.1")
         );
-        assert_eq!(
-            forwarded("proto=https;For=198.51.100.17").as_deref(),
-            Some("198.51.100.17")
+    }
+
+    #[test]
+    fn a_hop_that_is_not_an_address_leaves_the_peer() {
+        let trusted = ["10.0.0.0/8"];
+        for chain in [
+            "unknown",
+            "<script>, 203.0.113.9",
+            "203.0.113.9, proxy.internal",
+            "203.0.113.9,, 1.2.3.4.5",
+        ] {
+            assert_eq!(
+                both("10.1.2.3:5000", &[("x-forwarded-for", chain)], &trusted),
+                pair("10.1.2.3", "10.1.2.3"),
+                "{chain}"
+            );
+        }
+        for fwd in ["for=unknown", "for=_hidden, for=203.0.113.9", "proto=https"] {
+            assert_eq!(
+                both("10.1.2.3:5000", &[("forwarded", fwd)], &trusted),
+                pair("10.1.2.3", "10.1.2.3"),
+                "{fwd}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_anonymous_request_records_no_address() {
+        let env = envelope(
+            "198.51.100.7:1",
+            &[("SP-Anonymous", "*"), ("x-forwarded-for", "1.2.3.4")],
         );
-        assert_eq!(forwarded("for=unknown"), None);
+        assert_eq!(recorded_client_ip(&env, &[]), None);
     }
 
     #[test]

@@ -487,7 +487,7 @@ pub(crate) struct RequestContext<'a> {
     pub referer: Option<&'a str>,
     /// Its `User-Agent` header.
     pub user_agent: Option<&'a str>,
-    /// The client's address (see [`wire::ip::client_ip`]).
+    /// The client's address (see [`wire::ip::recorded_client_ip`]).
     pub client_ip: Option<String>,
 }
 
@@ -498,7 +498,7 @@ impl<'a> RequestContext<'a> {
             envelope,
             referer: envelope.header("referer"),
             user_agent: envelope.header("user-agent"),
-            client_ip: wire::ip::client_ip(envelope, trusted),
+            client_ip: wire::ip::recorded_client_ip(envelope, trusted),
         }
     }
 }
