@@ -1,7 +1,9 @@
 //! What is logged for each accepted request: the raw request, versioned.
 //!
-//! The collector does not parse payloads on the hot path (see DESIGN.md, "The raw request is what
-//! is logged"). Each accepted request becomes one [`Envelope`], encoded as one WAL record:
+//! The collector does not parse payloads on the hot path: it logs the request as received, so
+//! answering costs no decoding, and what the publisher makes of a request (decoding, enrichment)
+//! can be fixed and replayed from the log. Each accepted request becomes one [`Envelope`],
+//! encoded as one WAL record:
 //!
 //! ```text
 //! [ENVELOPE_VERSION: u8] ++ MessagePack map (rmp-serde, named fields)

@@ -1,6 +1,7 @@
-//! Collector behaviour against a real listener (protocol reference §1): CORS, the network-user-id
-//! cookie and its precedence, `SP-Anonymous`, the do-not-track cookie, redirects, path aliases,
-//! `/robots.txt`, `/crossdomain.xml`, `/static/`, and what ends up stored.
+//! Collector behaviour against a real listener, as Snowplow's stream collector 3.x has it: CORS,
+//! the network-user-id cookie and its precedence, `SP-Anonymous`, the do-not-track cookie,
+//! redirects, path aliases, `/robots.txt`, `/crossdomain.xml`, `/static/`, and what ends up
+//! stored.
 
 mod http_support;
 

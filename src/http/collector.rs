@@ -1,6 +1,7 @@
 //! Collector behaviour of the tracking routes: CORS, the network-user-id cookie, the
 //! do-not-track cookie, `/r/tp2` redirects, custom path aliases, `/robots.txt`,
-//! `/crossdomain.xml` and the payload size rule (protocol reference §1).
+//! `/crossdomain.xml` and the payload size rule, as Snowplow's stream collector 3.x has them
+//! (`Routes.scala`, `Service.scala` and `reference.conf` in snowplow/stream-collector).
 //!
 //! [`CollectorConfig`] is the documented `[collector]` section; [`Collector`] is its compiled
 //! form, built once at start-up so that a request only does lookups: header values are

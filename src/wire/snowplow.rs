@@ -1,7 +1,8 @@
 //! Snowplow tracker-protocol adapters: a stored request becomes per-event parameter maps.
 //!
 //! This is the first half of publishing a Snowplow request (the second is
-//! [`crate::publish::enrich`]). It follows Snowplow's enrich adapters (protocol reference §2–3):
+//! [`crate::publish::enrich`]). It follows Snowplow's enrich adapters
+//! (`adapters/registry/snowplow/{Tp1,Tp2,Redirect}Adapter.scala` in snowplow/enrich):
 //!
 //! - `GET /i`, `GET /ice.png` and `GET /com.snowplowanalytics.snowplow/tp1`: the query string is
 //!   one event.
@@ -367,7 +368,8 @@ fn decode_get<'a>(query: &'a str, route: &str) -> Decoded<'a> {
     }
 }
 
-/// `/r/tp2`: builds the `uri_redirect` event (or entity) from `u` (protocol reference §3.3).
+/// `/r/tp2`: builds the `uri_redirect` event (or entity) from `u`, as enrich's
+/// `RedirectAdapter.scala` does.
 fn decode_redirect(query: &str) -> Decoded<'_> {
     let mut params = match parse_query(query) {
         Ok(p) => p,

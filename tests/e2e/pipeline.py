@@ -6,8 +6,8 @@ what the collector acknowledged (seen on the wire), and the expected row of ever
 - `AckLog` hooks a `requests.Session`: for every request that got a 2xx it records each event in
   it (POST tp2 `data` items, or the GET `/i` query) by event id, with the acknowledgement time and
   the `sp` cookie the collector answered with.
-- `expected_row(params)` is what the Snowplow protocol reference (§2–§4) says one event's row
-  holds; `check_row(row, ...)` compares a ClickHouse row with it and lists the differences.
+- `expected_row(params)` is what Snowplow's tracker protocol and enrich (`EnrichmentManager`,
+  `EventEnrichments`) say one event's row holds; `check_row(row, ...)` compares a ClickHouse row with it and lists the differences.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ EVENT_TYPES = {
     "tr": "transaction",
     "ti": "transaction_item",
 }
-# event_vendor/name/format/version of the non-self-describing types (reference §4.2).
+# event_vendor/name/format/version of the non-self-describing types (enrich's `EnrichmentManager`).
 EVENT_SCHEMAS = {
     "page_view": ("com.snowplowanalytics.snowplow", "page_view"),
     "page_ping": ("com.snowplowanalytics.snowplow", "page_ping"),
@@ -315,7 +315,7 @@ def expected_row(ack: Ack) -> dict:
         parts = _url_parts(p["refr"])
         exp["refr_urlhost"] = parts["host"]
         exp["refr_urlpath"] = parts["path"]
-    # network_userid: tnuid beats nuid beats the collector's cookie (reference §2).
+    # network_userid: tnuid beats nuid beats the collector's cookie (enrich's `CollectorPayload` → `nuid`).
     nuid = p.get("tnuid") or p.get("nuid") or ack.sp_cookie
     if nuid:
         exp["network_userid"] = nuid
@@ -354,7 +354,7 @@ def check_row(row: dict, ack: Ack, precision_ms: int) -> list[str]:
     hi = int(ack.acked_at * 1000) + 1000
     if ct is None or not lo <= int(ct) <= hi:
         problems.append(f"collector_tstamp {ct!r} not within [{lo}, {hi}]")
-    # derived_tstamp (reference §4.2): true_tstamp, else collector − (sent − created), else collector.
+    # derived_tstamp (enrich's `EventEnrichments.getDerivedTimestamp`): true_tstamp, else collector − (sent − created), else collector.
     if "derived_tstamp" in row and ct is not None:
         p = ack.params
         if "ttm" in p:
