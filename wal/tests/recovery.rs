@@ -142,17 +142,19 @@ fn a_damaged_record_in_the_middle_of_the_newest_segment_is_corruption_not_a_torn
     assert_eq!(read_all(&wal, Lsn(1)).len(), 10);
 }
 
+/// The segment file open for writing, and its header bytes.
+fn open_with_header(seg: &Path) -> (std::fs::File, [u8; SEGMENT_HEADER_LEN as usize]) {
+    let f = OpenOptions::new().read(true).write(true).open(seg).unwrap();
+    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+    f.read_exact_at(&mut head, 0).unwrap();
+    (f, head)
+}
+
 /// Rewrites records `from..=to` (0-based, `len` bytes each) of the first segment as one commit
 /// group, as the writer lays out records it syncs together; returns the segment's path.
 fn rewrite_as_one_group(dir: &Path, from: u64, to: u64, len: usize) -> std::path::PathBuf {
     let seg = segment_files(dir)[0].clone();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
-    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
-    f.read_exact_at(&mut head, 0).unwrap();
+    let (f, head) = open_with_header(&seg);
     let salt = SegmentHeader::decode(&head).unwrap().salt;
     let mut group = Vec::new();
     for k in from..=to {
@@ -200,13 +202,7 @@ fn in_a_version_1_segment_any_valid_record_after_a_bad_one_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 10, 500);
     let seg = segment_files(dir.path())[0].clone();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
-    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
-    f.read_exact_at(&mut head, 0).unwrap();
+    let (f, mut head) = open_with_header(&seg);
     let salt = SegmentHeader::decode(&head).unwrap().salt;
     head[8..12].copy_from_slice(&1u32.to_le_bytes());
     let crc = crc32c::crc32c(&head[0..48]);

@@ -675,18 +675,24 @@ mod tests {
         assert!(fs.read(Path::new("/a")).map_or(true, |d| d.len() <= 1));
     }
 
+    /// `/cp` durably holds `old`; `new` was written to `/cp.tmp`, synced and renamed over it.
+    fn synced_file_renamed_over_old() -> PowerLossFs {
+        let fs = PowerLossFs::new();
+        fs.put_durable(Path::new("/cp"), b"old").unwrap();
+        let f = fs
+            .open(Path::new("/cp.tmp"), OpenMode::CreateTruncate)
+            .unwrap();
+        f.write_all_at(b"new", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.rename(Path::new("/cp.tmp"), Path::new("/cp")).unwrap();
+        fs
+    }
+
     #[test]
     fn a_rename_is_durable_only_once_its_directory_is_synced() {
         let mut old = 0;
         for seed in 0..32 {
-            let fs = PowerLossFs::new();
-            fs.put_durable(Path::new("/cp"), b"old").unwrap();
-            let f = fs
-                .open(Path::new("/cp.tmp"), OpenMode::CreateTruncate)
-                .unwrap();
-            f.write_all_at(b"new", 0).unwrap();
-            f.sync_data().unwrap();
-            fs.rename(Path::new("/cp.tmp"), Path::new("/cp")).unwrap();
+            let fs = synced_file_renamed_over_old();
             fs.crash(seed);
             fs.power_on();
             match fs.read(Path::new("/cp")).unwrap().as_slice() {
@@ -696,14 +702,7 @@ mod tests {
             }
         }
         assert!(old > 0);
-        let fs = PowerLossFs::new();
-        fs.put_durable(Path::new("/cp"), b"old").unwrap();
-        let f = fs
-            .open(Path::new("/cp.tmp"), OpenMode::CreateTruncate)
-            .unwrap();
-        f.write_all_at(b"new", 0).unwrap();
-        f.sync_data().unwrap();
-        fs.rename(Path::new("/cp.tmp"), Path::new("/cp")).unwrap();
+        let fs = synced_file_renamed_over_old();
         fs.sync_dir(Path::new("/")).unwrap();
         fs.crash(1);
         fs.power_on();
