@@ -9,8 +9,10 @@
 # processor), collect (/collect bodies and stream names + processor). cargo-fuzz needs nightly
 # compiler flags; a stable toolchain is told to accept them with RUSTC_BOOTSTRAP=1. cargo-fuzz
 # itself is installed from crates.io when missing. A crash leaves its input in
-# fuzz/artifacts/<target>/ and makes this script exit non-zero. The corpus grows in
-# fuzz/corpus/<target>/ (ignored by git).
+# fuzz/artifacts/<target>/ and makes this script exit non-zero. Each run starts from the
+# committed seeds in fuzz/seeds/<target>/ (real tracker and SDK payloads, one valid request of
+# each kind, a few near misses) plus whatever fuzz/corpus/<target>/ holds; new inputs are
+# written to the corpus (ignored by git). The build uses the committed fuzz/Cargo.lock.
 set -euo pipefail
 
 seconds="${1:-${FUZZ_SECONDS:-20}}"
@@ -40,7 +42,7 @@ failed=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     echo "==> fuzzing $t for ${seconds}s"
-    if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=0 2>"corpus/.$t.log"; then
+    if ! cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=0 2>"corpus/.$t.log"; then
         echo "FAIL: $t crashed; input in fuzz/artifacts/$t/; log:" >&2
         tail -n 40 "corpus/.$t.log" >&2
         failed=$((failed + 1))

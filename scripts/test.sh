@@ -52,12 +52,17 @@ fi
 note "$(cargo --version), $("$VENV_DIR/bin/python" --version), node $(node --version), $(clickhouse-server --version 2>/dev/null | head -n1), $(chromium --version 2>/dev/null | head -n1)"
 section_done
 
-section "cargo fmt --all -- --check"
+section "cargo fmt --all -- --check (the workspace and fuzz/)"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 section_done
 
 section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
+section_done
+
+section "cargo clippy on the fuzz targets (fuzz/ is its own workspace; its lock file is committed)"
+cargo clippy --quiet --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 section_done
 
 section "cargo doc --workspace --no-deps (warnings are errors)"

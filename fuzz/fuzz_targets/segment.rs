@@ -13,7 +13,6 @@ use sluice::publish::process::Processor;
 use sluice::wire::route::{Route, SEGMENT_ROUTES};
 use sluice::wire::time::parse_iso8601;
 
-
 fn processor() -> &'static Processor {
     static P: OnceLock<Processor> = OnceLock::new();
     P.get_or_init(|| {
@@ -21,7 +20,12 @@ fn processor() -> &'static Processor {
         // Small enough that the fuzzer reaches the size checks and the gzip cap.
         config.segment.max_event_bytes = sluice::config::ByteSize(2 << 10);
         config.server.max_decompressed_bytes = sluice::config::ByteSize(64 << 10);
-        Processor::new(&config.enrich, config.process_limits(), sluice::instance::InstanceId::from_u64(0)).expect("valid config")
+        Processor::new(
+            &config.enrich,
+            config.process_limits(),
+            sluice::instance::InstanceId::from_u64(0),
+        )
+        .expect("valid config")
     })
 }
 
