@@ -7,7 +7,7 @@ mod http_support;
 
 use std::sync::Arc;
 
-use http_support::{stored, test_config, IO_BOUND};
+use http_support::{assert_unready_but_healthy, metrics_text, stored, test_config, IO_BOUND};
 use reqwest::StatusCode;
 use sluice::server;
 use sluice_wal::fs::{FaultKind, FaultyFs};
@@ -59,19 +59,8 @@ async fn a_failed_fsync_is_never_acknowledged_and_the_log_refuses_until_restarte
         refused.push(format!("{{\"n\":{n}}}"));
     }
 
-    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.text().await.unwrap().contains("partition(s) 0"));
-    let health = http.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    let metrics = http
-        .get(format!("http://{}/metrics", srv.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_unready_but_healthy(&http, &base).await;
+    let metrics = metrics_text(&http, &srv).await;
     assert!(
         metrics.contains(r#"sluice_wal_poisoned{partition="0"} 1"#),
         "{metrics}"

@@ -3,7 +3,7 @@
 
 mod http_support;
 
-use http_support::{stored, test_config, IO_BOUND};
+use http_support::{assert_unready_but_healthy, metrics_text, stored, test_config, IO_BOUND};
 use reqwest::StatusCode;
 use sluice::config::ByteSize;
 use sluice::server;
@@ -66,20 +66,9 @@ async fn a_full_log_answers_503_with_retry_after_and_ready_flips_while_health_st
         "https://shop.example"
     );
 
-    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.text().await.unwrap().contains("partition(s) 0"));
-    let health = http.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_unready_but_healthy(&http, &base).await;
 
-    let metrics = http
-        .get(format!("http://{}/metrics", srv.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &srv).await;
     assert!(
         metrics.contains(r#"sluice_wal_full{partition="0"} 1"#),
         "{metrics}"

@@ -8,7 +8,7 @@ mod http_support;
 use std::io::Write as _;
 use std::time::Duration;
 
-use http_support::{fetch, start, stored, test_config, Answer, IO_BOUND};
+use http_support::{fetch, metrics_text, start, stored, test_config, Answer, IO_BOUND};
 use reqwest::{Client, Method, StatusCode};
 use sluice::config::{ByteSize, Config};
 use sluice::envelope::Envelope;
@@ -602,14 +602,7 @@ async fn a_rate_limited_client_gets_429_with_retry_after_and_succeeds_after_the_
         StatusCode::OK
     );
 
-    let metrics = http
-        .get(format!("http://{}/metrics", srv.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &srv).await;
     for source in ["segment", "snowplow", "pycolytics"] {
         let line = format!("sluice_http_rejections_total{{reason=\"rate\",source=\"{source}\"}}");
         assert!(metrics.contains(&line), "{line} missing");
@@ -793,14 +786,7 @@ async fn refused_requests_are_counted_by_reason_and_source() {
     post(&http, &base, "/v1.0/event", py_event(None).to_string()).await;
     post(&http, &base, "/collect", "nope").await;
     post(&http, &base, "/v1/track", "x".repeat(40 << 10)).await;
-    let metrics = http
-        .get(format!("http://{}/metrics", srv.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &srv).await;
     for (reason, source) in [
         ("auth", "pycolytics"),
         ("invalid", "collect"),

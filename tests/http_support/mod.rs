@@ -169,3 +169,24 @@ fn parse_response(buf: &[u8]) -> RawResponse {
         body: buf[head_end + 4..].to_vec(),
     }
 }
+
+/// The metrics port's `/metrics` text.
+pub async fn metrics_text(http: &reqwest::Client, srv: &RunningServer) -> String {
+    http.get(format!("http://{}/metrics", srv.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `/ready` fails naming partition 0 while `/health` still answers 200: the process is alive
+/// but its log takes nothing.
+pub async fn assert_unready_but_healthy(http: &reqwest::Client, base: &str) {
+    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap().contains("partition(s) 0"));
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
