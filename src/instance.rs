@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The file holding the id, inside the data directory.
@@ -109,20 +108,14 @@ pub fn load_or_create(data_dir: &Path) -> Result<InstanceId, InstanceError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("read", &path)(e)),
     }
-    // The data directory must not vanish at a power cut with the id (or the logs) inside.
-    sluice_wal::fs::create_dir_all_durable(&sluice_wal::fs::StdFs, data_dir)
-        .map_err(io("create", data_dir))?;
     let id = InstanceId::random();
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    {
-        let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        writeln!(file, "{id}").map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("sync", &tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", data_dir))?;
+    crate::durable::write_file(data_dir, FILE_NAME, format!("{id}\n").as_bytes(), 0o644).map_err(
+        |e| InstanceError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        },
+    )?;
     Ok(id)
 }
 

@@ -56,6 +56,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deadletter;
+pub mod durable;
 pub mod envelope;
 pub mod event;
 pub mod http;

@@ -2,7 +2,6 @@
 //! `DATA_DIR/admin.token` so that the CLI on the same machine can read it.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::AdminConfig;
@@ -58,7 +57,7 @@ impl AdminToken {
         let path = data_dir.join(TOKEN_FILE);
         let text = match read(&path)? {
             Some(text) => text,
-            None => create(data_dir, &path)?,
+            None => create(data_dir)?,
         };
         Ok(AdminToken::new(&text, path.display().to_string()))
     }
@@ -102,31 +101,19 @@ fn read(path: &Path) -> Result<Option<String>, TokenError> {
 
 /// Writes a new random token (two v4 UUIDs' worth of the OS's randomness, as hex) through a
 /// temporary file, so a crash never leaves a half-written token.
-fn create(data_dir: &Path, path: &Path) -> Result<String, TokenError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TokenError::Io { op, path, source }
-    };
-    fs::create_dir_all(data_dir).map_err(io("create the directory of", path))?;
+fn create(data_dir: &Path) -> Result<String, TokenError> {
     let token = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let tmp = data_dir.join(format!("{TOKEN_FILE}.tmp"));
-    {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(io("create", &tmp))?;
-        writeln!(file, "{token}").map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("sync", &tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    let path =
+        crate::durable::write_file(data_dir, TOKEN_FILE, format!("{token}\n").as_bytes(), 0o600)
+            .map_err(|e| TokenError::Io {
+                op: e.op,
+                path: e.path,
+                source: e.source,
+            })?;
     tracing::info!(path = %path.display(), "generated the admin token");
     Ok(token)
 }
